@@ -1,0 +1,77 @@
+"""Env families by name. A new family is one module plus one line in ``FAMILIES``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from functools import lru_cache
+
+from agentray.envs.base import Env, FamilyConfig
+from agentray.types import Message, TaskSpec
+
+FAMILIES: dict[str, str] = {
+    "db": "agentray.envs.db:DBEnv",
+    "os": "agentray.envs.os_env:OSEnv",
+}
+
+
+def family_names() -> list[str]:
+    return list(FAMILIES)
+
+
+def env_class(name: str) -> type[Env]:
+    if name not in FAMILIES:
+        raise KeyError(f"unknown env family {name!r}; known: {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_env(name: str, config: FamilyConfig | dict | None = None) -> Env:
+    cls = env_class(name)
+    if isinstance(config, dict):
+        config = cls.config_cls(**config)
+    return cls(config)
+
+
+def family_of(task_id: str) -> str:
+    """``"db_12"`` -> ``"db"`` (ids are ``<family>_<n>``)."""
+    return task_id.rsplit("_", 1)[0]
+
+
+class TaskIndex:
+    """Finds the task a conversation is about, from its problem text.
+
+    Lets a policy that only sees messages (the expert, the test endpoint) replay the
+    expert's plan for that task.
+    """
+
+    def __init__(self, configs: dict[str, FamilyConfig | dict | None]) -> None:
+        self._by_problem: dict[str, tuple[Env, TaskSpec]] = {}
+        for name, cfg in configs.items():
+            env = make_env(name, cfg)
+            for split in ("train", "test"):
+                for task in env.tasks(split):
+                    self.add(env, task)
+
+    def add(self, env: Env, task: TaskSpec) -> None:
+        messages = env.prompt(task)
+        self._by_problem[_key(env.problem_of(messages))] = (env, task)
+
+    def lookup(self, messages: list[Message]) -> tuple[Env, TaskSpec]:
+        for env, _ in {id(e): (e, None) for e, _ in self._by_problem.values()}.values():
+            try:
+                hit = self._by_problem.get(_key(env.problem_of(messages)))
+            except ValueError:
+                continue
+            if hit is not None:
+                return hit
+        raise KeyError("no known task matches this conversation")
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.strip().encode()).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def default_index(families: tuple[str, ...]) -> TaskIndex:
+    return TaskIndex({name: None for name in families})

@@ -1,0 +1,3 @@
+from agentray.model.tiny import TINY_MODEL, build_tiny_model, resolve_model
+
+__all__ = ["TINY_MODEL", "build_tiny_model", "resolve_model"]
