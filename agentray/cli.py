@@ -1,0 +1,120 @@
+"""The ``agentray`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from agentray.config import ConfigError, PipelineConfig, dump_config, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="AgentTuning on Ray: collect, process, train, serve, eval.",
+)
+
+ConfigArg = typer.Argument(..., exists=True, dir_okay=False, help="pipeline YAML config")
+RunDirOpt = typer.Option(None, "--run-dir", help="override run_dir of the config")
+
+
+def _load(config: Path | None, run_dir: str | None) -> PipelineConfig:
+    try:
+        return load_config(config, overrides={"run_dir": run_dir} if run_dir else None)
+    except ConfigError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _show(result: dict) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def quickstart(
+    run_dir: str = typer.Option("runs/quickstart", help="where every stage writes"),
+    families: str | None = typer.Option(None, help="comma-separated env families (default: all)"),
+) -> None:
+    """The whole loop offline: expert teacher -> mix -> train tiny model -> serve -> evaluate."""
+    from agentray.pipeline import quickstart_config, run_pipeline
+
+    try:
+        cfg = quickstart_config(run_dir, families.split(",") if families else None)
+    except ConfigError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    result = run_pipeline(cfg)
+    report = Path(cfg.run_dir).resolve() / "eval" / "report.md"
+    typer.echo(json.dumps(result["timings_s"]))
+    typer.secho(f"\nReport: {report}", fg=typer.colors.GREEN, bold=True)
+
+
+@app.command()
+def pipeline(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
+    """All stages from one config."""
+    from agentray.pipeline import run_pipeline
+
+    _show(run_pipeline(_load(config, run_dir)))
+
+
+@app.command()
+def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
+    """Env families x teacher policy -> trajectory parquet (resumable)."""
+    from agentray.pipeline import stage_collect
+
+    _show(stage_collect(_load(config, run_dir)))
+
+
+@app.command()
+def process(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
+    """Filter -> AgentInstruct records -> mix with general data -> tokenized shards."""
+    from agentray.pipeline import stage_process
+
+    _show(stage_process(_load(config, run_dir)))
+
+
+@app.command()
+def train(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
+    """Ray Train + DeepSpeed fine-tuning -> HF checkpoint."""
+    from agentray.pipeline import stage_train
+
+    _show(stage_train(_load(config, run_dir)))
+
+
+@app.command()
+def serve(
+    config: Path = ConfigArg,
+    run_dir: str | None = RunDirOpt,
+    block: bool = typer.Option(True, help="keep serving until Ctrl-C"),
+) -> None:
+    """Ray Serve, OpenAI-compatible /v1/chat/completions."""
+    from agentray.pipeline import stage_serve
+
+    _show(stage_serve(_load(config, run_dir), block=block))
+
+
+@app.command("eval")
+def evaluate(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
+    """Held-in test splits against a served model -> scores.json + report.md."""
+    from agentray.pipeline import stage_eval
+
+    _show(stage_eval(_load(config, run_dir)))
+
+
+@app.command("init-model")
+def init_model(out: Path = typer.Option(..., help="output folder (HF format)")) -> None:
+    """Build the offline default: a tiny Llama and a locally trained BPE tokenizer."""
+    from agentray.model.tiny import build_tiny_model
+
+    typer.echo(str(build_tiny_model(out)))
+
+
+@app.command("show-config")
+def show_config(config: Path | None = typer.Argument(None)) -> None:
+    """Print the fully-resolved config (defaults filled in)."""
+    typer.echo(dump_config(_load(config, None)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,105 @@
+"""The pipeline config: one YAML, one typed section per stage.
+
+Every stage command reads the same file type and runs its own section, so one file drives
+the whole loop, and a file with only ``run_dir`` and one section drives one stage. A bad
+field fails before any work starts, naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentray.data.config import ProcessConfig
+from agentray.evaluation.config import EvalConfig
+from agentray.model.tiny import TINY_MODEL
+from agentray.rollout.config import CollectConfig
+from agentray.serve.config import ServeConfig
+from agentray.train.config import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; the message names every bad field."""
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = Field("runs/quickstart", description="all stage outputs go under this folder")
+    model: str = Field(TINY_MODEL, description="HF name or path of the model to tune")
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    process: ProcessConfig = Field(default_factory=ProcessConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _propagate_model(self) -> PipelineConfig:
+        """Stages that did not name a model use the pipeline's."""
+        for section in (self.process, self.train):
+            if "model" not in section.model_fields_set:
+                section.model = self.model
+        return self
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> PipelineConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config {path}: expected a mapping of sections, got {type(data).__name__}"
+            )
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return validate_config(data, source=str(path or "defaults"))
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for err in error.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field; allowed here: {', '.join(_allowed_fields(err['loc']))}"
+        got = err.get("input")
+        got_text = "" if err["type"] == "extra_forbidden" else f" (got {got!r})"
+        lines.append(f"  {field}: {message}{got_text}")
+    return "\n".join(lines)
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,120 @@
+"""Stage runners over a PipelineConfig, and the whole loop (``quickstart``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from agentray.config import PipelineConfig, validate_config
+
+console = Console()
+
+STAGES = ("collect", "process", "train", "serve", "eval")
+
+
+def run_dir_of(cfg: PipelineConfig) -> Path:
+    path = Path(cfg.run_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stage_collect(cfg: PipelineConfig) -> dict[str, Any]:
+    from agentray.rollout.collect import run_collect
+
+    return run_collect(cfg.collect, run_dir_of(cfg))
+
+
+def stage_process(cfg: PipelineConfig) -> dict[str, Any]:
+    from agentray.data.pipeline import run_process
+
+    return run_process(cfg.process, run_dir_of(cfg))
+
+
+def stage_train(cfg: PipelineConfig) -> dict[str, Any]:
+    from agentray.train.trainer import run_train
+
+    return run_train(cfg.train, run_dir_of(cfg))
+
+
+def serve_config_for_run(cfg: PipelineConfig):
+    """The serve section, pointed at this run's trained model unless it names one."""
+    serve = cfg.serve.model_copy(deep=True)
+    trained = run_dir_of(cfg) / "train" / "model"
+    if "model" not in cfg.serve.model_fields_set and (trained / "config.json").exists():
+        serve.model = str(trained)
+    return serve
+
+
+def stage_serve(cfg: PipelineConfig, block: bool = True) -> dict[str, Any]:
+    from agentray.serve.app import run_serve
+
+    return run_serve(serve_config_for_run(cfg), run_dir_of(cfg), block=block)
+
+
+def stage_eval(cfg: PipelineConfig) -> dict[str, Any]:
+    from agentray.evaluation.run import run_eval
+
+    return run_eval(cfg.eval, run_dir_of(cfg))
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """collect -> process -> train -> serve the checkpoint -> evaluate it through the server."""
+    from agentray.serve.app import start_server, stop_server
+
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    for name, fn in (
+        ("collect", stage_collect),
+        ("process", stage_process),
+        ("train", stage_train),
+    ):
+        results[name] = _timed(name, fn, cfg, timings)
+    serve_cfg = serve_config_for_run(cfg)
+    start = time.perf_counter()
+    console.rule("[bold]serve")
+    base_url = start_server(serve_cfg)
+    timings["serve"] = time.perf_counter() - start
+    console.print(f"serving {serve_cfg.model} at {base_url}")
+    try:
+        cfg.eval.policy.base_url = base_url
+        cfg.eval.policy.model = serve_cfg.served_model_name
+        results["eval"] = _timed("eval", stage_eval, cfg, timings)
+    finally:
+        stop_server(serve_cfg)
+    results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    return results
+
+
+def _timed(name: str, fn, cfg: PipelineConfig, timings: dict[str, float]) -> Any:
+    console.rule(f"[bold]{name}")
+    start = time.perf_counter()
+    result = fn(cfg)
+    timings[name] = time.perf_counter() - start
+    console.print(f"{name} done in {timings[name]:.1f}s")
+    return result
+
+
+def quickstart_config(run_dir: str, families: list[str] | None = None) -> PipelineConfig:
+    """Small, offline defaults that run the whole loop in minutes on a laptop CPU."""
+    data: dict[str, Any] = {
+        "run_dir": run_dir,
+        "collect": {"max_tasks_per_family": 40},
+        "process": {"max_general_records": 400, "max_seq_len": 1024},
+        "train": {"num_workers": 2, "epochs": 1, "max_seq_len": 1024},
+        "eval": {
+            "max_tasks_per_family": 8,
+            "policy": {
+                "backend": "openai",
+                "model": "agentray",
+                "base_url": "http://127.0.0.1:8000/v1",
+                "params": {"max_new_tokens": 96, "temperature": 0.0},
+            },
+        },
+    }
+    if families:
+        data["collect"]["families"] = families
+        data["eval"]["families"] = families
+    return validate_config(data, source="quickstart defaults")

@@ -1,0 +1,58 @@
+"""Collect-stage config: which tasks, which policy, how much in flight."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agentray.envs.registry import family_names
+from agentray.policies.registry import PolicyConfig
+
+
+def _check_families(value: list[str]) -> list[str]:
+    known = family_names()
+    unknown = [f for f in value if f not in known]
+    if unknown:
+        raise ValueError(f"unknown env families {unknown}; allowed: {known}")
+    return value
+
+
+class RolloutConfig(BaseModel):
+    """How episodes run on Ray; shared by collect and eval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int = Field(64, gt=0, description="episodes running at once")
+    num_env_pools: int = Field(2, gt=0)
+    envs_per_pool: int = Field(64, gt=0, description="env instances hosted per EnvPool actor")
+    env_pool_cpus: float = Field(0.25, ge=0)
+    num_policy_actors: int = Field(1, gt=0)
+    policy_actor_cpus: float = Field(0.5, ge=0)
+    policy_actor_gpus: float = Field(0.0, ge=0)
+    max_batch_size: int = Field(32, gt=0, description="turns batched into one generate call")
+    batch_wait_s: float = Field(0.005, ge=0)
+    episode_timeout_s: float = Field(600.0, gt=0, description="wall time limit per episode")
+    flush_every: int = Field(32, gt=0, description="records per parquet shard")
+
+
+class CollectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    families: list[str] = Field(default_factory=family_names)
+    split: Literal["train", "test"] = "train"
+    max_tasks_per_family: int | None = Field(None, gt=0)
+    family_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-family settings, e.g. {db: {n_train: 100}}"
+    )
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    output: str | None = Field(None, description="default: <run_dir>/collect/trajectories")
+
+    _families = field_validator("families")(_check_families)
+
+    @field_validator("family_configs")
+    @classmethod
+    def _known_family_configs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _check_families(list(value))
+        return value

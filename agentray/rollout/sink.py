@@ -1,0 +1,74 @@
+"""Idempotent trajectory sink: one parquet shard per flush, atomically renamed into place.
+
+A finished episode is written once; a rerun over the same folder reads the ids already
+there and skips them, so a killed driver loses at most the unflushed buffer (redone on
+rerun) and never writes an id twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from agentray.records import TRAJECTORY_SCHEMA
+
+
+def finished_ids(out_dir: str | Path) -> set[str]:
+    out = Path(out_dir)
+    if not out.exists():
+        return set()
+    ids: set[str] = set()
+    for shard in sorted(out.glob("*.parquet")):
+        ids.update(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
+    return ids
+
+
+def read_trajectories(out_dir: str | Path) -> list[dict[str, Any]]:
+    shards = sorted(Path(out_dir).glob("*.parquet"))
+    rows: list[dict[str, Any]] = []
+    for shard in shards:
+        rows.extend(pq.read_table(shard).to_pylist())
+    return rows
+
+
+class ParquetSink:
+    def __init__(self, out_dir: str | Path, flush_every: int = 64) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.flush_every = flush_every
+        self.written = finished_ids(self.out_dir)
+        self._buffer: list[dict[str, Any]] = []
+
+    def add(self, record: dict[str, Any]) -> bool:
+        """Queue a finished episode; False if its id was already written (kept once)."""
+        if record["id"] in self.written:
+            return False
+        self.written.add(record["id"])
+        self._buffer.append(_normalise(record))
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_pylist(self._buffer, schema=TRAJECTORY_SCHEMA)
+        name = f"part-{uuid.uuid4().hex[:12]}.parquet"
+        tmp = self.out_dir / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.out_dir / name)
+        self._buffer = []
+
+
+def _normalise(record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for key in ("policy", "timings"):
+        if not isinstance(out.get(key), str):
+            out[key] = json.dumps(out.get(key) or {})
+    return out

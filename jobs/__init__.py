@@ -1,0 +1,1 @@
+"""`ray job submit --working-dir . -- python -m jobs.<stage> --config CONFIG` entrypoints."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs agentray into ./.venv (idempotent, cached by pip). Usage: bash scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${AGENTRAY_VENV:-.venv}"
+PY="$VENV/bin/python"
+
+# bubblewrap: the sandbox of the OS (bash) tasks.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[install] apt-get install bubblewrap"
+    apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "[install] WARNING: bubblewrap (bwrap) not found; OS tasks need it: apt-get install bubblewrap" >&2
+  fi
+fi
+
+[ -x "$PY" ] || python3 -m venv "$VENV"
+stamp="$VENV/.agentray-installed"
+want="$(sha256sum pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  # torch first: on the reference CPU machine torch==2.13.0 is the CPU wheel on local disk;
+  # GPU users install their own CUDA build before running this script (it is kept).
+  if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "[install] torch"
+    "$PY" -m pip install -q "torch==${AGENTRAY_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  echo "[install] agentray and its dependencies"
+  "$PY" -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -c "import agentray, ray, deepspeed, transformers" # fail loudly if the install did not take
+  # This environment may set PYTHONDONTWRITEBYTECODE=1: precompile once, or every Ray
+  # worker spends ~15 s compiling its imports.
+  echo "[install] precompiling bytecode"
+  "$PY" -m compileall -q -j 0 "$VENV/lib" >/dev/null 2>&1 || true
+  echo "$want" > "$stamp"
+fi
+echo "[install] ready: $VENV"
