@@ -110,6 +110,14 @@ def init_model(out: Path = typer.Option(..., help="output folder (HF format)")) 
     typer.echo(str(build_tiny_model(out)))
 
 
+@app.command("config-reference")
+def config_reference_cmd() -> None:
+    """Print every config field as markdown tables (the README's reference)."""
+    from agentray.config import config_reference
+
+    typer.echo(config_reference(), nl=False)
+
+
 @app.command("show-config")
 def show_config(config: Path | None = typer.Argument(None)) -> None:
     """Print the fully-resolved config (defaults filled in)."""

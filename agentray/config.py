@@ -103,3 +103,41 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def dump_config(cfg: PipelineConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_reference() -> str:
+    """Markdown tables of every config section (the README's config reference)."""
+    lines: list[str] = []
+    _reference_section(PipelineConfig, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _reference_section(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+    nested: list[tuple[str, type[BaseModel]]] = []
+    rows = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            nested.append((f"{prefix}{name}", field.annotation))
+            continue
+        default = field.get_default(call_default_factory=True)
+        rows.append(
+            f"| `{prefix}{name}` | `{_type_name(field.annotation)}` | `{default!r}` | "
+            f"{(field.description or '').replace('|', '/')} |"
+        )
+    if rows:
+        title = prefix.rstrip(".") or "top level"
+        lines += [
+            f"**{title}**",
+            "",
+            "| field | type | default | meaning |",
+            "| --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    for name, sub in nested:
+        _reference_section(sub, f"{name}.", lines)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return (text or str(annotation)).replace("typing.", "").replace("|", "/")

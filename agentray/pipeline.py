@@ -83,7 +83,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         cfg.eval.policy.model = serve_cfg.served_model_name
         results["eval"] = _timed("eval", stage_eval, cfg, timings)
     finally:
-        stop_server(serve_cfg)
+        stop_server(serve_cfg.app_name)
     results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     return results
 

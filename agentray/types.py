@@ -53,10 +53,10 @@ class StepResult(BaseModel):
 
 
 class GenerationParams(BaseModel):
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] = Field(default_factory=list)
+    max_new_tokens: int = Field(512, description="tokens generated per turn at most")
+    temperature: float = Field(0.0, description="0 = greedy")
+    top_p: float = Field(1.0, description="nucleus sampling mass")
+    stop: list[str] = Field(default_factory=list, description="stop strings")
 
 
 class Completion(BaseModel):

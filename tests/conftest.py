@@ -29,3 +29,24 @@ def ray_local():
     ensure_ray(num_cpus=4)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prompt_sensitive_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny model with larger random weights: at the default init its greedy output is
+    the same token for every prompt, which would make output comparisons vacuous."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dst = tmp_path_factory.mktemp("prompt-sensitive") / "model"
+    shutil.copytree(tiny_model_dir, dst)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.1)
+    model.save_pretrained(dst)
+    return str(dst)

@@ -42,3 +42,55 @@ def _skip_separators(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in " \t\r\n,":
         pos += 1
     return pos
+
+
+# Speaker names seen in ShareGPT dumps, mapped onto AgentInstruct's two.
+_SPEAKER_ALIASES = {
+    "human": "human",
+    "user": "human",
+    "gpt": "gpt",
+    "chatgpt": "gpt",
+    "bing": "gpt",
+}
+
+
+def classify_general(record: Any, index: int) -> dict[str, Any]:
+    """A ShareGPT record as a trainable general record, or the reason it is set aside.
+
+    Usual ShareGPT cleaning: speaker aliases folded onto human/gpt, leading assistant turns
+    and a trailing unanswered question dropped; what is still not an alternating
+    human/gpt conversation with text in every turn is rejected with its reason.
+    """
+    from agentray.data.agentinstruct import conversation_problem
+
+    record_id = (
+        f"sharegpt_{record.get('id', index)}" if isinstance(record, dict) else f"sharegpt_{index}"
+    )
+    turns = _normalised_turns(record)
+    reason = conversation_problem(turns) if isinstance(turns, list) else turns
+    if reason is None and any(not t["value"].strip() for t in turns):
+        reason = "malformed: empty turn"
+    return {
+        "id": record_id,
+        "source": "general",
+        "family": "general",
+        "conversations": "" if reason else json.dumps(turns),
+        "reject_reason": reason or "",
+    }
+
+
+def _normalised_turns(record: Any) -> list[dict[str, Any]] | str:
+    if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
+        return "malformed: no conversations list"
+    turns = []
+    for turn in record["conversations"]:
+        if not isinstance(turn, dict):
+            return "malformed: a turn is not an object"
+        speaker = _SPEAKER_ALIASES.get(str(turn.get("from", "")).lower(), turn.get("from"))
+        loss = None if speaker == "human" else True
+        turns.append({"from": speaker, "loss": loss, "value": turn.get("value")})
+    while turns and turns[0]["from"] == "gpt":
+        turns.pop(0)
+    if turns and turns[-1]["from"] == "human":
+        turns.pop()
+    return turns

@@ -6,6 +6,8 @@ the expert's next action: the k-th action of the plan after k agent turns.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agentray.envs.registry import TaskIndex, default_index, family_names
 from agentray.policies.base import Policy
 from agentray.types import Completion, GenerationParams, Message
@@ -26,9 +28,17 @@ def expert_reply(index: TaskIndex, messages: list[Message]) -> str:
 class ExpertPolicy(Policy):
     backend = "expert"
 
-    def __init__(self, families: list[str] | None = None, index: TaskIndex | None = None):
+    def __init__(
+        self,
+        families: list[str] | None = None,
+        family_configs: dict[str, dict[str, Any]] | None = None,
+        index: TaskIndex | None = None,
+    ):
         self.name = "expert"
-        self.index = index or default_index(tuple(families or family_names()))
+        names = families or family_names()
+        if index is None and family_configs:
+            index = TaskIndex({name: family_configs.get(name) for name in names})
+        self.index = index or default_index(tuple(names))
 
     async def generate(
         self, batch: list[list[Message]], params: GenerationParams

@@ -24,12 +24,12 @@ class RolloutConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_in_flight: int = Field(64, gt=0, description="episodes running at once")
-    num_env_pools: int = Field(2, gt=0)
+    num_env_pools: int = Field(2, gt=0, description="EnvPool actors (spread over nodes)")
     envs_per_pool: int = Field(64, gt=0, description="env instances hosted per EnvPool actor")
-    env_pool_cpus: float = Field(0.25, ge=0)
-    num_policy_actors: int = Field(1, gt=0)
-    policy_actor_cpus: float = Field(0.5, ge=0)
-    policy_actor_gpus: float = Field(0.0, ge=0)
+    env_pool_cpus: float = Field(0.25, ge=0, description="CPUs reserved per EnvPool actor")
+    num_policy_actors: int = Field(1, gt=0, description="PolicyActor replicas")
+    policy_actor_cpus: float = Field(0.5, ge=0, description="CPUs reserved per PolicyActor")
+    policy_actor_gpus: float = Field(0.0, ge=0, description="GPUs per PolicyActor (hf backend)")
     max_batch_size: int = Field(32, gt=0, description="turns batched into one generate call")
     batch_wait_s: float = Field(0.005, ge=0)
     episode_timeout_s: float = Field(600.0, gt=0, description="wall time limit per episode")
@@ -39,9 +39,11 @@ class RolloutConfig(BaseModel):
 class CollectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    families: list[str] = Field(default_factory=family_names)
-    split: Literal["train", "test"] = "train"
-    max_tasks_per_family: int | None = Field(None, gt=0)
+    families: list[str] = Field(default_factory=family_names, description="env families to run")
+    split: Literal["train", "test"] = Field("train", description="task split")
+    max_tasks_per_family: int | None = Field(
+        None, gt=0, description="first N tasks of each family (default: all)"
+    )
     family_configs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-family settings, e.g. {db: {n_train: 100}}"
     )

@@ -48,8 +48,11 @@ class RolloutEngine:
         family_configs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.cfg = rollout
-        self.policy_cfg = policy
         self.family_configs = family_configs or {}
+        if policy.backend == "expert" and policy.family_configs is None and self.family_configs:
+            # the expert must know the very tasks these envs generate
+            policy = policy.model_copy(update={"family_configs": self.family_configs})
+        self.policy_cfg = policy
         self.pools = make_env_pools(
             rollout.num_env_pools, rollout.envs_per_pool, self.family_configs, rollout.env_pool_cpus
         )

