@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import count
 from typing import Any, ClassVar
 
-from agentray.envs.base import Env, FamilyConfig
+from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # AgentBench DBBench's prompt (src/server/tasks/dbbench/__init__.py, v0.2), verbatim.
@@ -472,62 +471,6 @@ def answers_match(given: list[Any], expected: list[Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- task generation
-
-
-class Redraw(Exception):
-    """A generator drew a degenerate task (a tie, an empty answer): draw again."""
-
-
-def task_seed(family: str, seed: int, split: str, index: int, attempt: int) -> int:
-    digest = hashlib.sha256(f"{family}:{seed}:{split}:{index}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:6], "big")
-
-
-def generate_split_tasks(
-    family: str,
-    config: FamilyConfig,
-    make_payload: Callable[[random.Random], dict[str, Any]],
-    problem_text: Callable[[dict[str, Any]], str],
-) -> dict[str, list[TaskSpec]]:
-    """Train and test tasks with ids ``family_0..``; test ids continue after train ids.
-
-    Each task comes from its own split-specific seed, so a task does not change when another
-    split grows; a draw whose problem text repeats an earlier one (of either split) is
-    redrawn, which keeps problem texts unique, as the TaskIndex needs.
-    """
-    seen: set[str] = set()
-    out: dict[str, list[TaskSpec]] = {"train": [], "test": []}
-    for split, n, offset in (("train", config.n_train, 0), ("test", config.n_test, config.n_train)):
-        for index in range(n):
-            seed, payload = _unique_draw(
-                family, config.seed, split, index, make_payload, problem_text, seen
-            )
-            out[split].append(
-                TaskSpec(
-                    id=f"{family}_{offset + index}",
-                    family=family,
-                    split=split,
-                    seed=seed,
-                    payload=payload,
-                )
-            )
-    return out
-
-
-def _unique_draw(family, base_seed, split, index, make_payload, problem_text, seen):
-    for attempt in count():
-        if attempt >= 200:
-            raise RuntimeError(f"could not draw a unique {family} task for {split} #{index}")
-        seed = task_seed(family, base_seed, split, index, attempt)
-        try:
-            payload = make_payload(random.Random(seed))
-        except Redraw:
-            continue
-        key = problem_text(payload)
-        if key not in seen:
-            seen.add(key)
-            return seed, payload
-    raise AssertionError("unreachable")
 
 
 def _rows(rng: random.Random, domain: Domain, n: int) -> list[list[Any]]:

@@ -20,8 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentray.envs.base import Env, FamilyConfig
-from agentray.envs.db import Redraw, generate_split_tasks
+from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, require_bwrap
 from agentray.types import Message, Status, StepResult, TaskSpec
 
