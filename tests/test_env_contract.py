@@ -1,8 +1,10 @@
-"""Both families through the shared contract: registry, prompt layout, TaskIndex, ExpertPolicy."""
+"""Every registered family through the shared contract: registry, prompt layout, TaskIndex,
+ExpertPolicy, and the data pipeline's tokenizer."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from pydantic import ValidationError
@@ -10,19 +12,18 @@ from pydantic import ValidationError
 from agentray.envs.base import Env
 from agentray.envs.db import DBConfig, DBEnv
 from agentray.envs.os_env import OSConfig, OSEnv
-from agentray.envs.registry import TaskIndex, make_env
+from agentray.envs.registry import TaskIndex, family_names, make_env
 from agentray.envs.sandbox import bwrap_available
 from agentray.policies.expert import ExpertPolicy
 from agentray.records import to_conversations
 from agentray.types import GenerationParams, Message, StepResult
 
-CONFIGS = {
-    "db": {"n_train": 12, "n_test": 4, "seed": 1},
-    "os": {"n_train": 12, "n_test": 4, "seed": 1},
-}
+CONFIGS = {name: {"n_train": 12, "n_test": 4, "seed": 1} for name in family_names()}
 FAMILIES = [
-    "db",
-    pytest.param("os", marks=pytest.mark.skipif(not bwrap_available(), reason="no bubblewrap")),
+    pytest.param(name, marks=pytest.mark.skipif(not bwrap_available(), reason="no bubblewrap"))
+    if name == "os"
+    else name
+    for name in family_names()
 ]
 
 
@@ -37,7 +38,11 @@ def test_registry_builds_typed_envs_and_rejects_unknown_fields():
         make_env("db", {"not_a_field": 1})
 
 
-@pytest.mark.parametrize("family", ["db", "os"])
+def test_all_six_held_in_families_are_registered():
+    assert set(family_names()) == {"db", "os", "kg", "alfworld", "webshop", "mind2web"}
+
+
+@pytest.mark.parametrize("family", family_names())
 def test_prompt_layout_instruction_demo_problem(family):
     env = make_env(family, CONFIGS[family])
     task = env.tasks("train")[0]
@@ -66,7 +71,7 @@ def test_db_without_one_shot_is_agentbench_opening():
 
 def test_task_index_finds_every_task_from_its_conversation():
     index = TaskIndex(CONFIGS)
-    for family in ("db", "os"):
+    for family in family_names():
         env = make_env(family, CONFIGS[family])
         for task in env.tasks("train") + env.tasks("test"):
             found_env, found = index.lookup(env.prompt(task))
@@ -83,8 +88,43 @@ def test_expert_policy_solves_tasks_from_the_conversation_alone(family):
     env.close()
 
 
-def _play(env: Env, task, policy: ExpertPolicy, max_turns: int = 10) -> StepResult:
-    messages: list[Message] = env.reset(task)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_dir):
+    """A trajectory record of each family is kept by the filter and tokenized with masks on
+    exactly its agent turns (none on the demonstration)."""
+    from agentray.data.agentinstruct import classify_trajectory
+    from agentray.data.config import ProcessConfig
+    from agentray.data.tokenize import IGNORE_INDEX, encode_conversation, load_tokenizer
+
+    env = make_env(family, CONFIGS[family])
+    task = env.tasks("test")[0]
+    messages: list[Message] = []
+    result = _play(env, task, ExpertPolicy(index=TaskIndex({family: CONFIGS[family]})), messages)
+    env.close()
+    row = {
+        "id": task.id,
+        "task": family,
+        "status": result.status.value,
+        "reward": result.reward,
+        "conversations": to_conversations(messages),
+    }
+    kept = classify_trajectory(row, ProcessConfig())
+    assert kept["reject_reason"] == ""
+    conversations = json.loads(kept["conversations"])
+    assert conversations == to_conversations(messages)
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    encoded = encode_conversation(tokenizer, conversations, max_seq_len=100_000)
+    agent_turns = [t for t in conversations if t["from"] == "gpt" and t["loss"]]
+    labeled = tokenizer.decode([t for t in encoded["labels"] if t != IGNORE_INDEX])
+    assert labeled.count(tokenizer.eos_token) == len(agent_turns)
+
+
+def _play(
+    env: Env, task, policy: ExpertPolicy, messages: list[Message] | None = None, max_turns: int = 40
+) -> StepResult:
+    messages = messages if messages is not None else []
+    messages.extend(env.reset(task))
     for _ in range(max_turns):
         [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
         assert completion.error is None, completion.error

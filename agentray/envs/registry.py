@@ -12,6 +12,10 @@ from agentray.types import Message, TaskSpec
 FAMILIES: dict[str, str] = {
     "db": "agentray.envs.db:DBEnv",
     "os": "agentray.envs.os_env:OSEnv",
+    "kg": "agentray.envs.kg:KGEnv",
+    "alfworld": "agentray.envs.alfworld:AlfWorldEnv",
+    "webshop": "agentray.envs.webshop:WebShopEnv",
+    "mind2web": "agentray.envs.mind2web:Mind2WebEnv",
 }
 
 
