@@ -37,11 +37,14 @@ class PipelineConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
-    def _propagate_model(self) -> PipelineConfig:
-        """Stages that did not name a model use the pipeline's."""
+    def _propagate_shared(self) -> PipelineConfig:
+        """Stages that did not name a model use the pipeline's; eval plays the tasks in the
+        format collection used unless it sets its own family configs."""
         for section in (self.process, self.train):
             if "model" not in section.model_fields_set:
                 section.model = self.model
+        if "family_configs" not in self.eval.model_fields_set:
+            self.eval.family_configs = dict(self.collect.family_configs)
         return self
 
 

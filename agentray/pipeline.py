@@ -101,9 +101,13 @@ def quickstart_config(run_dir: str, families: list[str] | None = None) -> Pipeli
     """Small, offline defaults that run the whole loop in minutes on a laptop CPU."""
     data: dict[str, Any] = {
         "run_dir": run_dir,
-        "collect": {"max_tasks_per_family": 40},
-        "process": {"max_general_records": 400, "max_seq_len": 1024},
-        "train": {"num_workers": 2, "epochs": 1, "max_seq_len": 1024},
+        "collect": {
+            "max_tasks_per_family": 8,
+            # one demonstration instead of three keeps Mind2Web inside the tiny model's window
+            "family_configs": {"mind2web": {"n_shots": 1}},
+        },
+        "process": {"max_general_records": 400, "max_seq_len": 2048},
+        "train": {"num_workers": 2, "epochs": 1, "max_seq_len": 2048},
         "eval": {
             "max_tasks_per_family": 8,
             "policy": {

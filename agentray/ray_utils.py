@@ -32,5 +32,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         **kwargs,
         runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV}},
         log_to_driver=True,
-        include_dashboard=False if not address else None,
+        # Ray Train's placement-group cleaner polls the State API, which the dashboard
+        # serves; without it every training run logs a warning each second.
+        include_dashboard=None if address else True,
     )

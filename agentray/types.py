@@ -63,7 +63,7 @@ class Completion(BaseModel):
     """One generated turn. Token ids are kept where the backend has them (token-in-token-out)."""
 
     text: str
-    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    finish_reason: str = "stop"  # "stop" | "length" | "context_limit" | "error"
     prompt_token_ids: list[int] | None = None
     token_ids: list[int] | None = None
     prompt_tokens: int = 0

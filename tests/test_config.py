@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -56,3 +58,19 @@ def test_cli_stops_before_work_with_exit_code_2(tmp_path):
     assert result.exit_code == 2
     assert "train.zero_stagee" in result.output
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_readme_config_reference_is_current():
+    """The README documents every config field; regenerate with scripts/update_readme.py."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", root / "scripts" / "update_readme.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (root / "README.md").read_text()
+    assert module.render(text) == text, (
+        "README config reference is stale: python scripts/update_readme.py"
+    )

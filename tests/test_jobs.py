@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 pytestmark = pytest.mark.slow
@@ -24,9 +28,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_dashboard(
+    url: str, head: subprocess.Popen, log: Path, timeout_s: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert head.poll() is None, f"ray start exited:\n{log.read_text()}"
+        try:
+            if requests.get(f"{url}/api/version", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the dashboard did not come up:\n{log.read_text()}")
+
+
 @pytest.fixture()
-def local_cluster(tmp_path):
+def local_cluster():
     port, dash = _free_port(), _free_port()
+    # short: Ray's unix socket paths under it must stay within 107 bytes
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     start = [
@@ -37,16 +58,32 @@ def local_cluster(tmp_path):
         "--num-cpus=2",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}",
-        f"--temp-dir={tmp_path / 'ray'}",
+        f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
+        # the session's own cluster (ray_local) holds the default agent and metrics ports
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
     ]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    # --block keeps `ray start` in the foreground, so this cluster (and not the session's
+    # own, as `ray stop` would) is stopped by ending that one process group.
+    log = open(Path(temp_dir) / "start.log", "w")  # noqa: SIM115 - closed in finally
+    head = subprocess.Popen(
+        [*start, "--block"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
+        _wait_for_dashboard(f"http://127.0.0.1:{dash}", head, Path(temp_dir) / "start.log")
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        subprocess.run(
-            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
-        )
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_collect_job_submitted_to_local_cluster_succeeds(local_cluster, tmp_path):

@@ -95,7 +95,8 @@ def test_hf_sampling_and_context_limit(hf_policy):
     )
     assert all(c.finish_reason in ("stop", "length") and c.token_ids for c in sampled)
     too_long = GenerationParams(max_new_tokens=hf_policy.context_window)
-    assert hf_policy.generate_sync(CONVERSATIONS[:1], too_long)[0].finish_reason == "error"
+    overflow = hf_policy.generate_sync(CONVERSATIONS[:1], too_long)[0]
+    assert overflow.finish_reason == "context_limit" and "context window" in overflow.error
 
 
 def _closed_port() -> int:

@@ -172,3 +172,20 @@ def test_serve_config_names_bad_fields():
     assert ServeConfig(host="0.0.0.0", port=9000, route_prefix="/llm").base_url == (
         "http://127.0.0.1:9000/llm/v1"
     )
+
+
+def test_context_overflow_through_the_server_is_a_context_limit(served):
+    """AgentBench's agent_context_limit status, not an error, when the history outgrows the model."""
+    _, url, _ = served
+    policy = OpenAIPolicy("agentray", base_url=url, max_retries=0)
+    too_long = GenerationParams(max_new_tokens=1_000_000)
+
+    async def run():
+        try:
+            return await policy.generate([[{"role": "user", "content": "hi"}]], too_long)
+        finally:
+            await policy.aclose()
+
+    [completion] = asyncio.run(run())
+    assert completion.finish_reason == "context_limit"
+    assert "context window" in completion.error

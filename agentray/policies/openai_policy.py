@@ -8,6 +8,8 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
+import openai
+
 from agentray.policies.base import Policy
 from agentray.policies.hf import chat_messages
 from agentray.types import Completion, GenerationParams, Message
@@ -77,12 +79,20 @@ class OpenAIPolicy(Policy):
         try:
             async with self._semaphore:
                 response = await self.client.chat.completions.create(**request)
+        except openai.BadRequestError as e:
+            reason = "context_limit" if _is_context_overflow(e) else "error"
+            return Completion(text="", finish_reason=reason, error=f"{type(e).__name__}: {e}")
         except Exception as e:  # after the client's own retries: this conversation fails
             return Completion(text="", finish_reason="error", error=f"{type(e).__name__}: {e}")
         return _completion(response)
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _is_context_overflow(error: openai.BadRequestError) -> bool:
+    """OpenAI, vLLM and agentray.serve all say so with this code (or in the message)."""
+    return error.code == "context_length_exceeded" or "context length" in str(error).lower()
 
 
 def _completion(response: Any) -> Completion:

@@ -243,6 +243,7 @@ def build_app(cfg: ServeConfig) -> serve.Application:
     options: dict[str, Any] = {
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "logging_config": {"enable_access_log": cfg.access_log},
     }
     if cfg.autoscaling:
         options["autoscaling_config"] = cfg.autoscaling.model_dump()

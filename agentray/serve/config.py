@@ -33,8 +33,9 @@ class ServeConfig(BaseModel):
     num_replicas: int = Field(1, gt=0)
     autoscaling: AutoscalingSettings | None = None
     max_batch_size: int = Field(8, gt=0, description="requests batched into one generate call")
-    batch_wait_timeout_s: float = Field(0.02, ge=0)
+    batch_wait_timeout_s: float = Field(0.02, ge=0, description="how long a batch waits to fill")
     max_ongoing_requests: int = Field(64, gt=0, description="per replica; backpressure beyond")
+    access_log: bool = Field(False, description="log every request (Ray Serve access log)")
     num_cpus: float = Field(1.0, ge=0, description="per replica")
     num_gpus: float = Field(0.0, ge=0, description="per replica; > 0 puts the model on cuda")
     dtype: str = Field("auto", description="torch dtype name, or auto (the checkpoint's)")
