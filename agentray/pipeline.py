@@ -107,7 +107,14 @@ def quickstart_config(run_dir: str, families: list[str] | None = None) -> Pipeli
             "family_configs": {"mind2web": {"n_shots": 1}},
         },
         "process": {"max_general_records": 400, "max_seq_len": 2048},
-        "train": {"num_workers": 2, "epochs": 1, "max_seq_len": 2048},
+        # a from-scratch tiny model needs a high rate to show its loss falling in 30 steps
+        "train": {
+            "num_workers": 2,
+            "epochs": 1,
+            "max_seq_len": 2048,
+            "micro_batch_size": 4,
+            "lr": 2e-3,
+        },
         "eval": {
             "max_tasks_per_family": 8,
             "policy": {

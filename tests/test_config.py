@@ -74,3 +74,11 @@ def test_readme_config_reference_is_current():
     assert module.render(text) == text, (
         "README config reference is stale: python scripts/update_readme.py"
     )
+
+
+def test_quickstart_yaml_is_what_the_quickstart_command_runs():
+    from agentray.pipeline import quickstart_config
+
+    root = Path(__file__).resolve().parents[1]
+    from_file = load_config(root / "configs" / "quickstart.yaml")
+    assert from_file.model_dump() == quickstart_config("runs/quickstart").model_dump()

@@ -48,7 +48,15 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks, task_seed
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+    task_seed,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # AgentBench's ALFWorld instruction (src/server/tasks/alfworld/task.py, v0.2), verbatim.
@@ -904,9 +912,7 @@ class AlfWorldEnv(Env):
         self._done = True
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
-        return [t.model_copy(deep=True) for t in _all_tasks(self.config.model_dump_json())[split]]
+        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -931,12 +937,7 @@ class AlfWorldEnv(Env):
     def step(self, action: str) -> StepResult:
         world = self._world
         if self._done or world is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         self._rounds += 1
         command = parse_action(action)
         if command is None:

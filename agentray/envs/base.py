@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from agentray.types import Message, StepResult, TaskSpec
+from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class FamilyConfig(BaseModel):
@@ -74,6 +74,23 @@ class Env(ABC):
         Families whose problem text is elsewhere override this.
         """
         return first_user_after_demo(messages)
+
+
+def split_tasks(tasks_by_split: dict[str, list[TaskSpec]], split: str) -> list[TaskSpec]:
+    """Copies of one split's tasks (callers may mutate them; the cached originals stay)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; expected train or test")
+    return [t.model_copy(deep=True) for t in tasks_by_split[split]]
+
+
+def no_episode_result() -> StepResult:
+    """What ``step`` returns outside a running episode: a task error, never an exception."""
+    return StepResult(
+        observation=None,
+        done=True,
+        status=Status.TASK_ERROR,
+        info={"error": "step() without a running episode; call reset() first"},
+    )
 
 
 def first_user_after_demo(messages: list[Message]) -> str:

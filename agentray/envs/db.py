@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # AgentBench DBBench's prompt (src/server/tasks/dbbench/__init__.py, v0.2), verbatim.
@@ -783,9 +790,7 @@ class DBEnv(Env):
         self._done = True
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
-        return [t.model_copy(deep=True) for t in _all_tasks(self.config.model_dump_json())[split]]
+        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -807,12 +812,7 @@ class DBEnv(Env):
 
     def step(self, action: str) -> StepResult:
         if self._done or self._db is None or self._task is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         self._rounds += 1
         parsed = parse_action(action)
         if parsed is None:

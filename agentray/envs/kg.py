@@ -38,7 +38,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # AgentBench's prompt (src/server/tasks/knowledgegraph/task.py), verbatim.
@@ -1215,9 +1222,7 @@ class KGEnv(Env):
         return graph_for(self.config)
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
-        return [t.model_copy(deep=True) for t in _all_tasks(self.config.model_dump_json())[split]]
+        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -1242,12 +1247,7 @@ class KGEnv(Env):
 
     def step(self, action: str) -> StepResult:
         if self._episode is None or self._task is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         self._rounds += 1
         text = clean_reply(action)
         answer_id = final_answer_id(text)

@@ -32,7 +32,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # MindAct's system prompt (llm_prompt.json), verbatim, then the answer format in words.
@@ -1073,13 +1080,11 @@ class Mind2WebEnv(Env):
         self._done = True
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
         generation = self.config.model_dump(
             include={"n_train", "n_test", "seed", "n_candidates", "min_steps", "max_steps"}
         )
         key = Mind2WebConfig(**generation).model_dump_json()
-        return [t.model_copy(deep=True) for t in _all_tasks(key)[split]]
+        return split_tasks(_all_tasks(key), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -1099,12 +1104,7 @@ class Mind2WebEnv(Env):
 
     def step(self, action: str) -> StepResult:
         if self._done or self._task is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         steps = self._task.payload["steps"]
         score = score_step(action, steps[len(self._scores)])
         self._scores.append(score)

@@ -20,7 +20,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+)
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, require_bwrap
 from agentray.types import Message, Status, StepResult, TaskSpec
 
@@ -486,9 +493,7 @@ class OSEnv(Env):
         self._done = True
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
-        return [t.model_copy(deep=True) for t in _all_tasks(self.config.model_dump_json())[split]]
+        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         first = INSTRUCTION + "Now, my problem is:\n\n" + ONE_SHOT_QUESTION
@@ -524,12 +529,7 @@ class OSEnv(Env):
 
     def step(self, action: str) -> StepResult:
         if self._done or self._sandbox is None or self._task is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         self._rounds += 1
         parsed = parse_action(action)
         if parsed is None:

@@ -42,7 +42,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from agentray.envs.base import Env, FamilyConfig, Redraw, generate_split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    Redraw,
+    generate_split_tasks,
+    no_episode_result,
+    split_tasks,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 # AgentBench's WebShop prompt (src/server/tasks/webshop/__init__.py, v0.2), verbatim.
@@ -948,9 +955,7 @@ class WebShopEnv(Env):
         return catalogue(self.config.seed, self.config.n_products)
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train or test")
-        return [t.model_copy(deep=True) for t in _all_tasks(self.config.model_dump_json())[split]]
+        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         return [
@@ -968,12 +973,7 @@ class WebShopEnv(Env):
 
     def step(self, action: str) -> StepResult:
         if self._done or self._session is None:
-            return StepResult(
-                observation=None,
-                done=True,
-                status=Status.TASK_ERROR,
-                info={"error": "step() without a running episode; call reset() first"},
-            )
+            return no_episode_result()
         self._rounds += 1
         parsed = parse_action(action)
         if parsed is None:
