@@ -10,8 +10,10 @@ every example exactly the loss it would get alone.
 Two ways to run it:
   - whole dataset on one machine: ``pack_examples(rows, max_seq_len)`` (the global optimum);
   - streaming on Ray Data: ``pack_dataset(ds, cfg)`` / ``ds.map_batches(pack_batch, ...)``
-    packs inside each batch of ``batch_rows`` rows (bounded memory; a batch's leftovers are
-    not combined with the next batch's, which costs a little fill: benchmarks/packing.py).
+    packs inside each batch of ``batch_rows`` rows (bounded memory: one batch of token ids
+    at a time). A batch's leftovers are not combined with the next batch's; on ShareGPT +
+    agent trajectories (benchmarks/packing.py, 4096) that costs 0.4 points of fill at 1024
+    rows per batch and 1.3 points at 256 (97.4% global).
 """
 
 from __future__ import annotations
