@@ -1,17 +1,29 @@
-"""Policy backends: HF batched generation, the OpenAI client's failure path, the registry."""
+"""Policy backends: HF batched generation, the vLLM backend's guard, the OpenAI client's
+failure path, the registry."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
+import sys
+import types
 
 import pytest
 from pydantic import ValidationError
 
+from agentray.envs.registry import make_env
 from agentray.policies.expert import ExpertPolicy
 from agentray.policies.hf import HFPolicy
 from agentray.policies.openai_policy import OpenAIPolicy
-from agentray.policies.registry import PolicyConfig, make_policy, policy_class, policy_kwargs
+from agentray.policies.registry import (
+    POLICIES,
+    PolicyConfig,
+    make_policy,
+    policy_class,
+    policy_kwargs,
+)
+from agentray.policies.vllm_policy import VLLMPolicy
 from agentray.types import GenerationParams
 
 CONVERSATIONS = [
@@ -49,6 +61,95 @@ def test_hf_batched_equals_one_at_a_time(hf_policy):
         assert completion.prompt_tokens == len(completion.prompt_token_ids)
         decoded = hf_policy.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
         assert decoded == completion.text
+
+
+def _episode_turns() -> list[list[dict]]:
+    """32 conversations of 10 to ~1100 tokens: env prompts of two families (long shared
+    prefixes), later turns of some of those episodes, and short unrelated chats."""
+    prompts = []
+    for family in ("db", "kg"):
+        env = make_env(family, {"n_train": 8, "n_test": 1, "seed": 3})
+        prompts += [env.prompt(task) for task in env.tasks("train")[:8]]
+    later = [
+        [
+            *p,
+            {"role": "assistant", "content": f"Think: step {k}."},
+            {"role": "user", "content": "ok" * k},
+        ]
+        for k, p in enumerate(prompts[::2], start=1)
+    ]
+    chats = [[{"role": "user", "content": "word " * (3 * k + 1)}] for k in range(6)]
+    chats += CONVERSATIONS[2:4]
+    return prompts + later + chats
+
+
+@pytest.fixture(scope="module")
+def hf_policy_32(prompt_sensitive_model_dir) -> HFPolicy:
+    return HFPolicy(prompt_sensitive_model_dir, max_batch_size=32)
+
+
+def test_hf_batch_of_32_equals_one_at_a_time(hf_policy_32):
+    conversations = _episode_turns()
+    lengths = [len(hf_policy_32.encode(c)) for c in conversations]
+    assert len(conversations) == 32 and min(lengths) < 20 and max(lengths) > 1000
+    params = GenerationParams(max_new_tokens=10)
+    batched = hf_policy_32.generate_sync(conversations, params)
+    alone = [hf_policy_32.generate_sync([c], params)[0] for c in conversations]
+    hf_policy_32.prefill_per_prompt = False  # generate prefills the padded batch itself
+    try:  # (16 of them: a padded prefill of 32 x 2000 tokens takes seconds)
+        padded = hf_policy_32.generate_sync(conversations[::2], params)
+    finally:
+        hf_policy_32.prefill_per_prompt = True
+
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    assert [c.token_ids for c in padded] == [c.token_ids for c in alone[::2]]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [c.finish_reason for c in batched] == [c.finish_reason for c in alone]
+    assert len({tuple(c.token_ids) for c in batched}) > 24  # outputs depend on the prompt
+    assert [c.prompt_tokens for c in batched] == lengths
+
+
+def test_hf_stop_strings_end_rows_of_one_batch_separately(hf_policy_32):
+    conversations = _episode_turns()[::4]
+    params = GenerationParams(max_new_tokens=16)
+    full = hf_policy_32.generate_sync(conversations, params)
+    stop = full[0].text[4:7]
+    hits = [stop in c.text for c in full]
+    assert any(hits) and not all(hits)
+    cut = hf_policy_32.generate_sync(conversations, params.model_copy(update={"stop": [stop]}))
+    alone = [
+        hf_policy_32.generate_sync([c], params.model_copy(update={"stop": [stop]}))[0]
+        for c in conversations
+    ]
+    assert [c.token_ids for c in cut] == [c.token_ids for c in alone]
+    for whole, short, hit in zip(full, cut, hits, strict=True):
+        if hit:
+            assert short.finish_reason == "stop"
+            assert short.text == whole.text[: whole.text.index(stop)]
+            assert short.token_ids == whole.token_ids[: len(short.token_ids)]
+            assert len(short.token_ids) < len(whole.token_ids)
+        else:
+            assert short == whole
+
+
+def test_hf_concurrent_calls_share_one_generate(hf_policy_32):
+    conversations = _episode_turns()[::5]
+    six, three = GenerationParams(max_new_tokens=6), GenerationParams(max_new_tokens=3)
+    alone = [hf_policy_32.generate_sync([c], six)[0] for c in conversations]
+
+    async def episodes():
+        calls = [hf_policy_32.generate([c], six) for c in conversations]
+        calls.append(hf_policy_32.generate(conversations[:2], three))
+        return await asyncio.gather(*calls)
+
+    before = hf_policy_32.stats()
+    *turns, shorter = asyncio.run(episodes())
+    after = hf_policy_32.stats()
+    assert [t[0].token_ids for t in turns] == [c.token_ids for c in alone]
+    assert [c.token_ids for c in shorter] == [c.token_ids[:3] for c in alone[:2]]
+    assert after["generate_calls"] - before["generate_calls"] == 2  # one per params
+    assert after["conversations"] - before["conversations"] == len(conversations) + 2
+    assert after["completion_tokens"] - before["completion_tokens"] == 6 * len(alone) + 6
 
 
 def test_hf_strips_loss_key_before_templating(hf_policy):
@@ -97,6 +198,26 @@ def test_hf_sampling_and_context_limit(hf_policy):
     too_long = GenerationParams(max_new_tokens=hf_policy.context_window)
     overflow = hf_policy.generate_sync(CONVERSATIONS[:1], too_long)[0]
     assert overflow.finish_reason == "context_limit" and "context window" in overflow.error
+
+
+def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ImportError, match=r"pip install 'agentray\[vllm\]'"):
+            VLLMPolicy(tiny_model_dir)
+    if not torch.cuda.is_available():  # vllm importable (a stand-in here), still no GPU
+        monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+        with pytest.raises(RuntimeError, match="CUDA GPU"):
+            VLLMPolicy(tiny_model_dir)
+
+
+@pytest.mark.skipif("vllm" not in POLICIES, reason="registry line for vllm not added yet")
+def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
+    assert policy_class("vllm") is VLLMPolicy
+    cfg = PolicyConfig(backend="vllm", model=tiny_model_dir)
+    with pytest.raises((ImportError, RuntimeError), match="vllm|GPU"):
+        make_policy(cfg)
 
 
 def _closed_port() -> int:

@@ -2,12 +2,26 @@
 
 The same generation code serves the rollout engine (``await generate``) and the Ray Serve
 app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one place.
+
+- One call: ``await generate`` calls that arrive while the model is busy are merged into
+  its next ``generate`` (up to ``max_batch_size`` conversations with equal params).
+- Left padding: rows are right-aligned and masked; transformers derives each row's
+  position ids from the attention mask (``cumsum - 1``), so a padded row sees the
+  positions it would see alone.
+- Prefill: each prompt is prefilled at its own length (no compute on padding), reusing the
+  keys/values of the prefix it shares with another prompt of the batch (one env family's
+  instruction and demonstration); ``generate`` then runs the last prompt token and decodes.
+- Stop strings end a row once its generated text contains one; max_new_tokens bounds it.
+
+Greedy outputs of a batch equal those of its conversations generated one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from abc import abstractmethod
+from collections import Counter
 from typing import Any
 
 from agentray.model.tiny import TINY_MODEL, resolve_model
@@ -25,45 +39,153 @@ def chat_messages(messages: list[Message]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+STAT_KEYS = ("generate_calls", "conversations", "prompt_tokens", "completion_tokens", "errors")
+MIN_SHARED_PREFIX = 16  # tokens; shorter shared prefixes are recomputed, not copied
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
+
+
+def left_pad(prompts: list[list[int]], pad_token_id: int):
+    """``(input_ids, attention_mask)``: prompts right-aligned, padding masked out."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+class StopStrings:
+    """A ``generate`` stopping criterion: a row is done once its generated text (never the
+    prompt) contains a stop string, the same test the completion is cut with afterwards.
+    Each step decodes only the last few tokens of each row, and confirms a hit on the
+    row's whole text."""
+
+    def __init__(self, tokenizer: Any, stop: list[str], prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.prompt_width = prompt_width
+        # a stop string of b bytes lies within the last b tokens (each holds >= 1 byte)
+        self.window = max((len(s.encode()) for s in self.stop), default=0) + 2
+        self.done: list[bool] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        generated = input_ids[:, self.prompt_width :]
+        if not self.done:
+            self.done = [False] * generated.shape[0]
+        rows = [r for r, done in enumerate(self.done) if not done]
+        tails = generated[rows, -self.window :].tolist()
+        for row, text in zip(rows, self._decode(tails), strict=True):
+            if truncate_at_stop(text, self.stop)[1]:
+                full = self._decode([generated[row].tolist()])[0]
+                self.done[row] = truncate_at_stop(full, self.stop)[1]
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+    def _decode(self, rows: list[list[int]]) -> list[str]:
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+
+
+def _take_group(queue: list, max_size: int) -> tuple[list, list]:
+    """From ``(batch, params, future)`` items: the first item and the later ones with its
+    params that fit ``max_size`` conversations in total; and the rest, in order."""
+    params = queue[0][1]
+    group, rest, size = [], [], 0
+    for item in queue:
+        if item[1] == params and (not group or size + len(item[0]) <= max_size):
+            group.append(item)
+            size += len(item[0])
+        else:
+            rest.append(item)
+    return group, rest
+
+
 def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest stop string; says whether one was found."""
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-class HFPolicy(Policy):
-    backend = "hf"
+class ChatTemplatePolicy(Policy):
+    """A local model behind a HF tokenizer: conversations are templated with the model's
+    chat template into token ids, and ``generate_ids`` turns token ids into Completions.
+    Subclasses set ``tokenizer`` and ``context_window`` and implement ``generate_ids``."""
 
-    def __init__(
-        self,
-        model: str = TINY_MODEL,
-        device: str = "cpu",
-        max_batch_size: int = 32,
-        dtype: str = "auto",
-    ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.name = model
-        self.device = device
-        self.max_batch_size = max_batch_size
-        path = resolve_model(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-        self.pad_token_id = self._pad_token_id()
-        self.eos_token_ids = self._eos_token_ids()
-        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
-        self._lock = threading.Lock()  # one generate at a time on this model
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": self.backend, "device": self.device}
+    tokenizer: Any
+    context_window: int = 0
+    max_batch_size: int = 32
+    _batching: tuple[asyncio.AbstractEventLoop, list, asyncio.Task | None] | None = None
 
     # -- the Policy contract ------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """Totals since construction, flat and summable across policy actors: model
+        ``generate`` calls, conversations they served, tokens, and conversations that
+        failed (templating, context limit)."""
+        counts = self._counts()
+        out = {key: float(counts[key]) for key in STAT_KEYS}
+        out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+        return out
+
+    def _counts(self) -> Counter:
+        if "_stat_counts" not in self.__dict__:
+            self._stat_counts: Counter = Counter()
+        return self._stat_counts
+
+    def _count_call(self, completions: list[Completion]) -> None:
+        counts = self._counts()
+        counts["generate_calls"] += 1
+        counts["conversations"] += len(completions)
+        counts["prompt_tokens"] += sum(c.prompt_tokens for c in completions)
+        counts["completion_tokens"] += sum(c.completion_tokens for c in completions)
 
     async def generate(
         self, batch: list[list[Message]], params: GenerationParams
     ) -> list[Completion]:
-        # model.generate blocks for seconds: keep the actor's event loop free meanwhile.
-        return await asyncio.to_thread(self.generate_sync, batch, params)
+        """Calls that arrive while the model is busy wait and then share its next call
+        (up to ``max_batch_size`` conversations with equal params): a caller such as the
+        PolicyActor, whose batches arrive a few milliseconds apart, gets one ``generate``
+        over all of them instead of a queue of small ones."""
+        loop = asyncio.get_running_loop()
+        if self._batching is None or self._batching[0] is not loop:
+            self._batching = (loop, [], None)
+        _, queue, drainer = self._batching
+        future = loop.create_future()
+        queue.append((batch, params, future))
+        if drainer is None or drainer.done():
+            self._batching = (loop, queue, loop.create_task(self._drain(queue)))
+        return await future
+
+    async def _drain(self, queue: list) -> None:
+        while queue:
+            group, queue[:] = _take_group(queue, self.max_batch_size)
+            conversations = [m for batch, _, _ in group for m in batch]
+            out: list[Completion] = []
+            error: Exception | None = None
+            try:
+                # generation blocks for seconds: keep the event loop free meanwhile
+                out = await asyncio.to_thread(self.generate_sync, conversations, group[0][1])
+            except Exception as e:
+                error = e
+            start = 0
+            for batch, _, future in group:
+                if future.done():  # its caller gave up (e.g. a timeout)
+                    pass
+                elif error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(out[start : start + len(batch)])
+                start += len(batch)
 
     def generate_sync(
         self, batch: list[list[Message]], params: GenerationParams
@@ -84,6 +206,7 @@ class HFPolicy(Policy):
                 out[i] = Completion(
                     text="", finish_reason="error", error=f"{type(e).__name__}: {e}"
                 )
+        self._counts()["errors"] += len(batch) - len(prompts)
         for i, completion in zip(
             prompts, self.generate_ids(list(prompts.values()), params), strict=True
         ):
@@ -106,26 +229,75 @@ class HFPolicy(Policy):
                 f"the context window of {self.context_window} tokens"
             )
 
+    @abstractmethod
+    def generate_ids(
+        self, prompts: list[list[int]], params: GenerationParams
+    ) -> list[Completion]: ...
+
+
+class HFPolicy(ChatTemplatePolicy):
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str = TINY_MODEL,
+        device: str = "cpu",
+        max_batch_size: int = 32,
+        dtype: str = "auto",
+        prefill_per_prompt: bool = True,
+    ) -> None:
+        """``prefill_per_prompt=False`` lets ``generate`` prefill the padded batch itself
+        (the plain path; same outputs, more compute on padding and shared prefixes)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = model
+        self.device = device
+        self.max_batch_size = max_batch_size
+        self.prefill_per_prompt = prefill_per_prompt
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.pad_token_id = self._pad_token_id()
+        self.eos_token_ids = self._eos_token_ids()
+        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self._lock = threading.Lock()  # one generate at a time on this model
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "backend": self.backend, "device": self.device}
+
     def generate_ids(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
-        """Generate for already-encoded prompts, ``max_batch_size`` at a time."""
-        out: list[Completion] = []
-        for start in range(0, len(prompts), self.max_batch_size):
-            out.extend(self._generate_chunk(prompts[start : start + self.max_batch_size], params))
-        return out
+        """Generate for already-encoded prompts, ``max_batch_size`` at a time. Prompts are
+        chunked in sorted order, so that similar ones (one env family's) share a chunk:
+        longer shared prefixes, less padding."""
+        order = sorted(range(len(prompts)), key=prompts.__getitem__)
+        out: list[Completion | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.max_batch_size):
+            rows = order[start : start + self.max_batch_size]
+            chunk = self._generate_chunk([prompts[r] for r in rows], params)
+            for row, completion in zip(rows, chunk, strict=True):
+                out[row] = completion
+        return [c for c in out if c is not None]
 
     def _generate_chunk(
         self, prompts: list[list[int]], params: GenerationParams
     ) -> list[Completion]:
+        import torch
+
         if not prompts:
             return []
-        input_ids, attention_mask = self._left_pad(prompts)
-        with self._lock:
-            sequences = self._model_generate(input_ids, attention_mask, params)
+        input_ids, attention_mask = left_pad(prompts, self.pad_token_id)
+        with self._lock, torch.inference_mode():
+            cache = None
+            if self.prefill_per_prompt and len(prompts) > 1:
+                cache = self._prefilled_cache(prompts, params.max_new_tokens)
+            sequences = self._model_generate(input_ids, attention_mask, params, cache)
         generated = sequences[:, input_ids.shape[1] :].tolist()
-        return [self._completion(p, g, params) for p, g in zip(prompts, generated, strict=True)]
+        out = [self._completion(p, g, params) for p, g in zip(prompts, generated, strict=True)]
+        self._count_call(out)
+        return out
 
-    def _model_generate(self, input_ids, attention_mask, params: GenerationParams):
-        import torch
+    def _model_generate(self, input_ids, attention_mask, params: GenerationParams, cache=None):
+        from transformers import StoppingCriteriaList
 
         sampling = params.temperature > 0
         kwargs: dict[str, Any] = {
@@ -133,30 +305,93 @@ class HFPolicy(Policy):
             "do_sample": sampling,
             "pad_token_id": self.pad_token_id,
             "eos_token_id": self.eos_token_ids,
+            # a static cache would otherwise trigger torch.compile on GPU, per batch shape
+            "disable_compile": True,
         }
         if sampling:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:  # unset the model's own sampling defaults so greedy stays greedy
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if params.stop:  # stops the sequence early; the text is cut below either way
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
-            return self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                **kwargs,
-            ).cpu()
+        if params.stop:  # ends a row early; the text is cut below either way
+            stop = StopStrings(self.tokenizer, params.stop, input_ids.shape[1])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        return self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            **kwargs,
+        ).cpu()
 
-    def _left_pad(self, prompts: list[list[int]]):
+    # -- prefill: each prompt on its own, shared prefixes computed once ------------------
+
+    def _prefilled_cache(self, prompts: list[list[int]], max_new_tokens: int):
+        """A StaticCache holding the keys/values of every prompt but its last token,
+        left-padded like ``input_ids``: ``generate`` then runs only the last column and
+        decodes. Each prompt is prefilled at its own length (no compute on padding) and
+        reuses the keys/values of the prefix it shares with the previous prompt in sorted
+        order: episodes of one env family all open with the same instruction and
+        demonstration. None (``generate`` prefills the padded batch itself) for caches
+        that are not plain full-attention layers, e.g. sliding windows."""
         import torch
+        import torch.nn.functional as F
+        from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
-        return ids, mask
+        width = max(len(p) for p in prompts) - 1
+        if min(len(p) for p in prompts) < 2:
+            return None
+        cache = StaticCache(config=self.model.config, max_cache_len=width + 1 + max_new_tokens)
+        if any(type(layer) is not StaticLayer for layer in cache.layers):
+            return None
+        rows = self._prefill_rows(prompts)
+        if rows is None or len(rows[0]) != len(cache.layers):
+            return None
+        for layer in range(len(cache.layers)):
+            padded = [
+                [F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in row[layer]] for row in rows
+            ]
+            keys, values = (torch.cat([kv[i] for kv in padded]) for i in (0, 1))
+            cache.update(keys, values, layer)
+        return cache
+
+    def _prefill_rows(self, prompts: list[list[int]]) -> list[list[tuple]] | None:
+        """Per prompt, per layer: (keys, values) of batch 1 over all but its last token."""
+        rows: list[list[tuple] | None] = [None] * len(prompts)
+        previous: tuple[list[int], list[tuple]] | None = None
+        for i in sorted(range(len(prompts)), key=prompts.__getitem__):
+            ids, start, kv = prompts[i][:-1], 0, None
+            if previous is not None:
+                shared = common_prefix_len(previous[0], ids)
+                if shared >= MIN_SHARED_PREFIX:
+                    start = shared
+                    kv = [(k[:, :, :shared], v[:, :, :shared]) for k, v in previous[1]]
+            if start < len(ids):
+                kv = self._extend_kv(ids[start:], kv)
+            if kv is None:
+                return None
+            rows[i] = kv
+            previous = (ids, kv)
+        return rows  # type: ignore[return-value]
+
+    def _extend_kv(self, ids: list[int], kv: list[tuple] | None) -> list[tuple] | None:
+        import torch
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
+        out = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        layers = out.past_key_values.layers
+        if any(type(layer) is not DynamicLayer for layer in layers):
+            return None
+        return [(layer.keys, layer.values) for layer in layers]
+
+    # -- completions ----------------------------------------------------------------------
 
     def _completion(
         self, prompt: list[int], generated: list[int], params: GenerationParams
@@ -176,15 +411,14 @@ class HFPolicy(Policy):
         )
 
     def _cut_at_eos(self, generated: list[int]) -> tuple[list[int], bool]:
-        """Ids up to and including the first eos; a sequence that finished early (eos or a
-        stop string) is followed by padding, which is never part of the completion."""
+        """Ids up to and including the first eos. A row that ended early is followed by
+        padding: after an eos it is cut here, after a stop string by ``_cut_at_stop``; a
+        row that did neither ran to ``max_new_tokens``, so all its ids are the model's
+        (even a generated pad id)."""
         for k, token in enumerate(generated):
             if token in self.eos_token_ids:
                 return generated[: k + 1], True
-        end = len(generated)
-        while end > 0 and generated[end - 1] == self.pad_token_id:
-            end -= 1
-        return generated[:end], False
+        return generated, False
 
     def _cut_at_stop(self, token_ids: list[int], stop: list[str]) -> list[int]:
         """The shortest prefix whose text contains a stop string (binary search: containment

@@ -16,6 +16,7 @@ POLICIES: dict[str, str] = {
     "expert": "agentray.policies.expert:ExpertPolicy",
     "openai": "agentray.policies.openai_policy:OpenAIPolicy",
     "hf": "agentray.policies.hf:HFPolicy",
+    "vllm": "agentray.policies.vllm_policy:VLLMPolicy",  # GPU + pip install 'agentray[vllm]'
 }
 
 
@@ -44,8 +45,33 @@ class PolicyConfig(BaseModel):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. .../v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="env variable holding the API key")
     max_concurrency: int = Field(16, gt=0, description="requests in flight per policy")
-    timeout_s: float = Field(60.0, gt=0, description="per request")
-    max_retries: int = Field(3, ge=0, description="retries on connection errors / 5xx / 429")
+    timeout_s: float = Field(60.0, gt=0, description="per request attempt, seconds")
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="retries per request on 429 / 408 / 409 / 5xx / timeouts / connection errors",
+    )
+    retry_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="first retry's backoff; doubles per retry, jittered (Retry-After wins)",
+    )
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="longest backoff between retries")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="request rate limit per policy instance (None: unlimited)"
+    )
+    tokens_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="token rate limit per policy instance: prompt estimate + max_new_tokens "
+        "reserved per request, settled to the reported usage (None: unlimited)",
+    )
+    price_per_1m_input: float = Field(
+        0.0, ge=0, description="USD per 1M prompt tokens, for cost accounting (GPT-4 8k: 30)"
+    )
+    price_per_1m_output: float = Field(
+        0.0, ge=0, description="USD per 1M completion tokens, for cost accounting (GPT-4 8k: 60)"
+    )
     # hf
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda")
     dtype: str = Field("auto", description="torch dtype name, or auto (the checkpoint's)")

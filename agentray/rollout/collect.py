@@ -19,11 +19,17 @@ def trajectories_dir(cfg: CollectConfig, run_dir: Path) -> Path:
 
 
 def run_collect(cfg: CollectConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Collect every task of ``cfg`` not yet in the output folder; returns the run summary
+    (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
+    stats, retries, actor replacements and the node of each EnvPool), also written to
+    ``<run_dir>/collect/manifest.json`` under ``counts``."""
     started = time.time()
     ensure_ray()
     out = trajectories_dir(cfg, run_dir)
     tasks = load_tasks(cfg.families, cfg.split, cfg.family_configs, cfg.max_tasks_per_family)
-    sink = ParquetSink(out, flush_every=cfg.rollout.flush_every)
+    sink = ParquetSink(
+        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
+    )
     engine = RolloutEngine(cfg.rollout, cfg.policy, cfg.family_configs)
     try:
         summary = asyncio.run(engine.run(tasks, sink, progress=progress))

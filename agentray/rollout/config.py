@@ -23,17 +23,53 @@ class RolloutConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_in_flight: int = Field(64, gt=0, description="episodes running at once")
+    max_in_flight: int = Field(
+        64,
+        gt=0,
+        description="episodes running at once (at most num_env_pools x envs_per_pool); "
+        "tasks beyond wait in the queue",
+    )
     num_env_pools: int = Field(2, gt=0, description="EnvPool actors (spread over nodes)")
-    envs_per_pool: int = Field(64, gt=0, description="env instances hosted per EnvPool actor")
+    envs_per_pool: int = Field(
+        64, gt=0, description="episodes (env instances) one EnvPool hosts at once; its threads"
+    )
+    inline_env_calls_below_ms: float = Field(
+        1.0,
+        ge=0,
+        description="a family whose first env calls all take less than this runs its calls "
+        "on the EnvPool's event loop instead of threads (0: always threads)",
+    )
     env_pool_cpus: float = Field(0.25, ge=0, description="CPUs reserved per EnvPool actor")
     num_policy_actors: int = Field(1, gt=0, description="PolicyActor replicas")
     policy_actor_cpus: float = Field(0.5, ge=0, description="CPUs reserved per PolicyActor")
     policy_actor_gpus: float = Field(0.0, ge=0, description="GPUs per PolicyActor (hf backend)")
     max_batch_size: int = Field(32, gt=0, description="turns batched into one generate call")
-    batch_wait_s: float = Field(0.005, ge=0)
-    episode_timeout_s: float = Field(600.0, gt=0, description="wall time limit per episode")
+    batch_wait_s: float = Field(
+        0.005, ge=0, description="how long a PolicyActor waits to fill a batch"
+    )
+    episode_timeout_s: float = Field(
+        600.0, gt=0, description="wall time limit per episode attempt (then task_error)"
+    )
+    max_episode_retries: int = Field(
+        2,
+        ge=0,
+        description="restarts of an episode whose EnvPool or PolicyActor died (from reset, "
+        "on a live or replaced actor); then it is recorded as task_error",
+    )
+    max_actor_replacements: int = Field(
+        16,
+        ge=0,
+        description="dead actors recreated per run and actor kind; past it a dead slot "
+        "stays empty and the live ones carry on",
+    )
     flush_every: int = Field(32, gt=0, description="records per parquet shard")
+    flush_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="also write a shard when the oldest buffered record is this old "
+        "(bounds the work a killed driver redoes)",
+    )
+    metrics: bool = Field(True, description="export Ray metrics (episodes, in flight, latency)")
 
 
 class CollectConfig(BaseModel):

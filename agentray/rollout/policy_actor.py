@@ -1,18 +1,44 @@
 """PolicyActor: hosts one Policy and batches the pending turns of many episodes.
 
-Episodes call ``generate`` one conversation at a time; the actor gathers whatever arrives
-within ``batch_wait_s`` (up to ``max_batch_size``) into one ``Policy.generate`` call, so a
-local model runs one batched forward pass for many episodes.
+A policy that answers a batch at once (a local model: one forward pass; the expert) gets
+whatever arrives within ``batch_wait_s`` (up to ``max_batch_size``) in one
+``Policy.generate`` call; EnvPools send it their turns with ``generate_batch``. A policy
+whose answers each take their own time (a remote teacher) gets every turn on its own, so
+one slow reply holds no other back; EnvPools send it turns with ``submit`` and fetch
+whatever is ready with ``collect`` (a mailbox per pool), many turns per call either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from agentray.types import Completion, GenerationParams, Message
+
+BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
+
+
+def answers_in_batches(policy: Any) -> bool:
+    """Whether ``policy`` answers a batch at once: its ``batched`` attribute if it has one,
+    else by backend (a local model or the expert yes, a remote endpoint no)."""
+    return bool(getattr(policy, "batched", policy.backend in BATCHED_BACKENDS))
+
+
+class _Outbox:
+    """Completions waiting for one EnvPool's ``collect``."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, dict[str, Any]]] = []
+        self.ready = asyncio.Event()
+
+    def put(self, turn_id: int, completion: Completion) -> None:
+        self.items.append((turn_id, completion.model_dump(mode="json")))
+        self.ready.set()
 
 
 class PolicyActor:
@@ -21,53 +47,172 @@ class PolicyActor:
 
         self.config = PolicyConfig(**policy_config)
         self.policy = make_policy(self.config)
+        self.batched = answers_in_batches(self.policy)
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
-        self._queue: asyncio.Queue | None = None
+        self._pending: list[tuple[list[Message], GenerationParams, str, asyncio.Future]] = []
+        self._has_work: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # keeps batch tasks referenced until done
+        self._turns = self._batches = 0
+        self._calls: dict[str, int] = {"generate_batch": 0, "submit": 0, "collect": 0}
+        self._outboxes: dict[str, _Outbox] = {}
 
     def describe(self) -> dict[str, Any]:
         return self.policy.describe()
 
+    def turn_batching(self) -> bool:
+        """Whether callers should send turns in batches (see ``answers_in_batches``)."""
+        return self.batched
+
+    async def stats(self) -> dict[str, Any]:
+        """The policy's own accounting (requests, retries, tokens, cost), if it keeps any."""
+        stats = getattr(self.policy, "stats", None)
+        if not callable(stats):
+            return {}
+        out = stats()
+        if inspect.isawaitable(out):
+            out = await out
+        return dict(out or {})
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def load(self) -> dict[str, Any]:
+        """Where this actor runs, turns served, the ``Policy.generate`` calls they took
+        (batches) and the calls EnvPools made to send and fetch them."""
+        return {
+            "node_id": self.node_id(),
+            "turns": self._turns,
+            "batches": self._batches,
+            "calls": dict(self._calls),
+        }
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     async def generate(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        return (await self.generate_batch([messages], params))[0]
+
+    async def generate_batch(
+        self, batch: list[list[Message]], params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One completion per conversation."""
+        self._calls["generate_batch"] += 1
+        gen_params = GenerationParams(**params)
+        if self.batched:
+            completions = await self._join_batch(batch, gen_params)
+        else:
+            singles = await asyncio.gather(*(self._generate([m], gen_params) for m in batch))
+            completions = [single[0] for single in singles]
+        return [c.model_dump(mode="json") for c in completions]
+
+    async def submit(
+        self, inbox: str, turns: list[tuple[int, list[Message]]], params: dict[str, Any]
+    ) -> None:
+        """Start ``turns`` (id, conversation); their completions go to ``inbox``'s
+        mailbox, read with ``collect``."""
+        self._calls["submit"] += 1
+        outbox = self._outboxes.setdefault(inbox, _Outbox())
+        gen_params = GenerationParams(**params)
+        for turn_id, messages in turns:
+            self._spawn(self._answer(outbox, turn_id, messages, gen_params))
+
+    async def collect(self, inbox: str) -> list[tuple[int, dict[str, Any]]]:
+        """The completions ready for ``inbox`` (waits for at least one)."""
+        self._calls["collect"] += 1
+        outbox = self._outboxes.setdefault(inbox, _Outbox())
+        await outbox.ready.wait()
+        items, outbox.items = outbox.items, []
+        outbox.ready.clear()
+        return items
+
+    async def _answer(
+        self, outbox: _Outbox, turn_id: int, messages: list[Message], params: GenerationParams
+    ) -> None:
+        if self.batched:
+            completion = (await self._join_batch([messages], params))[0]
+        else:
+            completion = (await self._generate([messages], params))[0]
+        outbox.put(turn_id, completion)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _join_batch(
+        self, batch: list[list[Message]], params: GenerationParams
+    ) -> list[Completion]:
+        if self._has_work is None:
+            self._has_work = asyncio.Event()
             self._worker = asyncio.create_task(self._batch_loop())
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put((messages, GenerationParams(**params), future))
-        completion: Completion = await future
-        return completion.model_dump(mode="json")
+        loop = asyncio.get_running_loop()
+        key = params.model_dump_json()
+        futures = [loop.create_future() for _ in batch]
+        self._pending.extend(
+            (messages, params, key, future) for messages, future in zip(batch, futures, strict=True)
+        )
+        self._has_work.set()
+        return list(await asyncio.gather(*futures))
 
     async def _batch_loop(self) -> None:
-        assert self._queue is not None
+        assert self._has_work is not None
         while True:
-            batch = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + self.batch_wait_s
-            while len(batch) < self.max_batch_size:
-                timeout = deadline - asyncio.get_running_loop().time()
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(timeout, 0)))
-                except asyncio.TimeoutError:
-                    break
+            await self._has_work.wait()
+            if len(self._pending) < self.max_batch_size and self.batch_wait_s > 0:
+                await asyncio.sleep(self.batch_wait_s)  # let more turns join this batch
+            batch = self._pending[: self.max_batch_size]
+            del self._pending[: self.max_batch_size]
+            if not self._pending:
+                self._has_work.clear()
             for group in _group_by_params(batch):
-                asyncio.create_task(self._run(group))
+                self._spawn(self._run(group))
 
     async def _run(self, group: list[tuple]) -> None:
-        params = group[0][1]
+        completions = await self._generate([item[0] for item in group], group[0][1])
+        for item, completion in zip(group, completions, strict=True):
+            if not item[3].done():
+                item[3].set_result(completion)
+
+    async def _generate(
+        self, batch: list[list[Message]], params: GenerationParams
+    ) -> list[Completion]:
+        """``Policy.generate``; a backend failure fails these turns, not the actor."""
+        self._turns += len(batch)
+        self._batches += 1
         try:
-            completions = await self.policy.generate([m for m, _, _ in group], params)
-        except Exception as e:  # a backend failure fails these turns, not the actor
-            completions = [Completion(text="", finish_reason="error", error=repr(e))] * len(group)
-        for (_, _, future), completion in zip(group, completions, strict=True):
-            if not future.done():
-                future.set_result(completion)
+            completions = await self.policy.generate(batch, params)
+            if len(completions) != len(batch):
+                raise RuntimeError(f"{len(completions)} completions for {len(batch)} turns")
+        except Exception as e:
+            return [Completion(text="", finish_reason="error", error=repr(e))] * len(batch)
+        return completions
 
 
 def _group_by_params(batch: list[tuple]) -> list[list[tuple]]:
     groups: dict[str, list[tuple]] = {}
     for item in batch:
-        groups.setdefault(item[1].model_dump_json(), []).append(item)
+        groups.setdefault(item[2], []).append(item)
     return list(groups.values())
+
+
+def policy_actor_factory(
+    policy_config: dict[str, Any],
+    max_batch_size: int,
+    batch_wait_s: float,
+    num_cpus: float,
+    num_gpus: float,
+    max_concurrency: int = 1000,
+) -> Callable[[], Any]:
+    """A function that starts one PolicyActor (the engine calls it again to replace one).
+
+    ``max_concurrency`` bounds the turns one actor accepts at once; keep it above the
+    episodes in flight so no turn waits outside the batcher."""
+    remote = ray.remote(PolicyActor).options(
+        num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=max_concurrency
+    )
+    return lambda: remote.remote(policy_config, max_batch_size, batch_wait_s)
 
 
 def make_policy_actors(
@@ -78,7 +223,5 @@ def make_policy_actors(
     num_cpus: float,
     num_gpus: float,
 ) -> list[Any]:
-    remote = ray.remote(PolicyActor).options(
-        num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=1000
-    )
-    return [remote.remote(policy_config, max_batch_size, batch_wait_s) for _ in range(n)]
+    start = policy_actor_factory(policy_config, max_batch_size, batch_wait_s, num_cpus, num_gpus)
+    return [start() for _ in range(n)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,22 +39,42 @@ def read_trajectories(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 class ParquetSink:
-    def __init__(self, out_dir: str | Path, flush_every: int = 64) -> None:
+    """Buffers finished episodes and writes them as shards.
+
+    ``written`` holds every id already in the folder or buffered: ``add`` keeps one record
+    per id. A shard is written every ``flush_every`` records, or at the next ``add`` once
+    the oldest buffered record is ``flush_interval_s`` old, and on ``flush``.
+    """
+
+    def __init__(
+        self, out_dir: str | Path, flush_every: int = 64, flush_interval_s: float | None = None
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.flush_every = flush_every
+        self.flush_interval_s = flush_interval_s
         self.written = finished_ids(self.out_dir)
+        self.shards_written = 0
         self._buffer: list[dict[str, Any]] = []
+        self._oldest = 0.0
 
     def add(self, record: dict[str, Any]) -> bool:
         """Queue a finished episode; False if its id was already written (kept once)."""
         if record["id"] in self.written:
             return False
         self.written.add(record["id"])
+        if not self._buffer:
+            self._oldest = time.monotonic()
         self._buffer.append(_normalise(record))
-        if len(self._buffer) >= self.flush_every:
+        if len(self._buffer) >= self.flush_every or self._too_old():
             self.flush()
         return True
+
+    def _too_old(self) -> bool:
+        return (
+            self.flush_interval_s is not None
+            and time.monotonic() - self._oldest >= self.flush_interval_s
+        )
 
     def flush(self) -> None:
         if not self._buffer:
@@ -64,6 +85,7 @@ class ParquetSink:
         pq.write_table(table, tmp)
         os.replace(tmp, self.out_dir / name)
         self._buffer = []
+        self.shards_written += 1
 
 
 def _normalise(record: dict[str, Any]) -> dict[str, Any]:

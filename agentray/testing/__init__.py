@@ -1,0 +1,5 @@
+"""Test and benchmark helpers that ship with agentray (no test framework needed to use them).
+
+- ``expert_endpoint``: an OpenAI-compatible HTTP server that answers with the scripted
+  expert, with latency, error and stall injection.
+"""

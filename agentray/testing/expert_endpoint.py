@@ -1,0 +1,543 @@
+"""An OpenAI-compatible test server that answers with the scripted expert.
+
+For tests and benchmarks: real HTTP (uvicorn + starlette), with seeded latency, error and
+stall injection.
+
+It finds the task a conversation is about (``TaskIndex``) and replies with the expert's next
+action, so episodes driven through it really succeed. ``POST /v1/chat/completions``,
+``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``.
+
+Usage counts are approximate: one token per whitespace-separated word of each message's
+content (``approx_tokens``); prompt tokens sum over the request's messages.
+
+    with ExpertEndpoint(latency_ms=200, error_rate=0.1) as ep:   # in-process, background thread
+        client = openai.OpenAI(base_url=ep.base_url, api_key="EMPTY")
+    python -m agentray.testing.expert_endpoint --port 8000 --latency-ms 200 --error-rate 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from typing import Any, Literal, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentray.envs.registry import TaskIndex, family_names, make_env
+from agentray.policies.expert import expert_reply
+from agentray.types import Message
+
+READY_LINE = "agentray expert endpoint listening on "
+ERROR_KINDS = {429: ("rate_limit_exceeded", "requests"), 408: ("timeout", "server_error")}
+
+
+class EndpointConfig(BaseModel):
+    """What the endpoint knows (env families) and what it injects (latency, errors, stalls)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="interface to bind")
+    port: int = Field(0, ge=0, le=65535, description="0 = any free port")
+    model: str = Field("expert", description="model name listed by /v1/models")
+    families: list[str] = Field(
+        default_factory=lambda: ["db", "kg"], description="env families whose tasks it answers"
+    )
+    family_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-family settings: the same the envs run with"
+    )
+    latency_ms: float = Field(0.0, ge=0, description="fixed latency; the minimum otherwise")
+    latency_dist: Literal["fixed", "uniform", "exponential"] = Field(
+        "fixed", description="fixed: latency_ms; uniform / exponential: see latency_spread_ms"
+    )
+    latency_spread_ms: float = Field(
+        0.0,
+        ge=0,
+        description="uniform: latency in [latency_ms, latency_ms + spread]; "
+        "exponential: latency_ms + an exponential draw of this mean",
+    )
+    error_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests failed")
+    error_codes: list[int] = Field(
+        default_factory=lambda: [429, 500, 503], description="injected statuses, drawn uniformly"
+    )
+    retry_after_s: float = Field(1.0, ge=0, description="Retry-After sent with injected 429s")
+    stall_rate: float = Field(
+        0.0, ge=0, le=1, description="fraction of requests never answered (until the client leaves)"
+    )
+    max_stall_s: float = Field(600.0, gt=0, description="a stalled request ends after this anyway")
+    context_limit_tokens: int | None = Field(
+        None, gt=0, description="prompts longer than this get 400 context_length_exceeded"
+    )
+    seed: int = Field(0, description="seeds every injected draw")
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in family_names()]
+        if unknown:
+            raise ValueError(f"unknown env families {unknown}; allowed: {family_names()}")
+        return value
+
+    @field_validator("error_codes")
+    @classmethod
+    def _error_statuses(cls, value: list[int]) -> list[int]:
+        if not value or any(not 400 <= code <= 599 for code in value):
+            raise ValueError("error_codes must be HTTP error statuses (400-599)")
+        return value
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> EndpointConfig:
+        if self.error_rate + self.stall_rate > 1:
+            raise ValueError("error_rate + stall_rate must be <= 1 (they are disjoint fractions)")
+        return self
+
+
+def approx_tokens(text: str) -> int:
+    """Whitespace-separated words: the endpoint's (approximate) token count."""
+    return len(text.split())
+
+
+# -- the expert behind the HTTP API ------------------------------------------------------
+
+
+class ConversationExpert:
+    """The expert's next reply for a plain OpenAI conversation.
+
+    HTTP drops the ``loss: False`` marks on demonstration turns, which ``TaskIndex`` and
+    ``expert_reply`` rely on; they are put back from the env's own opening turns, found by
+    hashing the conversation's first ``len(prompt)`` messages.
+    """
+
+    def __init__(self, family_configs: dict[str, dict[str, Any] | None]) -> None:
+        self.index = TaskIndex({})
+        self._demo_marks: dict[str, tuple[int, ...]] = {}
+        self._prompt_lengths: set[int] = set()
+        for name, cfg in family_configs.items():
+            env = make_env(name, cfg)
+            for split in ("train", "test"):
+                for task in env.tasks(split):
+                    prompt = env.prompt(task)
+                    self.index.add(env, task)
+                    marks = tuple(i for i, m in enumerate(prompt) if m.get("loss") is False)
+                    self._demo_marks[_prompt_key(prompt)] = marks
+                    self._prompt_lengths.add(len(prompt))
+
+    def with_demo_marks(self, messages: list[Message]) -> list[Message]:
+        for length in sorted(self._prompt_lengths, reverse=True):
+            marks = self._demo_marks.get(_prompt_key(messages[:length]))
+            if marks is not None and len(messages) >= length:
+                out = [dict(m) for m in messages]
+                for i in marks:
+                    out[i]["loss"] = False
+                return out  # type: ignore[return-value]
+        return messages
+
+    def reply(self, messages: list[Message]) -> str:
+        """Raises KeyError when no known task matches the conversation."""
+        return expert_reply(self.index, self.with_demo_marks(messages))
+
+
+def _prompt_key(messages: list[Message]) -> str:
+    digest = hashlib.sha1()
+    for m in messages:
+        digest.update(f"{m['role']}\x00{m['content']}\x01".encode())
+    return digest.hexdigest()
+
+
+# -- request handling ---------------------------------------------------------------------
+
+
+class EndpointState:
+    """Counters, the seeded injection draws and the expert; one per server."""
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.expert = ConversationExpert({f: config.family_configs.get(f) for f in config.families})
+        self.rng = random.Random(config.seed)
+        self.stopping = False
+        self.counters: Counter[str] = Counter()
+        self.errors_by_status: Counter[str] = Counter()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            key: self.counters[key]
+            for key in (
+                "requests",
+                "completions",
+                "errors_injected",
+                "stalls",
+                "bad_requests",
+                "context_limits",
+                "prompt_tokens",
+                "completion_tokens",
+                "in_flight",
+                "max_in_flight",
+            )
+        }
+        out["errors_by_status"] = dict(self.errors_by_status)
+        return out
+
+    def reset_stats(self) -> dict[str, Any]:
+        before = self.stats()
+        in_flight = self.counters["in_flight"]
+        self.counters.clear()
+        self.errors_by_status.clear()
+        self.counters["in_flight"] = self.counters["max_in_flight"] = in_flight
+        return before
+
+    def draw(self) -> tuple[str, int, float]:
+        """(fate, error status, latency s) for one request: fate is answer, error or stall."""
+        cfg = self.config
+        u = self.rng.random()
+        code = self.rng.choice(cfg.error_codes)
+        if u < cfg.stall_rate:
+            return "stall", code, 0.0
+        fate = "error" if u < cfg.stall_rate + cfg.error_rate else "answer"
+        return fate, code, self._latency_s()
+
+    def _latency_s(self) -> float:
+        cfg = self.config
+        extra = 0.0
+        if cfg.latency_dist == "uniform":
+            extra = self.rng.uniform(0.0, cfg.latency_spread_ms)
+        elif cfg.latency_dist == "exponential" and cfg.latency_spread_ms > 0:
+            extra = self.rng.expovariate(1.0 / cfg.latency_spread_ms)
+        return (cfg.latency_ms + extra) / 1000.0
+
+    async def chat(self, request: Request) -> JSONResponse:
+        self.counters["requests"] += 1
+        self.counters["in_flight"] += 1
+        self.counters["max_in_flight"] = max(
+            self.counters["max_in_flight"], self.counters["in_flight"]
+        )
+        try:
+            fate, code, latency = self.draw()
+            if fate == "stall":
+                self.counters["stalls"] += 1
+                return await self._stall(request)
+            await asyncio.sleep(latency)
+            if fate == "error":
+                return self._injected_error(code)
+            return self._answer(await _json_body(request))
+        finally:
+            self.counters["in_flight"] -= 1
+
+    async def _stall(self, request: Request) -> JSONResponse:
+        deadline = time.monotonic() + self.config.max_stall_s
+        while not self.stopping and time.monotonic() < deadline:
+            if await request.is_disconnected():
+                break
+            await asyncio.sleep(0.05)
+        return _error(504, "stalled (injected)", "server_error", "stalled")
+
+    def _injected_error(self, code: int) -> JSONResponse:
+        self.counters["errors_injected"] += 1
+        self.errors_by_status[str(code)] += 1
+        kind, kind_type = ERROR_KINDS.get(code, ("injected_error", "server_error"))
+        headers = {}
+        if code == 429:
+            wait = self.config.retry_after_s
+            headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
+        return _error(code, f"injected {code}", kind_type, kind, headers)
+
+    def _answer(self, body: Any) -> JSONResponse:
+        messages = _messages(body)
+        if messages is None:
+            self.counters["bad_requests"] += 1
+            return _error(400, "'messages' must be a list of {role, content} strings")
+        prompt_tokens = sum(approx_tokens(m["content"]) for m in messages)
+        limit = self.config.context_limit_tokens
+        if limit is not None and prompt_tokens > limit:
+            self.counters["context_limits"] += 1
+            message = f"This model's maximum context length is {limit} tokens; the messages have {prompt_tokens}"
+            return _error(400, message, code="context_length_exceeded", param="messages")
+        try:
+            text = self.expert.reply(messages)
+        except (KeyError, ValueError) as e:
+            self.counters["bad_requests"] += 1
+            return _error(400, f"the expert knows no task for this conversation: {e}")
+        completion_tokens = approx_tokens(text)
+        self.counters["completions"] += 1
+        self.counters["prompt_tokens"] += prompt_tokens
+        self.counters["completion_tokens"] += completion_tokens
+        return JSONResponse(
+            _chat_completion(
+                body.get("model") or self.config.model, text, prompt_tokens, completion_tokens
+            )
+        )
+
+    async def models(self, request: Request) -> JSONResponse:
+        model = {"id": self.config.model, "object": "model", "created": 0, "owned_by": "agentray"}
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def get_stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.stats())
+
+    async def post_reset(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.reset_stats())
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def _messages(body: Any) -> list[Message] | None:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return None
+    ok = all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages
+    )
+    return [{"role": m["role"], "content": m["content"]} for m in messages] if ok else None
+
+
+def _error(
+    status: int,
+    message: str,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type, "code": code, "param": param}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _chat_completion(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def build_app(state: EndpointState) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", state.chat, methods=["POST"]),
+            Route("/v1/models", state.models, methods=["GET"]),
+            Route("/stats", state.get_stats, methods=["GET"]),
+            Route("/stats/reset", state.post_reset, methods=["POST"]),
+        ]
+    )
+
+
+# -- running it ---------------------------------------------------------------------------
+
+
+def _config(config: EndpointConfig | None, overrides: dict[str, Any]) -> EndpointConfig:
+    base = config.model_dump() if config else {}
+    return EndpointConfig(**{**base, **overrides})
+
+
+class ExpertEndpoint:
+    """The endpoint on a background thread of this process (uvicorn's own event loop).
+
+    ``ExpertEndpoint(latency_ms=50).start()`` ... ``.stop()``, or use it as a context
+    manager. Shares this process's GIL: for throughput figures use ``EndpointProcess``.
+    """
+
+    def __init__(self, config: EndpointConfig | None = None, **overrides: Any) -> None:
+        import uvicorn
+
+        self.config = _config(config, overrides)
+        self.state = EndpointState(self.config)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self.config.host, self.config.port))
+        self.port: int = self._socket.getsockname()[1]
+        uv_config = uvicorn.Config(
+            build_app(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=75,  # longer than clients keep idle connections (httpx: 5 s)
+            backlog=4096,
+        )
+        self._server = uvicorn.Server(uv_config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes as ``base_url``."""
+        return f"{self.url}/v1"
+
+    def start(self, timeout_s: float = 30.0) -> ExpertEndpoint:
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="expert-endpoint",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"expert endpoint did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.state.stopping = True
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._socket.close()
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def reset_stats(self) -> dict[str, Any]:
+        """Zero the counters (returns them as they were)."""
+        return self.state.reset_stats()
+
+    def __enter__(self) -> ExpertEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fetch_stats(url: str) -> dict[str, Any]:
+    """``GET /stats`` of an endpoint at ``url`` (with or without the ``/v1`` suffix)."""
+    root = url.removesuffix("/").removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+class EndpointProcess:
+    """The CLI in a child process, so the server has its own interpreter (benchmarks)."""
+
+    def __init__(self, config: EndpointConfig | None = None, **overrides: Any) -> None:
+        self.config = _config(config, overrides)
+        self._proc: subprocess.Popen | None = None
+        self.url = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self, timeout_s: float = 120.0) -> EndpointProcess:
+        cmd = [sys.executable, "-m", "agentray.testing.expert_endpoint"]
+        self._proc = subprocess.Popen(
+            [*cmd, "--config-json", self.config.model_dump_json()],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def watch() -> None:  # readline blocks: a thread gives start() its timeout
+            assert self._proc is not None and self._proc.stdout is not None
+            for line in self._proc.stdout:
+                if line.startswith(READY_LINE):
+                    self.url = line[len(READY_LINE) :].strip()
+                    ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError("expert endpoint process did not start")
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        return fetch_stats(self.url)
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> EndpointProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- CLI ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> EndpointConfig:
+    """One ``--flag`` per EndpointConfig field (``--latency-ms 200``, ``--families db,kg``,
+    ``--family-configs '{"db": {"n_train": 500}}'``), or the whole config as ``--config-json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-json", help="a whole EndpointConfig as JSON")
+    for name, field in EndpointConfig.model_fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, help=field.description)
+    args = vars(parser.parse_args(argv))
+    base = json.loads(args.pop("config_json") or "{}")
+    given = {name: _flag_value(name, value) for name, value in args.items() if value is not None}
+    return EndpointConfig(**{**base, **given})
+
+
+def _flag_value(name: str, text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    is_list = get_origin(EndpointConfig.model_fields[name].annotation) is list
+    if is_list and not isinstance(value, list):
+        return str(text).split(",")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    endpoint = ExpertEndpoint(parse_args(argv)).start()
+    print(READY_LINE + endpoint.url, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while endpoint.alive and not stop.wait(0.5):
+        pass
+    endpoint.stop()
+
+
+if __name__ == "__main__":
+    main()
