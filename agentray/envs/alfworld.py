@@ -959,14 +959,6 @@ class AlfWorldEnv(Env):
             return self._finish(Status.TASK_LIMIT_REACHED, 0.0, observation, info)
         return StepResult(observation=observation, done=False, info=info)
 
-    def _finish(
-        self, status: Status, reward: float, observation: str | None, info: dict
-    ) -> StepResult:
-        self._done = True
-        return StepResult(
-            observation=observation, done=True, reward=reward, status=status, info=info
-        )
-
     def close(self) -> None:
         self._world = None
         self._done = True

@@ -67,6 +67,15 @@ class Env(ABC):
     def expert_actions(self, task: TaskSpec) -> list[str]:
         """The scripted expert's replies that solve ``task``, in order."""
 
+    def _finish(
+        self, status: Status, reward: float, observation: str | None, info: dict
+    ) -> StepResult:
+        """End the running episode with its final status and reward."""
+        self._done = True
+        return StepResult(
+            observation=observation, done=True, reward=reward, status=status, info=info
+        )
+
     @staticmethod
     def problem_of(messages: list[Message]) -> str:
         """The text that identifies the task in a conversation: the last opening user turn.

@@ -830,14 +830,6 @@ class DBEnv(Env):
             return self._finish(Status.TASK_LIMIT_REACHED, 0.0, observation, {})
         return StepResult(observation=observation, done=False)
 
-    def _finish(
-        self, status: Status, reward: float, observation: str | None, info: dict
-    ) -> StepResult:
-        self._done = True
-        return StepResult(
-            observation=observation, done=True, reward=reward, status=status, info=info
-        )
-
     def _score(self, raw_answer: str) -> bool:
         payload = self._task.payload
         if payload["type"] in MODIFYING:

@@ -1111,16 +1111,16 @@ class Mind2WebEnv(Env):
         self._streak = 0 if score["parsed"] else self._streak + 1
         k = len(self._scores)
         if k == len(steps):
-            return self._finish(Status.COMPLETED, score)
+            return self._finish_episode(Status.COMPLETED, score)
         limit = self.config.max_invalid_streak
         if limit and self._streak >= limit:
-            return self._finish(Status.AGENT_INVALID_ACTION, score)
+            return self._finish_episode(Status.AGENT_INVALID_ACTION, score)
         if k >= self.config.max_rounds:
-            return self._finish(Status.TASK_LIMIT_REACHED, score)
+            return self._finish_episode(Status.TASK_LIMIT_REACHED, score)
         observation = step_prompt(self._task.payload, k, self.config.previous_k)
         return StepResult(observation=observation, done=False, info={"step": score})
 
-    def _finish(self, status: Status, last: dict[str, Any]) -> StepResult:
+    def _finish_episode(self, status: Status, last: dict[str, Any]) -> StepResult:
         """Reward = step success rate over all gold steps (unplayed ones count as failed)."""
         self._done = True
         n = len(self._task.payload["steps"])

@@ -555,14 +555,6 @@ class OSEnv(Env):
             return self._finish(Status.TASK_LIMIT_REACHED, 0.0, observation, {})
         return StepResult(observation=observation, done=False, info={"exit_code": result.exit_code})
 
-    def _finish(
-        self, status: Status, reward: float, observation: str | None, info: dict
-    ) -> StepResult:
-        self._done = True
-        return StepResult(
-            observation=observation, done=True, reward=reward, status=status, info=info
-        )
-
     def _judge(self, answer: str | None) -> bool:
         evaluation = self._task.payload["evaluation"]
         if "match" in evaluation:

@@ -1035,14 +1035,6 @@ class WebShopEnv(Env):
         info = {"asin": s.asin, "options": dict(s.options), "reward_info": info}
         return self._finish(Status.COMPLETED, reward, page, info)
 
-    def _finish(
-        self, status: Status, reward: float, observation: str | None, info: dict
-    ) -> StepResult:
-        self._done = True
-        return StepResult(
-            observation=observation, done=True, reward=reward, status=status, info=info
-        )
-
     def close(self) -> None:
         self._session = None
         self._done = True
