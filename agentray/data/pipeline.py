@@ -28,20 +28,9 @@ from agentray.data.agentinstruct import (
 from agentray.data.config import ProcessConfig
 from agentray.data.general import classify_general, iter_sharegpt
 from agentray.data.mix import general_records_for, realized_eta
-from agentray.data.tokenize import ConversationTokenizer, load_tokenizer
+from agentray.data.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
-
-TRAIN_COLUMNS = [
-    "id",
-    "source",
-    "family",
-    "input_ids",
-    "labels",
-    "num_tokens",
-    "num_loss_tokens",
-    "truncated",
-]
 
 
 class ProcessError(RuntimeError):
@@ -106,7 +95,7 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
         "rejected": tokens["rejected"],
     }
     train_dir = train_data_dir(cfg, run_dir)
-    _write_parquet(tokenized["kept"].select_columns(TRAIN_COLUMNS), train_dir)
+    _write_parquet(tokenized["kept"].select_columns(list(TRAIN_COLUMNS)), train_dir)
     shutil.rmtree(out / "agentinstruct", ignore_errors=True)
     agentinstruct = write_agentinstruct(
         agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),

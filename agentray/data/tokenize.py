@@ -156,7 +156,8 @@ class ConversationTokenizer:
         return out
 
 
-_OUTPUT_COLUMNS = (
+# What the training set stores per example; the tokenizer stage adds reject_reason.
+TRAIN_COLUMNS = (
     "id",
     "source",
     "family",
@@ -165,5 +166,5 @@ _OUTPUT_COLUMNS = (
     "num_tokens",
     "num_loss_tokens",
     "truncated",
-    "reject_reason",
 )
+_OUTPUT_COLUMNS = (*TRAIN_COLUMNS, "reject_reason")
