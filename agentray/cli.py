@@ -59,6 +59,41 @@ def pipeline(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
 
 
 @app.command()
+def instruct(
+    config: Path | None = typer.Argument(
+        None, exists=True, dir_okay=False, help="pipeline YAML config (its instruct section)"
+    ),
+    run_dir: str | None = RunDirOpt,
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="teacher endpoint (sets instruct.teacher.base_url)"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="teacher model (sets instruct.teacher.model)"
+    ),
+) -> None:
+    """Teacher-written DB / OS tasks (self-instruct, task derivation), each verified in the
+    real env -> task files that collect reads through family_configs.<family>.task_files."""
+    from agentray.instruct.generate import InstructError, run_instruct
+    from agentray.pipeline import run_dir_of
+
+    given = {
+        "run_dir": run_dir,
+        "instruct.teacher.base_url": base_url,
+        "instruct.teacher.model": model,
+    }
+    try:
+        cfg = load_config(config, overrides={k: v for k, v in given.items() if v})
+    except ConfigError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    try:
+        _show(run_instruct(cfg.instruct, run_dir_of(cfg)))
+    except InstructError as e:
+        typer.secho(f"instruct: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
 def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     """Env families x teacher policy -> trajectory parquet (resumable)."""
     from agentray.pipeline import stage_collect

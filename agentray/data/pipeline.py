@@ -1,16 +1,20 @@
 """The process stage on Ray Data: filter -> AgentInstruct -> mix with general data -> tokenize.
 
 Outputs under ``<run_dir>/process/``:
-  train/              the training set (parquet: id, source, family, input_ids, labels, ...)
+  train/              the training set (parquet): examples (id, source, family, input_ids,
+                      labels, ...) or, with packing on, packs (input_ids, labels, position_ids,
+                      segment_ids, ...)
+  tokenizer/          the tokenizer with the chat template the masks were made with
   agentinstruct/      the kept agent records in the public AgentInstruct schema, a file per family
   rejected.jsonl      every record set aside, with its reason
-  data_card.md        counts, the realized mix, token statistics
+  data_card.md        counts, the realized mix, token statistics, plots (data_card_*.png)
   manifest.json
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -26,8 +30,10 @@ from agentray.data.agentinstruct import (
     write_agentinstruct,
 )
 from agentray.data.config import ProcessConfig
-from agentray.data.general import classify_general, iter_sharegpt
-from agentray.data.mix import general_records_for, realized_eta
+from agentray.data.data_card import card_stats, write_data_card
+from agentray.data.general import classify_general, iter_general
+from agentray.data.mix import MixPlan, plan_mix
+from agentray.data.packing import pack_dataset
 from agentray.data.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
@@ -61,41 +67,39 @@ def trajectory_sources(cfg: ProcessConfig, run_dir: Path, required: bool = True)
 
 
 def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
-    import ray
-
     started = time.time()
     ensure_ray()
     out = process_dir(cfg, run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    load_tokenizer(cfg.model)  # a template that cannot be masked fails before any work
+    # A template that cannot be masked fails before any work; the tokenizer, with the
+    # chat template it was masked with, is saved for the train stage.
+    load_tokenizer(cfg.model, cfg.chat_template).save_pretrained(str(out / "tokenizer"))
 
-    agent = _split(_agent_dataset(cfg, run_dir))
-    duplicates: list[dict[str, Any]] = []
-    if cfg.dedup:
-        kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
-        agent["kept"] = ray.data.from_items(kept_rows) if kept_rows else agent["kept"].limit(0)
-    n_agent = agent["kept"].count()
-    if n_agent == 0:
-        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
+    agent, duplicates = _agent_records(cfg, run_dir)
+    agent_examples = _split(agent["kept"].map_batches(**_tokenizer_stage(cfg)))
+    agent_meta = _id_tokens(agent_examples["kept"])
+    if not agent_meta:
+        raise ProcessError(
+            f"no agent record fits max_seq_len={cfg.max_seq_len}: "
+            f"{_reason_counts(agent_examples['rejected'])}"
+        )
     general = _split(
         _general_dataset(cfg).map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
     )
-    n_general = general_records_for(
-        n_agent, cfg.eta, general["kept"].count(), cfg.max_general_records
+    general_examples, general_meta = _tokenize_general(general["kept"], agent_meta, cfg)
+    plan = plan_mix(
+        agent_meta,
+        general_meta,
+        cfg.eta,
+        by=cfg.mix_by,
+        balance=cfg.balance,
+        max_general=cfg.max_general_records,
+        seed=cfg.seed,
     )
-    # Some general records are too long even to cut: a few spare candidates go through the
-    # tokenizer so the mix still gets exactly the general records eta asks for.
-    spare = n_general // 4 + 8 if n_general else 0
-    candidates = _sample_rows(general["kept"], n_general + spare, cfg.seed)
-    tokens = _split(agent["kept"].union(candidates).map_batches(**_tokenizer_stage(cfg)))
-    tokenized = {
-        "kept": tokens["kept"]
-        .filter(expr="source == 'agent'")
-        .union(tokens["kept"].filter(expr="source == 'general'").limit(n_general)),
-        "rejected": tokens["rejected"],
-    }
+    examples = _apply_plan(agent_examples["kept"], general_examples["kept"], plan, cfg.seed)
+
     train_dir = train_data_dir(cfg, run_dir)
-    _write_parquet(tokenized["kept"].select_columns(list(TRAIN_COLUMNS)), train_dir)
+    packing = _write_train_set(examples, cfg, train_dir)
     shutil.rmtree(out / "agentinstruct", ignore_errors=True)
     agentinstruct = write_agentinstruct(
         agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
@@ -103,15 +107,16 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
     )
     rejected = [_rejected_row(r) for r in duplicates] + [
         row
-        for part in (agent, general, tokenized)
+        for part in (agent, general, agent_examples, general_examples)
         for row in part["rejected"]
         .select_columns(["id", "source", "family", "reject_reason"])
         .take_all()
     ]
     _write_jsonl(out / "rejected.jsonl", rejected)
 
-    stats = dataset_stats(tokenized["kept"], rejected, cfg)
-    (out / "data_card.md").write_text(data_card(stats, cfg))
+    frames = _card_frames(examples, agent, duplicates)
+    stats = card_stats(*frames, rejected, plan, cfg) | {"packing": packing}
+    data_card = write_data_card(stats, *frames, cfg, out, packing)
     write_manifest(
         out,
         "process",
@@ -124,21 +129,153 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
         counts=stats,
         outputs={
             "train": str(train_dir),
+            "packed": bool(packing),
+            "tokenizer": str(out / "tokenizer"),
             "agentinstruct": agentinstruct,
             "rejected": str(out / "rejected.jsonl"),
-            "data_card": str(out / "data_card.md"),
+            "data_card": str(data_card),
         },
         started_at=started,
     )
     return stats
 
 
+def _agent_records(cfg: ProcessConfig, run_dir: Path) -> tuple[dict[str, Any], list[dict]]:
+    """The agent records split into kept / rejected, and the duplicates set aside."""
+    import ray
+
+    agent = _split(_agent_dataset(cfg, run_dir))
+    duplicates: list[dict[str, Any]] = []
+    if cfg.dedup:
+        kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
+        agent["kept"] = ray.data.from_items(kept_rows) if kept_rows else agent["kept"].limit(0)
+    if agent["kept"].count() == 0:
+        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
+    return agent, duplicates
+
+
+def _id_tokens(ds) -> list[tuple[str, int]]:
+    return [
+        (r["id"], int(r["num_tokens"])) for r in ds.select_columns(["id", "num_tokens"]).take_all()
+    ]
+
+
+def _tokenize_general(kept, agent_meta: list[tuple[str, int]], cfg: ProcessConfig):
+    """Tokenize general records in their seeded draw order, in rounds, until the mix has
+    what it needs (all of them when agent data is upsampled). Returns the tokenized
+    examples (kept / rejected) and their (id, tokens) in draw order."""
+    order = _seeded_order([r["id"] for r in kept.select_columns(["id"]).take_all()], cfg.seed)
+    need = _general_need(agent_meta, cfg)
+    per_record = (
+        1.0 if cfg.mix_by == "examples" else sum(n for _, n in agent_meta) / len(agent_meta)
+    )
+    parts, meta, taken = [], [], 0
+    while taken < len(order) and _size(meta, cfg) < need:
+        room = math.inf if math.isinf(need) else (need - _size(meta, cfg)) / per_record
+        batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
+        taken += len(batch)
+        part = _split(kept.filter(_id_in(batch)).map_batches(**_tokenizer_stage(cfg)))
+        parts.append(part)
+        meta += _id_tokens(part["kept"])
+        per_record = max(_size(meta, cfg) / taken, 1e-9)
+    rank = {record_id: i for i, record_id in enumerate(order)}
+    meta.sort(key=lambda m: (rank[m[0].split("#")[0]], _piece(m[0])))
+    if not parts:
+        empty = kept.limit(0).map_batches(**_tokenizer_stage(cfg))
+        return {"kept": empty, "rejected": empty}, []
+    return {
+        key: parts[0][key].union(*[p[key] for p in parts[1:]]) if len(parts) > 1 else parts[0][key]
+        for key in ("kept", "rejected")
+    }, meta
+
+
+def _id_in(ids: list[str]):
+    chosen = set(ids)
+    return lambda row: row["id"] in chosen
+
+
+def _general_need(agent_meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
+    if cfg.eta >= 1:
+        return 0
+    if cfg.balance == "upsample_agent":
+        return math.inf
+    need = _size(agent_meta, cfg) * (1 - cfg.eta) / cfg.eta
+    return need if cfg.max_general_records is None else min(need, cfg.max_general_records)
+
+
+def _size(meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
+    return len(meta) if cfg.mix_by == "examples" else sum(n for _, n in meta)
+
+
+def _piece(record_id: str) -> int:
+    return int(record_id.split("#")[1]) if "#" in record_id else 0
+
+
+def _seeded_order(ids: list[str], seed: int) -> list[str]:
+    ids = sorted(ids)
+    random.Random(seed).shuffle(ids)
+    return ids
+
+
+def _apply_plan(agent, general, plan: MixPlan, seed: int):
+    """The mixed examples, shuffled (seeded) so packs and shards mix both sources."""
+    if any(n != 1 for n in plan.agent_copies.values()):
+        agent = agent.flat_map(_copies, fn_kwargs={"copies": plan.agent_copies})
+    mixed = agent.union(general.filter(_id_in(plan.general_ids)))
+    return mixed.random_shuffle(seed=seed).materialize()
+
+
+def _copies(row: dict[str, Any], copies: dict[str, int]) -> list[dict[str, Any]]:
+    """An upsampled agent example: the original plus ``<id>@copyK`` repeats."""
+    return [
+        row | {"id": row["id"] if k == 0 else f"{row['id']}@copy{k}"}
+        for k in range(copies[row["id"]])
+    ]
+
+
+def _write_train_set(examples, cfg: ProcessConfig, train_dir: Path) -> dict[str, Any] | None:
+    """The examples, or their packs when packing is on; returns the packing figures."""
+    if not cfg.packing.enabled:
+        _write_parquet(examples.select_columns(list(TRAIN_COLUMNS)), train_dir)
+        return None
+    width = cfg.packing.max_seq_len or cfg.max_seq_len
+    packs = pack_dataset(examples, cfg.packing, cfg.max_seq_len).materialize()
+    _write_parquet(packs, train_dir)
+    n_packs = packs.count()
+    real = packs.sum("num_tokens") if n_packs else 0
+    return {
+        "packs": n_packs,
+        "width": width,
+        "strategy": cfg.packing.strategy,
+        "efficiency": real / (n_packs * width) if n_packs else 0.0,
+    }
+
+
+def _card_frames(examples, agent: dict[str, Any], duplicates: list[dict]):
+    """(training examples, every agent record read) as pandas frames for the data card."""
+    import pandas as pd
+
+    columns = ["id", "origin", "family", "reward", "turns", "reject_reason"]
+    agent_rows = pd.concat(
+        [
+            agent["kept"].select_columns(columns).to_pandas(),
+            agent["rejected"].select_columns(columns).to_pandas(),
+            pd.DataFrame([{k: r[k] for k in columns} for r in duplicates], columns=columns),
+        ],
+        ignore_index=True,
+    )
+    example_columns = ["id", "source", "family", "num_tokens", "num_loss_tokens", "truncated"]
+    return examples.select_columns(example_columns).to_pandas(), agent_rows
+
+
 def _split(ds) -> dict[str, Any]:
     """Materialize once, then the kept rows and the rejected rows (with their reasons)."""
+    from ray.data.expressions import col
+
     ds = ds.materialize()
     return {
-        "kept": ds.filter(expr="reject_reason == ''"),
-        "rejected": ds.filter(expr="reject_reason != ''"),
+        "kept": ds.filter(expr=col("reject_reason") == ""),
+        "rejected": ds.filter(expr=col("reject_reason") != ""),
     }
 
 
@@ -146,7 +283,7 @@ def _general_dataset(cfg: ProcessConfig):
     import ray
 
     rows = [
-        {"index": i, "record": json.dumps(r)} for i, r in enumerate(iter_sharegpt(cfg.general_data))
+        {"index": i, "record": json.dumps(r)} for i, r in enumerate(iter_general(cfg.general_data))
     ]
     if not rows:
         raise ProcessError(
@@ -155,19 +292,21 @@ def _general_dataset(cfg: ProcessConfig):
     return ray.data.from_items(rows)
 
 
-def _sample_rows(ds, n: int, seed: int):
-    """``n`` rows drawn with ``seed``; picks ids on the driver instead of shuffling the texts."""
-    ids = sorted(r["id"] for r in ds.select_columns(["id"]).take_all())
-    chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
-    return ds.filter(lambda r: r["id"] in chosen)
-
-
 def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
+    from ray.data import ActorPoolStrategy
+
     return {
         "fn": ConversationTokenizer,
-        "fn_constructor_kwargs": {"model": cfg.model, "max_seq_len": cfg.max_seq_len},
+        "fn_constructor_kwargs": {
+            "model": cfg.model,
+            "max_seq_len": cfg.max_seq_len,
+            "chat_template": cfg.chat_template,
+            "too_long": {"agent": "cut", "general": cfg.general_too_long},
+        },
         "batch_size": 32,
-        "concurrency": 1,
+        # an autoscaling pool: one actor always, more while CPUs are free (a fixed pool
+        # as large as a small cluster would starve the filter tasks feeding it)
+        "compute": ActorPoolStrategy(min_size=1, max_size=cfg.tokenize_workers),
     }
 
 
@@ -212,55 +351,3 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.rename(path)
-
-
-def dataset_stats(train_ds, rejected: list[dict[str, Any]], cfg: ProcessConfig) -> dict[str, Any]:
-    df = train_ds.select_columns(
-        ["source", "family", "num_tokens", "num_loss_tokens", "truncated"]
-    ).to_pandas()
-    by_source = df.groupby("source").size().to_dict()
-    n_agent, n_general = int(by_source.get("agent", 0)), int(by_source.get("general", 0))
-    by_family = df.groupby("family").agg(
-        records=("num_tokens", "size"),
-        tokens=("num_tokens", "sum"),
-        loss_tokens=("num_loss_tokens", "sum"),
-    )
-    return {
-        "records": len(df),
-        "agent_records": n_agent,
-        "general_records": n_general,
-        "eta_target": cfg.eta,
-        "eta_realized": realized_eta(n_agent, n_general),
-        "tokens": int(df["num_tokens"].sum()),
-        "loss_tokens": int(df["num_loss_tokens"].sum()),
-        "max_tokens": int(df["num_tokens"].max()),
-        "mean_tokens": round(float(df["num_tokens"].mean()), 1),
-        "truncated": int(df["truncated"].sum()),
-        "per_family": {f: {k: int(v) for k, v in row.items()} for f, row in by_family.iterrows()},
-        "rejected": len(rejected),
-        "rejected_by_reason": dict(
-            Counter(f"{r['source']}: {r['reject_reason']}" for r in rejected).most_common()
-        ),
-    }
-
-
-def data_card(stats: dict[str, Any], cfg: ProcessConfig) -> str:
-    lines = [
-        "# Data card: hybrid instruction-tuning set",
-        "",
-        f"Tokenizer / chat template: `{cfg.model}`; max_seq_len {cfg.max_seq_len}; seed {cfg.seed}.",
-        f"Mix: eta target {stats['eta_target']:.3f}, realized {stats['eta_realized']:.3f} "
-        f"({stats['agent_records']} agent : {stats['general_records']} general records).",
-        f"Tokens: {stats['tokens']} ({stats['loss_tokens']} with loss); mean {stats['mean_tokens']}, "
-        f"max {stats['max_tokens']} per record; {stats['truncated']} records cut at a turn boundary.",
-        "",
-        "| family | records | tokens | loss tokens |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {f} | {v['records']} | {v['tokens']} | {v['loss_tokens']} |"
-        for f, v in stats["per_family"].items()
-    ]
-    lines += ["", f"## Set aside: {stats['rejected']} records (see rejected.jsonl)", ""]
-    lines += [f"- {reason}: {n}" for reason, n in stats["rejected_by_reason"].items()] or ["- none"]
-    return "\n".join(lines) + "\n"

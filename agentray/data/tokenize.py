@@ -10,8 +10,9 @@ starts inside an assistant turn whose ``loss`` is not false; everything else is 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
+from agentray.model.templates import apply_chat_template_preset
 from agentray.model.tiny import resolve_model
 from agentray.records import to_messages
 
@@ -32,10 +33,12 @@ class RecordRejected(ValueError):
     """A record that cannot become a training example; the message is the reason."""
 
 
-def load_tokenizer(model: str):
+def load_tokenizer(model: str, chat_template: str = "model"):
+    """The model's tokenizer with the ``chat_template`` preset applied, checked for masking."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(model))
+    apply_chat_template_preset(tokenizer, chat_template)
     check_template(tokenizer)
     return tokenizer
 
@@ -70,11 +73,45 @@ def prefix_texts(tokenizer, chat: list[dict[str, str]]) -> list[str]:
     return texts
 
 
+TooLong = Literal["cut", "split", "drop"]
+
+
 def encode_conversation(
     tokenizer, conversations: list[dict[str, Any]], max_seq_len: int
 ) -> dict[str, Any]:
-    """Token ids, labels and counts for one AgentInstruct/ShareGPT conversation."""
+    """Token ids, labels and counts for one AgentInstruct/ShareGPT conversation; one longer
+    than ``max_seq_len`` is cut after the last assistant turn that fits."""
+    return _encode_messages(tokenizer, to_messages(conversations), max_seq_len)[0]
+
+
+def encode_pieces(
+    tokenizer, conversations: list[dict[str, Any]], max_seq_len: int, too_long: TooLong = "cut"
+) -> list[dict[str, Any]]:
+    """The training examples one conversation gives when it is longer than ``max_seq_len``:
+    ``cut`` keeps the first part (up to the last assistant turn that fits), ``split`` makes
+    consecutive examples of it (each starting at a user turn, as FastChat splits ShareGPT),
+    ``drop`` rejects it. A cut never falls inside a turn."""
     messages = to_messages(conversations)
+    if too_long == "cut":
+        return [_encode_messages(tokenizer, messages, max_seq_len)[0]]
+    pieces = []
+    while messages:
+        encoded, used = _encode_messages(tokenizer, messages, max_seq_len)
+        if encoded["truncated"] and too_long == "drop":
+            raise RecordRejected(f"too long: over max_seq_len={max_seq_len} (too_long=drop)")
+        pieces.append(encoded | {"truncated": False} if too_long == "split" else encoded)
+        messages = _from_next_user_turn(messages[used:])
+    return pieces
+
+
+def _from_next_user_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    start = next((i for i, m in enumerate(messages) if m["role"] == "user"), len(messages))
+    rest = messages[start:]
+    return rest if any(m["role"] == "assistant" for m in rest) else []
+
+
+def _encode_messages(tokenizer, messages, max_seq_len: int) -> tuple[dict[str, Any], int]:
+    """(the example, how many of ``messages`` it holds)."""
     chat = [{"role": m["role"], "content": m["content"]} for m in messages]
     texts = prefix_texts(tokenizer, chat)
     encoded = tokenizer(texts[-1], add_special_tokens=False, return_offsets_mapping=True)
@@ -85,19 +122,21 @@ def encode_conversation(
         for tok, (start, _) in zip(ids, offsets, strict=True)
     ]
     truncated = len(ids) > max_seq_len
+    used = len(messages)
     if truncated:
-        cut = _turn_boundary_cut(messages, texts, offsets, max_seq_len)
+        cut, used = _turn_boundary_cut(messages, texts, offsets, max_seq_len)
         ids, labels = ids[:cut], labels[:cut]
     num_loss = sum(1 for label in labels if label != IGNORE_INDEX)
     if num_loss == 0:
         raise RecordRejected("no assistant tokens to train on within max_seq_len")
-    return {
+    example = {
         "input_ids": ids,
         "labels": labels,
         "num_tokens": len(ids),
         "num_loss_tokens": num_loss,
         "truncated": truncated,
     }
+    return example, used
 
 
 def _loss_spans(messages: list[dict[str, Any]], texts: list[str]) -> list[tuple[int, int]]:
@@ -109,51 +148,72 @@ def _loss_spans(messages: list[dict[str, Any]], texts: list[str]) -> list[tuple[
     ]
 
 
-def _turn_boundary_cut(messages, texts, offsets, max_seq_len: int) -> int:
-    """Tokens to keep: the longest prefix that ends after an assistant turn and fits."""
-    best = 0
-    for message, text in zip(messages, texts, strict=True):
+def _turn_boundary_cut(messages, texts, offsets, max_seq_len: int) -> tuple[int, int]:
+    """(tokens, messages) to keep: the longest prefix that ends after an assistant turn and
+    fits."""
+    best, used = 0, 0
+    for k, (message, text) in enumerate(zip(messages, texts, strict=True), start=1):
         if message["role"] != "assistant":
             continue
         n_tokens = sum(1 for start, _ in offsets if start < len(text))
         if n_tokens > max_seq_len:
             break
-        best = n_tokens
+        best, used = n_tokens, k
     if best == 0:
         raise RecordRejected(
             f"too long: the first exchange alone exceeds max_seq_len={max_seq_len}"
         )
-    return best
+    return best, used
 
 
 class ConversationTokenizer:
-    """A Ray Data ``map_batches`` callable: loads the tokenizer once per actor."""
+    """A Ray Data ``map_batches`` callable: loads the tokenizer once per actor.
 
-    def __init__(self, model: str, max_seq_len: int) -> None:
-        self.tokenizer = load_tokenizer(model)
+    ``too_long`` says per source (agent, general) what happens to a conversation longer
+    than ``max_seq_len`` (see ``encode_pieces``); split pieces get ids ``<id>#1``, ``#2``..
+    """
+
+    def __init__(
+        self,
+        model: str,
+        max_seq_len: int,
+        chat_template: str = "model",
+        too_long: dict[str, TooLong] | None = None,
+    ) -> None:
+        self.tokenizer = load_tokenizer(model, chat_template)
         self.max_seq_len = max_seq_len
+        self.too_long = too_long or {}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, list] = {k: [] for k in _OUTPUT_COLUMNS}
         for i in range(len(batch["id"])):
             row = {"id": batch["id"][i], "source": batch["source"][i], "family": batch["family"][i]}
-            try:
-                row |= encode_conversation(
-                    self.tokenizer, json.loads(batch["conversations"][i]), self.max_seq_len
-                )
-                row["reject_reason"] = ""
-            except ValueError as e:  # RecordRejected, TemplateError, unknown speaker
-                row |= {
-                    "input_ids": [],
-                    "labels": [],
-                    "num_tokens": 0,
-                    "num_loss_tokens": 0,
-                    "truncated": False,
-                    "reject_reason": str(e),
-                }
-            for key in _OUTPUT_COLUMNS:
-                out[key].append(row[key])
+            for piece in self._pieces(row, batch["conversations"][i]):
+                for key in _OUTPUT_COLUMNS:
+                    out[key].append(piece[key])
         return out
+
+    def _pieces(self, row: dict[str, Any], conversations: str) -> list[dict[str, Any]]:
+        policy = self.too_long.get(row["source"], "cut")
+        try:
+            pieces = encode_pieces(
+                self.tokenizer, json.loads(conversations), self.max_seq_len, policy
+            )
+        except ValueError as e:  # RecordRejected, TemplateError, unknown speaker
+            return [row | _REJECTED_EXAMPLE | {"reject_reason": str(e)}]
+        return [
+            row | piece | {"id": row["id"] if k == 0 else f"{row['id']}#{k}", "reject_reason": ""}
+            for k, piece in enumerate(pieces)
+        ]
+
+
+_REJECTED_EXAMPLE = {
+    "input_ids": [],
+    "labels": [],
+    "num_tokens": 0,
+    "num_loss_tokens": 0,
+    "truncated": False,
+}
 
 
 # What the training set stores per example; the tokenizer stage adds reject_reason.

@@ -934,6 +934,10 @@ class AlfWorldEnv(Env):
         self._done = False
         return self.prompt(task)
 
+    @staticmethod
+    def action_problem(reply: str) -> str | None:
+        return "no `ACTION:` line" if parse_action(reply) is None else None
+
     def step(self, action: str) -> StepResult:
         world = self._world
         if self._done or world is None:

@@ -1186,6 +1186,19 @@ def run_action(episode: _Episode, text: str) -> tuple[str, str | None]:
     return NO_FUNCTION, "no action"
 
 
+def call_problem(text: str) -> str | None:
+    """Whether the action line ``run_action`` would use calls a known tool with its arity
+    (whether the call then succeeds depends on the episode's variables)."""
+    line = next((ln for ln in text.split("\n") if re.match(r"Action.*?:", ln)), None)
+    if line is None:
+        return "no `Action:` line and no `Final Answer: #n`"
+    for name in re.findall(r"(\w+)\(", line):
+        found = re.findall(rf"{name}\((.+?)\)", line)
+        if found and name in TOOLS and len(re.split(r"\s*,\s*", found[0])) == _ARITY[name]:
+            return None
+    return "the action line calls no known tool with its arguments"
+
+
 def _call(episode: _Episode, name: str, raw_args: list[str]) -> str:
     if name not in TOOLS or len(raw_args) != _ARITY[name]:
         raise ToolError(f"unknown tool or wrong arity: {name}")
@@ -1244,6 +1257,13 @@ class KGEnv(Env):
         self._rounds = 0
         self._invalid = 0
         return self.prompt(task)
+
+    @staticmethod
+    def action_problem(reply: str) -> str | None:
+        text = clean_reply(reply)
+        if final_answer_id(text) is not None:
+            return None
+        return call_problem(text)
 
     def step(self, action: str) -> StepResult:
         if self._episode is None or self._task is None:

@@ -1102,6 +1102,15 @@ class Mind2WebEnv(Env):
         self._done = False
         return self.prompt(task)
 
+    @staticmethod
+    def action_problem(reply: str) -> str | None:
+        letter, action = parse_reply(reply)
+        if letter is None:
+            return "no `Answer:` letter"
+        if letter != "A" and not action:
+            return "an element is chosen but there is no `Action:`"
+        return None
+
     def step(self, action: str) -> StepResult:
         if self._done or self._task is None:
             return no_episode_result()

@@ -971,6 +971,10 @@ class WebShopEnv(Env):
         self._done = False
         return self.prompt(task)
 
+    @staticmethod
+    def action_problem(reply: str) -> str | None:
+        return "no `Action: search[...]` or `click[...]`" if parse_action(reply) is None else None
+
     def step(self, action: str) -> StepResult:
         if self._done or self._session is None:
             return no_episode_result()

@@ -14,24 +14,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-TINY_MODEL = "agentray/tiny-llama"  # the name configs use for the locally built default
+from agentray.model.templates import LLAMA2_CHAT_TEMPLATE
 
-# The Llama-2-chat template as published with meta-llama/Llama-2-*-chat-hf.
-LLAMA2_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}"
-    "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}"
-    "{% endif %}{% endfor %}"
-)
+TINY_MODEL = "agentray/tiny-llama"  # the name configs use for the locally built default
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 

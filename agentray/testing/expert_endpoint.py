@@ -4,7 +4,9 @@ For tests and benchmarks: real HTTP (uvicorn + starlette), with seeded latency, 
 stall injection.
 
 It finds the task a conversation is about (``TaskIndex``) and replies with the expert's next
-action, so episodes driven through it really succeed. ``POST /v1/chat/completions``,
+action, so episodes driven through it really succeed. An ``agentray instruct`` prompt is
+answered by the stand-in teacher (``instruct_teacher``: procedural proposals plus the faults
+named in ``instruct_faults``). ``POST /v1/chat/completions``,
 ``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``.
 
 Usage counts are approximate: one token per whitespace-separated word of each message's
@@ -42,6 +44,7 @@ from starlette.routing import Route
 
 from agentray.envs.registry import TaskIndex, family_names, make_env
 from agentray.policies.expert import expert_reply
+from agentray.testing.instruct_teacher import FAULT_REASONS, StandInTeacher
 from agentray.types import Message
 
 READY_LINE = "agentray expert endpoint listening on "
@@ -85,6 +88,11 @@ class EndpointConfig(BaseModel):
         None, gt=0, description="prompts longer than this get 400 context_length_exceeded"
     )
     seed: int = Field(0, description="seeds every injected draw")
+    instruct_faults: list[str] = Field(
+        default_factory=list,
+        description="instruct prompts: faulty proposals the stand-in teacher writes first, "
+        f"one each per family, from {', '.join(FAULT_REASONS)}",
+    )
 
     @field_validator("families")
     @classmethod
@@ -92,6 +100,14 @@ class EndpointConfig(BaseModel):
         unknown = [f for f in value if f not in family_names()]
         if unknown:
             raise ValueError(f"unknown env families {unknown}; allowed: {family_names()}")
+        return value
+
+    @field_validator("instruct_faults")
+    @classmethod
+    def _known_faults(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in FAULT_REASONS]
+        if unknown:
+            raise ValueError(f"unknown instruct faults {unknown}; allowed: {list(FAULT_REASONS)}")
         return value
 
     @field_validator("error_codes")
@@ -169,6 +185,7 @@ class EndpointState:
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self.expert = ConversationExpert({f: config.family_configs.get(f) for f in config.families})
+        self.teacher = StandInTeacher(config.instruct_faults, config.seed)
         self.rng = random.Random(config.seed)
         self.stopping = False
         self.counters: Counter[str] = Counter()
@@ -188,9 +205,12 @@ class EndpointState:
                 "completion_tokens",
                 "in_flight",
                 "max_in_flight",
+                "instruct_replies",
             )
         }
         out["errors_by_status"] = dict(self.errors_by_status)
+        out["instruct_proposals"] = len(self.teacher.log)
+        out["instruct_faults"] = dict(Counter(e["fault"] for e in self.teacher.log if e["fault"]))
         return out
 
     def reset_stats(self) -> dict[str, Any]:
@@ -268,7 +288,11 @@ class EndpointState:
             message = f"This model's maximum context length is {limit} tokens; the messages have {prompt_tokens}"
             return _error(400, message, code="context_length_exceeded", param="messages")
         try:
-            text = self.expert.reply(messages)
+            if self.teacher.answers(messages):
+                text = self.teacher.reply(messages)
+                self.counters["instruct_replies"] += 1
+            else:
+                text = self.expert.reply(messages)
         except (KeyError, ValueError) as e:
             self.counters["bad_requests"] += 1
             return _error(400, f"the expert knows no task for this conversation: {e}")

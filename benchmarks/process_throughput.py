@@ -1,0 +1,147 @@
+"""Process-stage throughput: the Ray Data pipeline vs a plain single-process loop, same work.
+
+    python benchmarks/process_throughput.py [--agent-per-family 150] [--packing] [--workers 2]
+
+Data: expert trajectories of every env family (played straight against the envs, written
+as trajectory parquet the way collection writes it) plus the bundled ShareGPT file.
+Work, both ways: classify every trajectory (status, reward threshold, action format, turn
+limits), drop duplicates, clean every general record, tokenize the agent records and the
+general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
+
+  plain loop      those steps as one Python loop in this process (agentray.data functions)
+  ray data cold   run_process on a running local Ray cluster, first run (actors start)
+  ray data warm   the same again (worker processes already up)
+records/s counts the records read: trajectories + general records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agentray.data.agentinstruct import classify_trajectory, drop_duplicates
+from agentray.data.config import ProcessConfig
+from agentray.data.general import classify_general, iter_general
+from agentray.data.mix import plan_mix
+from agentray.data.packing import pack_examples
+from agentray.data.pipeline import run_process
+from agentray.data.tokenize import encode_pieces, load_tokenizer
+from agentray.envs.play import expert_trajectory
+from agentray.envs.registry import family_names, make_env
+from agentray.model.tiny import TINY_MODEL
+from agentray.ray_utils import ensure_ray
+from agentray.rollout.sink import ParquetSink, read_trajectories
+
+
+def write_trajectories(out: Path, per_family: int) -> int:
+    sink = ParquetSink(out, flush_every=256)
+    n = 0
+    for family in family_names():
+        env = make_env(family)
+        count = per_family if family != "os" else max(1, per_family // 4)  # OS runs bash
+        for task in env.tasks("train")[:count]:
+            sink.add(expert_trajectory(env, task))
+            n += 1
+        env.close()
+    sink.flush()
+    return n
+
+
+def plain_loop(cfg: ProcessConfig, trajectories: Path) -> dict[str, int]:
+    """The process stage's work, one record at a time, in this process."""
+    tokenizer = load_tokenizer(cfg.model, cfg.chat_template)
+    rows = read_trajectories(trajectories)
+    classified = [classify_trajectory(row, cfg) for row in rows]
+    kept, _ = drop_duplicates([r for r in classified if not r["reject_reason"]])
+    general_rows = [classify_general(r, i) for i, r in enumerate(iter_general(cfg.general_data))]
+    general = [r for r in general_rows if not r["reject_reason"]]
+    agent_examples = _tokenize(tokenizer, kept, cfg, "cut")
+    wanted = round(len(agent_examples) * (1 - cfg.eta) / cfg.eta)
+    order = sorted(general, key=lambda r: r["id"])
+    random.Random(cfg.seed).shuffle(order)
+    general_examples = _tokenize(tokenizer, order[: wanted + wanted // 4 + 8], cfg, "split")
+    plan = plan_mix(
+        [(e["id"], e["num_tokens"]) for e in agent_examples],
+        [(e["id"], e["num_tokens"]) for e in general_examples],
+        cfg.eta,
+    )
+    chosen = set(plan.general_ids)
+    mixed = agent_examples + [e for e in general_examples if e["id"] in chosen]
+    packs = pack_examples(mixed, cfg.max_seq_len) if cfg.packing.enabled else mixed
+    return {"records_read": len(rows) + len(general_rows), "rows_out": len(packs)}
+
+
+def _tokenize(tokenizer, records, cfg: ProcessConfig, too_long) -> list[dict]:
+    out = []
+    for record in records:
+        try:
+            pieces = encode_pieces(
+                tokenizer, json.loads(record["conversations"]), cfg.max_seq_len, too_long
+            )
+        except ValueError:
+            continue
+        out += [
+            {"id": record["id"] if k == 0 else f"{record['id']}#{k}", "source": record["source"]}
+            | piece
+            for k, piece in enumerate(pieces)
+        ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent-per-family", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=2, help="tokenizer actors (Ray Data)")
+    parser.add_argument("--max-seq-len", type=int, default=2048)
+    parser.add_argument("--packing", action="store_true", help="pack to max_seq_len as well")
+    parser.add_argument("--model", default=TINY_MODEL)
+    args = parser.parse_args()
+    console = Console()
+
+    work = Path(tempfile.mkdtemp(prefix="agentray-process-bench-"))
+    try:
+        trajectories = work / "collect" / "trajectories"
+        n = write_trajectories(trajectories, args.agent_per_family)
+        cfg = ProcessConfig(
+            model=args.model,
+            max_seq_len=args.max_seq_len,
+            tokenize_workers=args.workers,
+            packing={"enabled": args.packing},
+        )
+        console.print(f"data: {n} expert trajectories, general: bundled ShareGPT; eta {cfg.eta}")
+
+        t0 = time.perf_counter()
+        plain = plain_loop(cfg, trajectories)
+        timings = {"plain loop": time.perf_counter() - t0}
+        ensure_ray()
+        for label in ("ray data cold", "ray data warm"):
+            t0 = time.perf_counter()
+            stats = run_process(cfg, work)
+            timings[label] = time.perf_counter() - t0
+        records = plain["records_read"]
+        table = Table(title=f"{records} records read -> {stats['records']} examples")
+        for column in ("pipeline", "seconds", "records/s", "vs plain loop"):
+            table.add_column(column, justify="left" if column == "pipeline" else "right")
+        for label, seconds in timings.items():
+            ratio = timings["plain loop"] / seconds
+            table.add_row(label, f"{seconds:.1f}", f"{records / seconds:,.0f}", f"{ratio:.2f}x")
+        console.print(table)
+        console.print(
+            f"plain loop made {plain['rows_out']} rows, the pipeline {stats['records']} examples "
+            f"({stats['agent_records']} agent : {stats['general_records']} general); "
+            f"tokenizer actors: {args.workers}"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
