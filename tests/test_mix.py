@@ -192,3 +192,32 @@ def test_agentlm_preset_renders_the_fixed_system_prompt(tiny_model_dir):
     assert example["input_ids"] == _template_ids(tok, _turns(2))
     targets = tok.decode([t for t in example["labels"] if t != IGNORE_INDEX])
     assert "honest" not in targets and "answer 0" in targets
+
+
+def test_template_checker_fails_loudly_on_a_mismatch(tokenizer):
+    from agentray.data.tokenize import (
+        ConversationTokenizer,
+        TemplateMismatch,
+        check_against_template,
+    )
+
+    turns = _turns(2)
+    chat = [
+        {"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]}
+        for t in turns
+    ]
+    ids = _template_ids(tokenizer, turns)
+    check_against_template(tokenizer, chat, ids)  # equal: no error
+    with pytest.raises(TemplateMismatch, match="at position 5"):
+        check_against_template(tokenizer, chat, ids[:5] + [ids[5] + 1] + ids[6:])
+    # the Ray Data stage checks every record with verify_every=1 and passes real records
+    stage = ConversationTokenizer(tokenizer.name_or_path, 4096, verify_every=1)
+    out = stage(
+        {
+            "id": ["r0"],
+            "source": ["general"],
+            "family": ["general"],
+            "conversations": [json.dumps(turns)],
+        }
+    )
+    assert out["reject_reason"] == [""] and out["input_ids"][0] == ids

@@ -77,6 +77,12 @@ class ProcessConfig(BaseModel):
         description="model: the tokenizer's own; llama-2-chat; agentlm (Llama-2-chat with "
         "AgentLM's fixed system prompt); or a Jinja file. Saved with the tokenizer for training",
     )
+    verify_template_every: int = Field(
+        20,
+        ge=0,
+        description="check every Nth record token for token against apply_chat_template "
+        "(a mismatch stops the run); 1: all, 0: none",
+    )
     packing: PackingConfig = Field(
         default_factory=PackingConfig, description="pack examples into max_seq_len rows"
     )

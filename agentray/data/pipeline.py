@@ -302,6 +302,7 @@ def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
             "max_seq_len": cfg.max_seq_len,
             "chat_template": cfg.chat_template,
             "too_long": {"agent": "cut", "general": cfg.general_too_long},
+            "verify_every": cfg.verify_template_every,
         },
         "batch_size": 32,
         # an autoscaling pool: one actor always, more while CPUs are free (a fixed pool

@@ -33,6 +33,26 @@ class RecordRejected(ValueError):
     """A record that cannot become a training example; the message is the reason."""
 
 
+class TemplateMismatch(RuntimeError):
+    """Our token ids differ from ``apply_chat_template``'s: the masks cannot be trusted, so
+    the run stops (not a ValueError: it must not be set aside as one bad record)."""
+
+
+def check_against_template(tokenizer, chat: list[dict[str, str]], ids: list[int]) -> None:
+    """Token-for-token comparison with ``apply_chat_template(chat, tokenize=True)``."""
+    expected = tokenizer.apply_chat_template(chat, tokenize=True)
+    expected = list(expected["input_ids"] if hasattr(expected, "keys") else expected)
+    if expected != list(ids):
+        at = next((i for i, (a, b) in enumerate(zip(ids, expected, strict=False)) if a != b), None)
+        at = min(len(ids), len(expected)) if at is None else at
+        raise TemplateMismatch(
+            f"token ids differ from apply_chat_template at position {at} "
+            f"(ours {len(ids)} tokens, template {len(expected)}): "
+            f"ours {tokenizer.decode(list(ids)[at : at + 8])!r} vs "
+            f"template {tokenizer.decode(expected[at : at + 8])!r}"
+        )
+
+
 def load_tokenizer(model: str, chat_template: str = "model"):
     """The model's tokenizer with the ``chat_template`` preset applied, checked for masking."""
     from transformers import AutoTokenizer
@@ -85,7 +105,11 @@ def encode_conversation(
 
 
 def encode_pieces(
-    tokenizer, conversations: list[dict[str, Any]], max_seq_len: int, too_long: TooLong = "cut"
+    tokenizer,
+    conversations: list[dict[str, Any]],
+    max_seq_len: int,
+    too_long: TooLong = "cut",
+    verify: bool = False,
 ) -> list[dict[str, Any]]:
     """The training examples one conversation gives when it is longer than ``max_seq_len``:
     ``cut`` keeps the first part (up to the last assistant turn that fits), ``split`` makes
@@ -93,10 +117,10 @@ def encode_pieces(
     ``drop`` rejects it. A cut never falls inside a turn."""
     messages = to_messages(conversations)
     if too_long == "cut":
-        return [_encode_messages(tokenizer, messages, max_seq_len)[0]]
+        return [_encode_messages(tokenizer, messages, max_seq_len, verify)[0]]
     pieces = []
     while messages:
-        encoded, used = _encode_messages(tokenizer, messages, max_seq_len)
+        encoded, used = _encode_messages(tokenizer, messages, max_seq_len, verify)
         if encoded["truncated"] and too_long == "drop":
             raise RecordRejected(f"too long: over max_seq_len={max_seq_len} (too_long=drop)")
         pieces.append(encoded | {"truncated": False} if too_long == "split" else encoded)
@@ -110,12 +134,17 @@ def _from_next_user_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]
     return rest if any(m["role"] == "assistant" for m in rest) else []
 
 
-def _encode_messages(tokenizer, messages, max_seq_len: int) -> tuple[dict[str, Any], int]:
-    """(the example, how many of ``messages`` it holds)."""
+def _encode_messages(
+    tokenizer, messages, max_seq_len: int, verify: bool = False
+) -> tuple[dict[str, Any], int]:
+    """(the example, how many of ``messages`` it holds); ``verify`` compares the ids with
+    ``apply_chat_template`` first."""
     chat = [{"role": m["role"], "content": m["content"]} for m in messages]
     texts = prefix_texts(tokenizer, chat)
     encoded = tokenizer(texts[-1], add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    if verify:
+        check_against_template(tokenizer, chat, ids)
     spans = _loss_spans(messages, texts)
     labels = [
         tok if any(s <= start < e for s, e in spans) else IGNORE_INDEX
@@ -169,6 +198,9 @@ def _turn_boundary_cut(messages, texts, offsets, max_seq_len: int) -> tuple[int,
 class ConversationTokenizer:
     """A Ray Data ``map_batches`` callable: loads the tokenizer once per actor.
 
+    Every ``verify_every``-th record (0: none) is checked token for token against
+    ``apply_chat_template``; a mismatch stops the run (``TemplateMismatch``).
+
     ``too_long`` says per source (agent, general) what happens to a conversation longer
     than ``max_seq_len`` (see ``encode_pieces``); split pieces get ids ``<id>#1``, ``#2``..
     """
@@ -179,10 +211,13 @@ class ConversationTokenizer:
         max_seq_len: int,
         chat_template: str = "model",
         too_long: dict[str, TooLong] | None = None,
+        verify_every: int = 0,
     ) -> None:
         self.tokenizer = load_tokenizer(model, chat_template)
         self.max_seq_len = max_seq_len
         self.too_long = too_long or {}
+        self.verify_every = verify_every
+        self._seen = 0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, list] = {k: [] for k in _OUTPUT_COLUMNS}
@@ -195,9 +230,11 @@ class ConversationTokenizer:
 
     def _pieces(self, row: dict[str, Any], conversations: str) -> list[dict[str, Any]]:
         policy = self.too_long.get(row["source"], "cut")
+        verify = bool(self.verify_every) and self._seen % self.verify_every == 0
+        self._seen += 1
         try:
             pieces = encode_pieces(
-                self.tokenizer, json.loads(conversations), self.max_seq_len, policy
+                self.tokenizer, json.loads(conversations), self.max_seq_len, policy, verify
             )
         except ValueError as e:  # RecordRejected, TemplateError, unknown speaker
             return [row | _REJECTED_EXAMPLE | {"reject_reason": str(e)}]
