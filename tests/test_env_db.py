@@ -6,6 +6,7 @@ import json
 import time
 
 from agentray.envs.db import DBConfig, DBEnv, answers_match, parse_action, parse_answer
+from agentray.envs.play import play_expert
 from agentray.types import Status
 
 SAMPLE = DBConfig(n_train=30, n_test=10, seed=3)
@@ -32,9 +33,7 @@ def test_expert_solves_every_sampled_task():
     assert len(tasks) == 40
     assert {t.payload["type"] for t in tasks} >= {"SELECT", "INSERT", "UPDATE", "DELETE"}
     for task in tasks:
-        env.reset(task)
-        for action in env.expert_actions(task):
-            result = env.step(action)
+        _, result = play_expert(env, task)
         assert result.done and result.status == Status.COMPLETED, (task.id, result)
         assert result.reward == 1.0, (task.id, task.payload["question"], result)
     env.close()

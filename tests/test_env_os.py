@@ -11,6 +11,7 @@ import pytest
 
 from agentray.envs import sandbox as sandbox_module
 from agentray.envs.os_env import OSConfig, OSEnv, format_output, parse_action
+from agentray.envs.play import play_expert
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available
 from agentray.types import Status
 
@@ -34,9 +35,7 @@ def test_expert_solves_every_sampled_task():
     assert len(tasks) == 40 and len(kinds) >= 8
     assert {next(iter(t.payload["evaluation"])) for t in tasks} == {"match", "check"}
     for task in tasks:
-        env.reset(task)
-        for action in env.expert_actions(task):
-            result = env.step(action)
+        _, result = play_expert(env, task)
         assert result.done and result.status == Status.COMPLETED, (task.id, result)
         assert result.reward == 1.0, (task.id, task.payload["description"], result)
     env.close()
