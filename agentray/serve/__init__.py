@@ -1,4 +1,5 @@
-"""The serve stage: an OpenAI-compatible ``/v1/chat/completions`` on Ray Serve.
+"""The serve stage: an OpenAI-compatible API on Ray Serve (``/v1/chat/completions`` and
+``/v1/completions``, streamed or not, ``/v1/models``), HF with dynamic batching or vLLM.
 
 ``ServeConfig`` is importable without Ray; the functions load Ray Serve on first use.
 """

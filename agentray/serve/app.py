@@ -1,255 +1,364 @@
-"""Ray Serve app: an OpenAI-compatible chat API over a local HF checkpoint.
+"""Ray Serve app: an OpenAI-compatible API over a local HF checkpoint (or vLLM on GPUs).
 
-Each replica hosts one ``HFPolicy``; concurrent requests are gathered by ``@serve.batch``
-into one batched ``generate`` call (the policy's own code, shared with the rollout engine).
+Two deployments, as in ``ray.serve.llm``:
+
+- ``OpenAIIngress`` (FastAPI, CPU only) checks the API key, validates requests, templates
+  and tokenizes prompts, and speaks HTTP: JSON bodies, server-sent events for streams,
+  OpenAI-style errors.
+- ``HFModelServer`` (one replica per GPU or CPU slice) batches what its replicas receive
+  with ``@serve.batch`` and decodes step by step (``agentray.serve.model_server``).
+
+Backpressure uses Ray Serve's own knobs on the model deployment: a replica takes at most
+``max_ongoing_requests``; each ingress replica queues at most ``max_queued_requests`` more
+and rejects the rest at once (Ray's ``BackPressureError``), which the client gets as a 503
+(or 429) with an OpenAI-style body and ``Retry-After``.
 """
 
 import asyncio
+import hmac
 import json
+import logging
+import os
 import time
 import urllib.request
-import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentray.serve.config import ServeConfig
+from agentray.serve.decode import DecodeRequest, StepEvent
+from agentray.serve.model_server import HFModelServer
+from agentray.serve.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    ChunkWriter,
+    CompletionRequest,
+    chat_response,
+    error_body,
+    overloaded,
+    text_response,
+)
 from agentray.types import Completion, GenerationParams
 
-# -- the OpenAI request schema (the subset this server honours) --------------------------
+# -- HTTP errors, all in OpenAI's shape --------------------------------------------------
+
+api = FastAPI(title="agentray", description="OpenAI-compatible chat and text completions")
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # clients send fields we do not use (user, seed)
-
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)  # newer clients' name for max_tokens
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
-    stream: Literal[False] = Field(False, description="streaming is not supported")
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> list[str]:
-        if value is None:
-            return []
-        return [value] if isinstance(value, str) else value
-
-    def generation_params(self, defaults: GenerationParams) -> GenerationParams:
-        given = {
-            "max_new_tokens": self.max_completion_tokens or self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "stop": self.stop or None,
-        }
-        return defaults.model_copy(update={k: v for k, v in given.items() if v is not None})
-
-
-# -- OpenAI-style errors -----------------------------------------------------------------
-
-
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-
-
-def error_response(
-    status: int, message: str, type: str, param: str | None = None, code: str | None = None
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(status_code=status, content=body)
+def _error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(status_code=error.status, content=error.body(), headers=error.headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None
     return (f"{param}: {first['msg']}" if param else first["msg"]), param
-
-
-api = FastAPI(title="agentray", description="OpenAI-compatible chat completions")
 
 
 @api.exception_handler(APIError)
 async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-    return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+    return _error_response(exc)
 
 
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     message, param = _validation_message(exc)
-    return error_response(400, message, "invalid_request_error", param, "invalid_value")
+    body = error_body(message, "invalid_request_error", param, "invalid_value")
+    return JSONResponse(status_code=400, content=body)
 
 
 @api.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return error_response(exc.status_code, str(exc.detail), kind)
+    return JSONResponse(status_code=exc.status_code, content=error_body(str(exc.detail), kind))
 
 
 @api.exception_handler(Exception)
 async def _server_error(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(500, f"{type(exc).__name__}: {exc}", "server_error")
+    body = error_body(f"{type(exc).__name__}: {exc}", "server_error")
+    return JSONResponse(status_code=500, content=body)
 
 
-# -- the deployment ----------------------------------------------------------------------
+async def require_api_key(request: Request) -> None:
+    """``Authorization: Bearer <key>`` when the server has a key (checked before the body
+    is validated, so a bad key is a 401 whatever the body)."""
+    expected: str | None = getattr(request.app.state, "api_key", None)
+    if not expected:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+        raise APIError(
+            401,
+            "missing or incorrect API key: send it as 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+        )
+
+
+Authorized = [Depends(require_api_key)]
+
+# -- the ingress deployment --------------------------------------------------------------
 # Serve pickles the deployment class when it is decorated: helpers it calls come first.
 
 
-def _group_by_params(items: list[tuple[list[int], GenerationParams]]) -> dict[str, list[int]]:
-    """Row indices per distinct generation params: one generate call per group."""
-    groups: dict[str, list[int]] = {}
-    for i, (_, params) in enumerate(items):
-        groups.setdefault(params.model_dump_json(), []).append(i)
-    return groups
+class _QuietBackpressure(logging.Filter):
+    """Drops Ray Serve's warning per rejected request: under overload a log line per
+    rejection adds load exactly when there is none to spare (``/stats`` counts them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Request dropped due to backpressure")
+
+
+def _reject_overload(error: BaseException) -> APIError | None:
+    """The OpenAI-style error for Ray Serve's backpressure rejection, else None."""
+    from ray.serve.exceptions import BackPressureError
+
+    if not isinstance(error, BackPressureError):
+        return None
+    return overloaded(
+        getattr(error, "_status_code", 503),
+        f"server overloaded, retry later ({error.message})",
+        getattr(error, "_retry_after_s", None),
+    )
+
+
+def _merge_streams(streams: list[AsyncIterator[StepEvent]]) -> AsyncIterator[tuple[int, Any]]:
+    """``(index, event)`` from several streams as they come; ``(index, None)`` when one
+    ends; an exception in one is raised to the reader."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[StepEvent]) -> None:
+        try:
+            async for event in stream:
+                await queue.put((index, event))
+            await queue.put((index, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the reader
+            await queue.put((index, e))
+
+    async def read() -> AsyncIterator[tuple[int, Any]]:
+        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+        try:
+            for _ in range(len(streams)):
+                while True:
+                    index, item = await queue.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield index, item
+                    if item is None:
+                        break
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    return read()
 
 
 @serve.deployment
 @serve.ingress(api)
-class ChatServer:
-    def __init__(self, config: dict[str, Any]) -> None:
-        from agentray.policies.hf import HFPolicy
+class OpenAIIngress:
+    def __init__(self, model: DeploymentHandle, config: dict[str, Any], api_key: str | None):
+        from agentray.serve.encode import PromptEncoder
 
         self.cfg = ServeConfig(**config)
-        self.policy = HFPolicy(
-            self.cfg.model,
-            device=self.cfg.device,
-            max_batch_size=self.cfg.max_batch_size,
-            dtype=self.cfg.dtype,
-        )
-        self.generate_batch.set_max_batch_size(self.cfg.max_batch_size)
-        self.generate_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self.model = model
+        self.encoder = PromptEncoder(self.cfg.model)
         self.created = int(time.time())
-        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
+        self.rejected = 0
+        api.state.api_key = api_key
+        logging.getLogger("ray.serve").addFilter(_QuietBackpressure())
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/stats")
+    @api.get("/stats", dependencies=Authorized)
     async def get_stats(self) -> dict[str, int]:
-        """This replica's request and batch counts (how well requests are batched)."""
-        return self.stats
+        """One model replica's counts (how well requests are batched), and the requests
+        this ingress replica rejected for overload."""
+        return {**await self.model.stats.remote(), "rejected": self.rejected}
 
-    @api.get("/v1/models")
+    @api.get("/v1/models", dependencies=Authorized)
     async def models(self) -> dict[str, Any]:
-        card = {
+        return {"object": "list", "data": [self._card()]}
+
+    @api.get("/v1/models/{model_id:path}", dependencies=Authorized)
+    async def model_card(self, model_id: str) -> dict[str, Any]:
+        self._check_model(model_id)
+        return self._card()
+
+    @api.post("/v1/chat/completions", dependencies=Authorized)
+    async def chat_completions(self, request: ChatCompletionRequest) -> Any:
+        self._check_model(request.model)
+        params = request.generation_params(self.cfg.params)
+        messages = [m.plain() for m in request.messages]
+        prompt = self.encoder.encode_chat(messages, params.max_new_tokens)
+        if request.stream:
+            return await self._stream("chat", [prompt], params, request.include_usage)
+        [completion] = await self._generate([prompt], params)
+        return chat_response(completion, self.cfg.served_model_name)
+
+    @api.post("/v1/completions", dependencies=Authorized)
+    async def completions(self, request: CompletionRequest) -> Any:
+        self._check_model(request.model)
+        params = request.generation_params(self.cfg.params)
+        prompts = self.encoder.encode_prompts(request.prompt, params.max_new_tokens)
+        if request.stream:
+            return await self._stream("text", prompts, params, request.include_usage)
+        completions = await self._generate(prompts, params)
+        return text_response(completions, self.cfg.served_model_name)
+
+    # -- calling the model deployment ----------------------------------------------------
+
+    async def _generate(
+        self, prompts: list[list[int]], params: GenerationParams
+    ) -> list[Completion]:
+        try:
+            calls = [self.model.generate.remote(DecodeRequest(p, params)) for p in prompts]
+            return await asyncio.gather(*calls)
+        except Exception as e:
+            self._raise_if_overload(e)
+            raise
+
+    async def _stream(
+        self, kind: str, prompts: list[list[int]], params: GenerationParams, with_usage: bool
+    ) -> StreamingResponse:
+        method = self.model.options(stream=True).generate_stream
+        streams = []
+        try:  # each stream's first event says it was admitted: rejections become a status
+            for prompt in prompts:
+                streams.append(method.remote(DecodeRequest(prompt, params, stream=True)))
+            await asyncio.gather(*(s.__anext__() for s in streams))
+        except Exception as e:
+            # not s.cancel(): it waits (blocking) for the request's assignment and re-raises
+            # its error; an admitted sibling of a rejected prompt just runs to its end
+            self._raise_if_overload(e)
+            raise
+        writer = ChunkWriter(kind, self.cfg.served_model_name)
+        body = self._sse(writer, _merge_streams(streams), len(prompts), with_usage)
+        return StreamingResponse(body, media_type="text/event-stream")
+
+    async def _sse(
+        self,
+        writer: ChunkWriter,
+        events: AsyncIterator[tuple[int, Any]],
+        n: int,
+        with_usage: bool,
+    ) -> AsyncIterator[str]:
+        completions: list[Completion | None] = [None] * n
+        if writer.kind == "chat":
+            yield writer.choice(0, None)
+        try:
+            async for index, event in events:
+                if event is None:
+                    continue
+                if event.delta:
+                    yield writer.choice(index, event.delta)
+                if event.completion is not None:
+                    completions[index] = event.completion
+                    yield writer.choice(index, None, event.completion.finish_reason)
+        except Exception as e:  # the status line is sent: report it in the stream
+            yield writer.event(error_body(f"{type(e).__name__}: {e}", "server_error"))
+            return
+        if with_usage:
+            yield writer.usage([c for c in completions if c is not None])
+        yield writer.DONE
+
+    def _raise_if_overload(self, error: BaseException) -> None:
+        """Ray Serve's backpressure rejection, as an OpenAI-style 503/429."""
+        rejection = _reject_overload(error)
+        if rejection is not None:
+            self.rejected += 1
+            raise rejection from error
+
+    def _check_model(self, model: str) -> None:
+        if model != self.cfg.served_model_name:
+            raise APIError(
+                404,
+                f"model {model!r} does not exist; served: {self.cfg.served_model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+
+    def _card(self) -> dict[str, Any]:
+        return {
             "id": self.cfg.served_model_name,
             "object": "model",
             "created": self.created,
             "owned_by": "agentray",
             "root": self.cfg.model,
         }
-        return {"object": "list", "data": [card]}
-
-    @api.post("/v1/chat/completions")
-    async def chat_completions(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        if request.model != self.cfg.served_model_name:
-            raise APIError(
-                404,
-                f"model {request.model!r} does not exist; served: {self.cfg.served_model_name!r}",
-                param="model",
-                code="model_not_found",
-            )
-        params = request.generation_params(self.cfg.params)
-        prompt = self._encode(request, params)
-        completion: Completion = await self.generate_batch((prompt, params))
-        if completion.finish_reason == "error":
-            raise APIError(500, completion.error or "generation failed", type="server_error")
-        return self._response(completion)
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def generate_batch(
-        self, items: list[tuple[list[int], GenerationParams]]
-    ) -> list[Completion]:
-        self.stats["batches"] += 1
-        self.stats["requests"] += len(items)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
-        out: list[Completion | None] = [None] * len(items)
-        for params_json, rows in _group_by_params(items).items():
-            params = GenerationParams.model_validate_json(params_json)
-            prompts = [items[i][0] for i in rows]
-            completions = await asyncio.to_thread(self.policy.generate_ids, prompts, params)
-            for i, completion in zip(rows, completions, strict=True):
-                out[i] = completion
-        return [c for c in out if c is not None]
-
-    def _encode(self, request: ChatCompletionRequest, params: GenerationParams) -> list[int]:
-        messages = [m.model_dump() for m in request.messages]
-        try:
-            prompt = self.policy.encode(messages)
-        except Exception as e:  # e.g. the chat template rejects the role order
-            raise APIError(400, f"messages: {e}", param="messages") from e
-        try:
-            self.policy.check_fits(len(prompt), params.max_new_tokens)
-        except ValueError as e:
-            raise APIError(400, str(e), param="messages", code="context_length_exceeded") from e
-        return prompt
-
-    def _response(self, completion: Completion) -> dict[str, Any]:
-        message = {"role": "assistant", "content": completion.text}
-        choice = {
-            "index": 0,
-            "message": message,
-            "finish_reason": completion.finish_reason,
-            "logprobs": None,
-        }
-        usage = {
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-        }
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.cfg.served_model_name,
-            "choices": [choice],
-            "usage": usage,
-        }
 
 
-# -- starting and stopping ---------------------------------------------------------------
+# -- building, starting and stopping -----------------------------------------------------
 
 
 def build_app(cfg: ServeConfig) -> serve.Application:
+    """The Serve application for ``cfg.backend``: ``hf`` (ingress + HF model deployment) or
+    ``vllm`` (``ray.serve.llm``)."""
+    if cfg.backend == "vllm":
+        from agentray.serve.vllm_app import build_vllm_app
+
+        return build_vllm_app(cfg)
+    config = cfg.model_dump(mode="json", exclude={"api_key"})
+    model = HFModelServer.options(**model_deployment_options(cfg)).bind(config)
+    ingress = OpenAIIngress.options(**ingress_deployment_options(cfg))
+    return ingress.bind(model, config, resolve_api_key(cfg))
+
+
+def model_deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    actor = {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
+    if cfg.resources:
+        actor["resources"] = dict(cfg.resources)
+    if cfg.accelerator_type:
+        actor["accelerator_type"] = cfg.accelerator_type
     options: dict[str, Any] = {
         "max_ongoing_requests": cfg.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "max_queued_requests": cfg.max_queued_requests,
+        "ray_actor_options": actor,
         "logging_config": {"enable_access_log": cfg.access_log},
     }
+    if cfg.max_queued_requests != -1:
+        options["backpressure_config"] = {
+            "status_code": cfg.overload_status_code,
+            "retry_after_s": cfg.retry_after_s,
+        }
     if cfg.autoscaling:
-        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+        options["autoscaling_config"] = cfg.autoscaling.serve_config(cfg.max_batch_size)
     else:
         options["num_replicas"] = cfg.num_replicas
-    return ChatServer.options(**options).bind(cfg.model_dump(mode="json"))
+    return options
+
+
+def ingress_deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """Each ingress replica holds the requests of the model replicas plus its own queue (and
+    answers rejections), so it never becomes the bottleneck that queues invisibly."""
+    replicas = cfg.autoscaling.max_replicas if cfg.autoscaling else cfg.num_replicas
+    queue = cfg.max_queued_requests if cfg.max_queued_requests != -1 else 10_000
+    return {
+        "num_replicas": cfg.ingress_replicas,
+        "max_ongoing_requests": 2 * (replicas * cfg.max_ongoing_requests + queue) + 64,
+        "ray_actor_options": {"num_cpus": cfg.ingress_num_cpus},
+        "logging_config": {"enable_access_log": cfg.access_log},
+    }
+
+
+def resolve_api_key(cfg: ServeConfig) -> str | None:
+    """The key clients must send: ``api_key``, else the ``api_key_env`` variable of the
+    process that starts the server, else None (no auth)."""
+    if cfg.api_key is not None:
+        return cfg.api_key.get_secret_value()
+    if cfg.api_key_env:
+        return os.environ.get(cfg.api_key_env) or None
+    return None
 
 
 def start_server(cfg: ServeConfig) -> str:
@@ -258,9 +367,10 @@ def start_server(cfg: ServeConfig) -> str:
     from agentray.ray_utils import ensure_ray
 
     ensure_ray()
+    app = build_app(cfg)  # config errors (e.g. vllm missing) before Serve starts
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
-    wait_until_ready(cfg.base_url, cfg.startup_timeout_s)
+    serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix)
+    wait_until_ready(cfg.base_url, cfg.startup_timeout_s, resolve_api_key(cfg))
     return cfg.base_url
 
 
@@ -271,12 +381,14 @@ def stop_server(name: str = "agentray", shutdown: bool = False) -> None:
         serve.shutdown()
 
 
-def wait_until_ready(base_url: str, timeout_s: float) -> None:
+def wait_until_ready(base_url: str, timeout_s: float, api_key: str | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = urllib.request.Request(f"{base_url}/models", headers=headers)
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
                     return
         except Exception as e:  # not up yet
@@ -295,7 +407,13 @@ def run_serve(cfg: ServeConfig, run_dir: str | Path, block: bool = True) -> str:
 
     started = time.time()
     url = start_server(cfg)
-    outputs = {"url": url, "served_model_name": cfg.served_model_name, "app_name": cfg.app_name}
+    outputs = {
+        "url": url,
+        "served_model_name": cfg.served_model_name,
+        "app_name": cfg.app_name,
+        "backend": cfg.backend,
+        "auth": resolve_api_key(cfg) is not None,
+    }
     write_manifest(
         Path(run_dir) / "serve",
         "serve",

@@ -1,0 +1,68 @@
+"""Prompts to token ids in the ingress: the templating half of ``HFPolicy`` (tokenizer and
+context window, no weights), so model replicas only decode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentray.model.tiny import resolve_model
+from agentray.policies.hf import ChatTemplatePolicy, ContextLimitError
+from agentray.serve.protocol import APIError
+from agentray.types import Completion, GenerationParams
+
+
+class PromptEncoder(ChatTemplatePolicy):
+    """``encode`` and ``check_fits`` exactly as ``HFPolicy`` has them (inherited), with
+    OpenAI-style 400 errors; it generates nothing."""
+
+    backend = "tokenizer"
+
+    def __init__(self, model: str) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = resolve_model(model)
+        self.name = model
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+        self.context_window = int(getattr(config, "max_position_embeddings", 0) or 0)
+        self.vocab_size = len(self.tokenizer)
+
+    def generate_ids(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
+        raise NotImplementedError("PromptEncoder only encodes prompts")
+
+    def encode_chat(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
+        try:
+            prompt = self.encode(messages)  # type: ignore[arg-type]
+        except Exception as e:  # e.g. the chat template rejects the role order
+            raise APIError(400, f"messages: {e}", param="messages") from e
+        self._check_fits(prompt, max_new_tokens, "messages")
+        return prompt
+
+    def encode_prompts(self, prompt: Any, max_new_tokens: int) -> list[list[int]]:
+        """A completions ``prompt`` (text, token ids, or a list of either) as token ids,
+        one list per choice."""
+        if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+            prompt = [prompt]
+        prompts = []
+        for i, item in enumerate(prompt):
+            param = "prompt" if len(prompt) == 1 else f"prompt.{i}"
+            ids = self.tokenizer.encode(item) if isinstance(item, str) else list(item)
+            if not ids:
+                raise APIError(400, f"{param}: prompt is empty", param=param)
+            bad = [t for t in ids if not 0 <= t < self.vocab_size]
+            if bad:
+                raise APIError(
+                    400,
+                    f"{param}: token ids {bad[:5]} are outside the vocabulary "
+                    f"(0..{self.vocab_size - 1})",
+                    param=param,
+                )
+            self._check_fits(ids, max_new_tokens, param)
+            prompts.append(ids)
+        return prompts
+
+    def _check_fits(self, prompt: list[int], max_new_tokens: int, param: str) -> None:
+        try:
+            self.check_fits(len(prompt), max_new_tokens)
+        except ContextLimitError as e:
+            raise APIError(400, str(e), param=param, code="context_length_exceeded") from e

@@ -1,0 +1,73 @@
+"""The vLLM backend of ``agentray serve`` (``backend: vllm``): Ray Serve's own LLM app
+(``ray.serve.llm.build_openai_app``), with vLLM's continuous batching and paged attention,
+behind the same OpenAI endpoints (``/v1/chat/completions`` with streaming,
+``/v1/completions``, ``/v1/models``).
+
+UNTESTED here: the reference machine has neither vllm nor a GPU. Without them, building
+the app fails at once with what is missing; nothing else in agentray imports this module.
+The ServeConfig fields map onto the LLMConfig as below; ``max_batch_size`` becomes vLLM's
+``max_num_seqs`` (vLLM batches continuously, so ``batch_wait_timeout_s`` does not apply).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from agentray.model.tiny import resolve_model
+from agentray.serve.config import ServeConfig
+
+
+def check_vllm_available(cfg: ServeConfig) -> None:
+    """A clear error unless this process can import vllm and the Ray cluster has GPUs."""
+    import ray
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "serve.backend 'vllm' needs the vllm package (pip install 'agentray[vllm]' on the "
+            "GPU machines); without it use serve.backend: hf"
+        )
+    gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
+    if gpus <= 0:
+        raise ValueError(
+            "serve.backend 'vllm' needs GPUs in the Ray cluster and it has none; "
+            "use serve.backend: hf (CPU) or add GPU nodes"
+        )
+
+
+def llm_config(cfg: ServeConfig) -> dict[str, Any]:
+    """The ``ray.serve.llm.LLMConfig`` for ``cfg``, as a dict."""
+    deployment: dict[str, Any] = {
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "max_queued_requests": cfg.max_queued_requests,
+    }
+    if cfg.autoscaling:
+        deployment["autoscaling_config"] = cfg.autoscaling.serve_config(cfg.max_batch_size)
+    else:
+        deployment["num_replicas"] = cfg.num_replicas
+    engine = {"max_num_seqs": cfg.max_batch_size, "dtype": cfg.dtype, **cfg.vllm_engine_kwargs}
+    config: dict[str, Any] = {
+        "model_loading_config": {
+            "model_id": cfg.served_model_name,
+            "model_source": resolve_model(cfg.model),
+        },
+        "engine_kwargs": engine,
+        "deployment_config": deployment,
+    }
+    if cfg.accelerator_type:
+        config["accelerator_type"] = cfg.accelerator_type
+    return config
+
+
+def build_vllm_app(cfg: ServeConfig) -> Any:
+    from agentray.serve.app import resolve_api_key
+
+    if resolve_api_key(cfg) is not None:
+        raise ValueError(
+            f"serve.api_key / ${cfg.api_key_env} is set, but the vllm backend has no API-key "
+            "check: unset it, or use serve.backend: hf"
+        )
+    check_vllm_available(cfg)
+    from ray.serve.llm import build_openai_app
+
+    return build_openai_app({"llm_configs": [llm_config(cfg)]})
