@@ -44,7 +44,8 @@ class PipelineConfig(BaseModel):
     def _propagate_shared(self) -> PipelineConfig:
         """Stages that did not name a model use the pipeline's; eval plays the tasks in the
         format collection used, and instruct seeds and deduplicates against collection's
-        tasks, unless they set their own family configs."""
+        tasks, unless they set their own family configs; eval's client reads the key serve
+        requires."""
         for section in (self.process, self.train):
             if "model" not in section.model_fields_set:
                 section.model = self.model
@@ -52,6 +53,9 @@ class PipelineConfig(BaseModel):
             self.eval.family_configs = dict(self.collect.family_configs)
         if "family_configs" not in self.instruct.model_fields_set:
             self.instruct.family_configs = dict(self.collect.family_configs)
+        # eval talks to this pipeline's own served model: it sends the key serve requires
+        if "api_key_env" not in self.eval.policy.model_fields_set and self.serve.api_key_env:
+            self.eval.policy.api_key_env = self.serve.api_key_env
         return self
 
 
