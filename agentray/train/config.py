@@ -1,13 +1,27 @@
 """Train-stage config: which model and data, how many Ray Train workers, the DeepSpeed ZeRO
-stage, and the optimisation schedule."""
+stage, the optimisation schedule, LoRA, checkpoints and fault tolerance."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentray.model.tiny import TINY_MODEL
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
+    r: int = Field(16, gt=0, description="adapter rank")
+    alpha: float = Field(32.0, gt=0, description="adapter scale numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: str | list[str] = Field(
+        "all-linear",
+        description='module names to adapt, e.g. ["q_proj", "v_proj"]; "all-linear": every '
+        "linear layer but the output head",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -16,6 +30,11 @@ class TrainConfig(BaseModel):
     model: str = Field(TINY_MODEL, description="HF name or path of the model to fine-tune")
     data: str | None = Field(
         None, description="folder of tokenized parquet shards; default: <run_dir>/process/train"
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="tokenizer (and chat template) saved with the model; default: the one the "
+        "process stage saved next to the data (<data>/../tokenizer), else the model's",
     )
     output: str | None = Field(None, description="default: <run_dir>/train")
     run_name: str | None = Field(
@@ -26,6 +45,9 @@ class TrainConfig(BaseModel):
     use_gpu: bool = Field(False, description="one GPU per worker")
     resources_per_worker: dict[str, float] | None = Field(
         None, description='Ray resources per worker, e.g. {"CPU": 4, "GPU": 1}'
+    )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how workers are placed over nodes (Ray placement group strategy)"
     )
     zero_stage: Literal[0, 2, 3] = Field(
         2,
@@ -40,7 +62,18 @@ class TrainConfig(BaseModel):
         description="keys merged over the ZeRO template, e.g. "
         '{"zero_optimization": {"offload_optimizer": {"device": "cpu"}}}',
     )
+    offload: Literal["none", "optimizer", "optimizer_and_params"] = Field(
+        "none",
+        description="ZeRO CPU offload for models that do not fit (70B-class): the optimizer "
+        "states (ZeRO-2/3), or also the parameters (ZeRO-3); uses DeepSpeed's CPU Adam",
+    )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description="auto: flash_attention_2 on GPU when flash-attn is installed (packed rows "
+        "run as one varlen row), else sdpa",
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings)
 
     epochs: int = Field(1, gt=0, description="passes over the data")
     max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps")
@@ -55,7 +88,9 @@ class TrainConfig(BaseModel):
         "cosine", description="decay after warm-up"
     )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
-    max_seq_len: int = Field(1024, gt=1, description="longer rows are truncated")
+    max_seq_len: int = Field(
+        1024, gt=1, description="longer unpacked rows are cut; packed rows must fit (never cut)"
+    )
     shuffle: bool = Field(
         True, description="seeded shuffle: block order plus a per-worker buffer of rows"
     )
@@ -69,11 +104,41 @@ class TrainConfig(BaseModel):
         10, gt=0, description="progress line and ray.train.report every N steps"
     )
     checkpoint_every_steps: int | None = Field(
-        None, gt=0, description="also save an HF checkpoint every N steps (default: at the end)"
+        None,
+        gt=0,
+        description="also checkpoint every N steps (HF model + DeepSpeed state to resume from); "
+        "default: at the end only",
     )
-    keep_checkpoints: int = Field(
-        2, gt=0, description="checkpoints kept under <output>/ray_results (newest first)"
+    keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept in storage (newest)")
+    storage_path: str | None = Field(
+        None,
+        description="Ray Train storage for checkpoints; on a multi-node cluster a path every "
+        "node sees (NFS) or s3://...; default: <output>/ray_results",
     )
+    max_failures: int = Field(
+        2,
+        ge=-1,
+        description="restarts from the last checkpoint after a worker or node dies (-1: no limit)",
+    )
+    tensorboard: bool = Field(True, description="TensorBoard scalars in <output>/tensorboard")
+    peak_tflops: float | None = Field(
+        None,
+        gt=0,
+        description="peak dense bf16 TFLOP/s of one accelerator, for MFU; default: looked up "
+        "from the GPU name (no MFU on CPU)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.offload == "optimizer" and self.zero_stage == 0:
+            raise ValueError("offload='optimizer' needs zero_stage 2 or 3")
+        if self.offload == "optimizer_and_params" and self.zero_stage != 3:
+            raise ValueError("offload='optimizer_and_params' needs zero_stage 3")
+        if self.attn_implementation == "flash_attention_2" and not (
+            self.use_gpu and self.precision == "bf16"
+        ):
+            raise ValueError("attn_implementation='flash_attention_2' needs use_gpu and bf16")
+        return self
 
     def global_batch_size(self) -> int:
         """Sequences per optimizer step across all workers."""

@@ -1,0 +1,134 @@
+"""Per-step training metrics: model FLOPs and MFU, TensorBoard scalars, the loss plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; the first name that
+# occurs in torch.cuda.get_device_name() wins, so more specific names come first.
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("H800", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("MI300X", 1307.0),
+)
+TB_SCALARS = ("loss", "lr", "grad_norm", "tokens_per_s", "model_tflops_per_s", "mfu")
+
+
+def peak_tflops_for(device_name: str) -> float | None:
+    """The bf16 peak of a GPU by its name; None when unknown (set train.peak_tflops)."""
+    for name, tflops in PEAK_BF16_TFLOPS:
+        if name.lower() in device_name.lower():
+            return tflops
+    return None
+
+
+def device_peak_tflops(use_gpu: bool, configured: float | None) -> float | None:
+    if configured is not None:
+        return configured
+    import torch
+
+    if not use_gpu or not torch.cuda.is_available():
+        return None
+    return peak_tflops_for(torch.cuda.get_device_name())
+
+
+class FlopsModel:
+    """Model FLOPs of a decoder LM as in PaLM (appendix B): 6·N per trained token for the
+    matmuls (forward + backward) plus 12·layers·hidden per query-key pair of attention.
+
+    N counts the weights that do matmuls: the input embedding is a lookup, so it counts
+    only when tied to the output head. Attention pairs are per example (packed examples do
+    not attend to each other), so padding and cross-example pairs add nothing.
+    """
+
+    def __init__(self, model) -> None:
+        config = model.config
+        params = sum(_numel(p) for p in model.parameters())
+        embedding = _numel(model.get_input_embeddings().weight)
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        self.matmul_params = params if tied else params - embedding
+        self.layers = int(config.num_hidden_layers)
+        self.hidden = int(config.hidden_size)
+
+    def flops(self, tokens: float, attention_pairs: float) -> float:
+        return (
+            6.0 * self.matmul_params * tokens + 12.0 * self.layers * self.hidden * attention_pairs
+        )
+
+
+def _numel(param) -> int:
+    # ZeRO-3 partitions parameters: the full size is in ds_numel
+    return int(getattr(param, "ds_numel", param.numel()))
+
+
+def mfu(
+    model_flops: float, seconds: float, devices: int, peak_tflops: float | None
+) -> float | None:
+    """Achieved model FLOP/s over the devices' summed peak; None without a known peak."""
+    if not peak_tflops or seconds <= 0:
+        return None
+    return model_flops / seconds / (devices * peak_tflops * 1e12)
+
+
+class ScalarLog:
+    """TensorBoard scalars (tensorboardX: already installed with ray[train]; the full
+    tensorboard package is only needed to view them)."""
+
+    def __init__(self, logdir: Path, first_step: int = 1) -> None:
+        from tensorboardX import SummaryWriter
+
+        # purge_step: a resumed run hides what an earlier attempt logged past its checkpoint
+        self.writer = SummaryWriter(
+            str(logdir), purge_step=first_step if first_step > 1 else None, flush_secs=10
+        )
+
+    def add(self, row: dict[str, Any]) -> None:
+        for key in TB_SCALARS:
+            value = row.get(key)
+            if value is not None:
+                self.writer.add_scalar(f"train/{key}", value, row["step"])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def write_tensorboard(history: list[dict[str, Any]], logdir: Path) -> None:
+    log = ScalarLog(logdir)
+    for row in history:
+        log.add(row)
+    log.close()
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path) -> Path:
+    """Loss per step plus a moving average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in history]
+    losses = [r["loss"] for r in history]
+    window = max(1, len(losses) // 10)
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, alpha=0.35, label="loss")
+    ax.plot(steps, smooth, label=f"moving mean ({window})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (mean over loss tokens)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
