@@ -113,13 +113,17 @@ def quickstart_config(run_dir: str, families: list[str] | None = None) -> Pipeli
             # one demonstration instead of three keeps Mind2Web inside the tiny model's window
             "family_configs": {"mind2web": {"n_shots": 1}},
         },
-        "process": {"max_general_records": 400, "max_seq_len": 2048},
-        # a from-scratch tiny model needs a high rate to show its loss falling in 30 steps
+        "process": {
+            "max_general_records": 400,
+            "max_seq_len": 2048,
+            "packing": {"enabled": True},
+        },
+        # a from-scratch tiny model needs a high rate to show its loss falling in ~40 steps
         "train": {
             "num_workers": 2,
-            "epochs": 1,
+            "epochs": 2,
             "max_seq_len": 2048,
-            "micro_batch_size": 4,
+            "micro_batch_size": 2,
             "lr": 2e-3,
         },
         "eval": {
