@@ -101,6 +101,29 @@ def split_tasks(tasks_by_split: dict[str, list[TaskSpec]], split: str) -> list[T
     return [t.model_copy(deep=True) for t in tasks_by_split[split]]
 
 
+def tasks_from_payloads(
+    family: str,
+    train: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    seed_key: str,
+) -> dict[str, list[TaskSpec]]:
+    """Train and test TaskSpecs with ids ``family_0..``, test ids after train ids, from
+    payloads a family built itself (``payload[seed_key]`` is the task's seed)."""
+    return {
+        split: [
+            TaskSpec(
+                id=f"{family}_{offset + i}",
+                family=family,
+                split=split,
+                seed=payload[seed_key],
+                payload=payload,
+            )
+            for i, payload in enumerate(payloads)
+        ]
+        for split, payloads, offset in (("train", train, 0), ("test", test, len(train)))
+    }
+
+
 def no_episode_result() -> StepResult:
     """What ``step`` returns outside a running episode: a task error, never an exception."""
     return StepResult(

@@ -47,6 +47,7 @@ from agentray.envs.base import (
     no_episode_result,
     split_tasks,
     task_seed,
+    tasks_from_payloads,
 )
 from agentray.types import Message, Status, StepResult, TaskSpec
 
@@ -399,20 +400,7 @@ def _built_once(config_json: str) -> dict[str, Any]:
 
 
 def _tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
-    train, test = built["train"], built["test"]
-    return {
-        split: [
-            TaskSpec(
-                id=f"miniwob_{offset + i}",
-                family=MiniWoBEnv.name,
-                split=split,
-                seed=payload["seed"],
-                payload=payload,
-            )
-            for i, payload in enumerate(payloads)
-        ]
-        for split, payloads, offset in (("train", train, 0), ("test", test, len(train)))
-    }
+    return tasks_from_payloads(MiniWoBEnv.name, built["train"], built["test"], "seed")
 
 
 def demonstration(demo: dict[str, Any]) -> list[Message]:

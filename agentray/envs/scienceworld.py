@@ -49,7 +49,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from agentray.envs.base import Env, FamilyConfig, no_episode_result, split_tasks
+from agentray.envs.base import (
+    Env,
+    FamilyConfig,
+    no_episode_result,
+    split_tasks,
+    tasks_from_payloads,
+)
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 ScienceWorldTask = Literal[
@@ -371,20 +377,7 @@ def _built_once(config_json: str) -> dict[str, Any]:
 
 
 def _tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
-    train, test = built["train"], built["test"]
-    return {
-        split: [
-            TaskSpec(
-                id=f"scienceworld_{offset + i}",
-                family=ScienceWorldEnv.name,
-                split=split,
-                seed=payload["variation"],
-                payload=payload,
-            )
-            for i, payload in enumerate(payloads)
-        ]
-        for split, payloads, offset in (("train", train, 0), ("test", test, len(train)))
-    }
+    return tasks_from_payloads(ScienceWorldEnv.name, built["train"], built["test"], "variation")
 
 
 def demonstration(demo: dict[str, Any]) -> list[Message]:
