@@ -24,7 +24,6 @@ import hashlib
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -37,7 +36,12 @@ from agentray.evaluation.general.config import GeneralConfig
 from agentray.evaluation.general.humaneval import defines_function
 from agentray.evaluation.general.mtbench import JUDGE_MARK
 from agentray.evaluation.general.runner import make_suite
-from agentray.testing.expert_endpoint import ConversationExpert, approx_tokens
+from agentray.testing.expert_endpoint import (
+    ConversationExpert,
+    approx_tokens,
+    chat_completion_body,
+    error_response,
+)
 
 MODELS = ("gold", "wrong", "judge")
 WRONG_ENV_REPLY = "I am not sure what to do here."
@@ -167,35 +171,15 @@ class BenchmarkEndpoint:
         body = await request.json()
         model = body.get("model")
         if model not in MODELS:
-            return _error(404, f"model {model!r} not found; served: {list(MODELS)}")
+            return error_response(404, f"model {model!r} not found; served: {list(MODELS)}")
         self.requests[model] += 1
         messages = [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
         try:
             text = self.reply(model, messages)
         except KeyError as e:
-            return _error(400, f"unknown conversation: {e}")
+            return error_response(400, f"unknown conversation: {e}")
         prompt_tokens = sum(approx_tokens(m["content"]) for m in messages)
-        completion_tokens = approx_tokens(text)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        )
+        return JSONResponse(chat_completion_body(model, text, prompt_tokens, approx_tokens(text)))
 
     async def _models(self, request: Request) -> JSONResponse:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "agentray"} for m in MODELS]
@@ -203,8 +187,3 @@ class BenchmarkEndpoint:
 
     async def _stats(self, request: Request) -> JSONResponse:
         return JSONResponse({"requests": dict(self.requests)})
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
-    return JSONResponse(body, status_code=status)

@@ -264,7 +264,7 @@ class EndpointState:
             if await request.is_disconnected():
                 break
             await asyncio.sleep(0.05)
-        return _error(504, "stalled (injected)", "server_error", "stalled")
+        return error_response(504, "stalled (injected)", "server_error", "stalled")
 
     def _injected_error(self, code: int) -> JSONResponse:
         self.counters["errors_injected"] += 1
@@ -274,19 +274,19 @@ class EndpointState:
         if code == 429:
             wait = self.config.retry_after_s
             headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
-        return _error(code, f"injected {code}", kind_type, kind, headers)
+        return error_response(code, f"injected {code}", kind_type, kind, headers)
 
     def _answer(self, body: Any) -> JSONResponse:
         messages = _messages(body)
         if messages is None:
             self.counters["bad_requests"] += 1
-            return _error(400, "'messages' must be a list of {role, content} strings")
+            return error_response(400, "'messages' must be a list of {role, content} strings")
         prompt_tokens = sum(approx_tokens(m["content"]) for m in messages)
         limit = self.config.context_limit_tokens
         if limit is not None and prompt_tokens > limit:
             self.counters["context_limits"] += 1
             message = f"This model's maximum context length is {limit} tokens; the messages have {prompt_tokens}"
-            return _error(400, message, code="context_length_exceeded", param="messages")
+            return error_response(400, message, code="context_length_exceeded", param="messages")
         try:
             if self.teacher.answers(messages):
                 text = self.teacher.reply(messages)
@@ -295,13 +295,13 @@ class EndpointState:
                 text = self.expert.reply(messages)
         except (KeyError, ValueError) as e:
             self.counters["bad_requests"] += 1
-            return _error(400, f"the expert knows no task for this conversation: {e}")
+            return error_response(400, f"the expert knows no task for this conversation: {e}")
         completion_tokens = approx_tokens(text)
         self.counters["completions"] += 1
         self.counters["prompt_tokens"] += prompt_tokens
         self.counters["completion_tokens"] += completion_tokens
         return JSONResponse(
-            _chat_completion(
+            chat_completion_body(
                 body.get("model") or self.config.model, text, prompt_tokens, completion_tokens
             )
         )
@@ -335,7 +335,7 @@ def _messages(body: Any) -> list[Message] | None:
     return [{"role": m["role"], "content": m["content"]} for m in messages] if ok else None
 
 
-def _error(
+def error_response(
     status: int,
     message: str,
     type: str = "invalid_request_error",
@@ -347,7 +347,7 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _chat_completion(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+def chat_completion_body(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
