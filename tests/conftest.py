@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from ray_cluster import two_node_cluster  # noqa: F401 - a fixture for the multi-node tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_multinode import two_node_cluster  # noqa: F401 - the fixture, shared
 from test_train import write_fixture_shards
 
 pytestmark = pytest.mark.slow
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_two_training_workers_on_two_nodes(two_node_cluster, tmp_path, tiny_model_dir):  # noqa: F811
+def test_two_training_workers_on_two_nodes(two_node_cluster, tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     address, nodes, env = two_node_cluster
