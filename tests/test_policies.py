@@ -122,14 +122,24 @@ def test_hf_stop_strings_end_rows_of_one_batch_separately(hf_policy_32):
         for c in conversations
     ]
     assert [c.token_ids for c in cut] == [c.token_ids for c in alone]
+    assert len(cut[0].token_ids) < len(full[0].token_ids)  # its stop lies inside its text
     for whole, short, hit in zip(full, cut, hits, strict=True):
         if hit:
             assert short.finish_reason == "stop"
             assert short.text == whole.text[: whole.text.index(stop)]
-            assert short.token_ids == whole.token_ids[: len(short.token_ids)]
-            assert len(short.token_ids) < len(whole.token_ids)
+            assert short.token_ids == whole.token_ids[: _tokens_until(hf_policy_32, whole, stop)]
         else:
             assert short == whole
+
+
+def _tokens_until(policy: HFPolicy, completion, stop: str) -> int:
+    """How many tokens generation needs before its decoded text holds ``stop``."""
+    ids = completion.token_ids
+    return next(
+        n
+        for n in range(1, len(ids) + 1)
+        if stop in policy.tokenizer.decode(ids[:n], skip_special_tokens=True)
+    )
 
 
 def test_hf_concurrent_calls_share_one_generate(hf_policy_32):
