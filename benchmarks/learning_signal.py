@@ -1,19 +1,22 @@
 """Learning signal: does fine-tuning on expert trajectories teach the tiny model to act?
 
     python benchmarks/learning_signal.py [--run-dir DIR] [--families F ...]
-        [--train-tasks 250] [--eval-tasks 20] [--epochs 2] [--max-steps N] [--lr 2e-3]
-        [--max-new-tokens 128] [--budget-min 20] [--fresh]
+        [--train-tasks 250] [--eval-tasks 30] [--epochs 2] [--micro-batch 1]
+        [--max-steps N] [--lr 2e-3] [--max-new-tokens 128] [--budget-min 20] [--fresh]
 
 The whole loop on the real stages, agent data only:
   collect   the scripted expert plays every task of each family's train split, made
-            --train-tasks long (every trajectory reward 1, the paper's filter)
+            --train-tasks long (every trajectory reward 1, the paper's filter); Mind2Web
+            with one demonstration and at most 4 steps, so episodes fit the tiny model's
+            4,096-token window
   process   eta = 1 (expert trajectories alone: no general data), Llama-2-chat template,
             loss on the assistant's own turns, best-fit packs of 2048 tokens
   train     the tiny default model (``agentray/tiny-llama``, randomly initialised) for
-            --epochs passes (or --max-steps), 2 Ray Train workers, ZeRO-2
+            --epochs passes (or --max-steps), 2 Ray Train workers of --micro-batch packs,
+            ZeRO-2
   serve     the base model, then the tuned one, each behind ``agentray serve``'s app
-  eval      each one on --eval-tasks tasks of each family's *test* split (20: all of it;
-            the family settings of collection, so no test task is a train task), through
+  eval      each one on every task of each family's *test* split, made --eval-tasks long
+            (the family settings of collection, so no test task is a train task), through
             the OpenAI client and the rollout engine, greedy decoding
 
 Printed: per family, base vs tuned score (mean reward x 100), success rate, and the share
@@ -30,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -39,20 +41,17 @@ from typing import Any
 from agentray.config import PipelineConfig, validate_config
 from agentray.envs.registry import family_names
 from agentray.model.tiny import TINY_MODEL, resolve_model
+from agentray.testing import free_port
 from agentray.types import Status
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     families = args.families or family_names()
-    # one demonstration instead of three keeps Mind2Web inside the tiny model's window
-    family_configs = {f: {"n_train": args.train_tasks} for f in families}
-    family_configs.get("mind2web", {})["n_shots"] = 1
+    family_configs = {f: {"n_train": args.train_tasks, "n_test": args.eval_tasks} for f in families}
+    # A Mind2Web episode of up to 8 steps with one demonstration is 3.4k-7.9k tokens of the
+    # tiny tokenizer even when played perfectly: past the tiny model's 4,096-token window.
+    # One demonstration and at most 4 steps keep every episode inside it (2.2k-2.9k).
+    family_configs.get("mind2web", {}).update(n_shots=1, max_steps=4)
     return validate_config(
         {
             "run_dir": str(args.run_dir),
@@ -67,7 +66,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
                 "epochs": args.epochs,
                 "max_steps": args.max_steps,
                 "max_seq_len": 2048,
-                "micro_batch_size": 2,
+                "micro_batch_size": args.micro_batch,
                 "lr": args.lr,
                 "warmup_ratio": 0.05,
                 "log_every_steps": 20,
@@ -75,7 +74,6 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             "serve": {"port": free_port(), "max_batch_size": 32},
             "eval": {
                 "families": families,
-                "max_tasks_per_family": args.eval_tasks,
                 "family_configs": family_configs,  # the same tasks: test stays apart
                 "general": {"suites": []},
                 "sample_trajectories": 2,
@@ -164,7 +162,10 @@ def main() -> int:
     parser.add_argument(
         "--train-tasks", type=int, default=250, help="train split size (expert episodes) per family"
     )
-    parser.add_argument("--eval-tasks", type=int, default=20, help="test tasks per family")
+    parser.add_argument(
+        "--eval-tasks", type=int, default=30, help="test split size (episodes) per family"
+    )
+    parser.add_argument("--micro-batch", type=int, default=1, help="packs per worker per step")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import time
 from dataclasses import dataclass, field
+
+from agentray.testing import free_port
 
 GOAL = 5.0
 WARMUP_S = 3.0
@@ -59,12 +60,6 @@ class Result:
     def mean_batch(self) -> float:
         """Rows a decode step advanced, on average."""
         return self.row_steps / self.decode_steps if self.decode_steps else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def load(url: str, clients: int, max_tokens: int, seconds: float, result: Result) -> None:

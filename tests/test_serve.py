@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import statistics
 import threading
 import time
@@ -18,6 +17,7 @@ import requests
 from agentray.policies.hf import HFPolicy
 from agentray.policies.openai_policy import OpenAIPolicy
 from agentray.serve import ServeConfig, run_serve, stop_server
+from agentray.testing import free_port
 from agentray.types import GenerationParams
 
 pytestmark = pytest.mark.slow
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.slow
 MAX_TOKENS = 12
 KEY = "test-key-7"
 BATCH = 8  # max_batch_size = max_ongoing_requests = max_queued_requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,4 +4,15 @@
   expert, with latency, error and stall injection.
 - ``instruct_teacher``: the stand-in teacher behind that endpoint for ``agentray instruct``
   prompts (procedural proposals plus named faults).
+- ``benchmark_endpoint``: an endpoint that answers the general suites from their gold data
+  (a known-good and a known-bad answer source for scoring tests).
+- ``free_port``: a TCP port nobody listens on now, for a server a test or benchmark starts.
 """
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
