@@ -89,10 +89,12 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
-def run_stage(name: str, done: Path, fn, cfg: PipelineConfig) -> float:
-    """Run a stage unless its output exists; returns the seconds it took (0 if reused)."""
+def run_stage(name: str, fn, cfg: PipelineConfig) -> float:
+    """Run a stage unless it finished before (its manifest is written last); returns the
+    seconds it took (0 if reused). An interrupted collection resumes where it stopped."""
+    done = Path(cfg.run_dir) / name / "manifest.json"
     if done.exists():
-        print(f"[{name}] reusing {done}")
+        print(f"[{name}] reusing {done.parent}")
         return 0.0
     start = time.perf_counter()
     fn(cfg)
@@ -124,12 +126,11 @@ def family_rows(scores: dict[str, Any]) -> dict[str, dict[str, float]]:
     tasks = scores["categories"]["held_in"]["tasks"]
     rows = {}
     for family, task in tasks.items():
-        count = task["count"] or 1
-        statuses = task["statuses"]
+        invalid = task["statuses"].get(Status.AGENT_INVALID_ACTION.value, 0)
         rows[family] = {
             "score": task["score"],
             "success": 100.0 * task["success_rate"],
-            "invalid": 100.0 * statuses.get(Status.AGENT_INVALID_ACTION.value, 0) / count,
+            "invalid": 100.0 * invalid / max(task["count"], 1),
             "count": task["count"],
         }
     return rows
@@ -143,13 +144,13 @@ def print_table(base: dict[str, dict[str, float]], tuned: dict[str, dict[str, fl
     )
     better = []
     for family in base:
-        b, t = base[family], tuned.get(family, {})
-        if t and t["score"] > b["score"]:
+        b, t = base[family], tuned[family]
+        if t["score"] > b["score"]:
             better.append(family)
         print(
-            f"{family:<12}{b['count']:>6}  {b['score']:>10.1f}{t.get('score', 0):>8.1f}  "
-            f"{b['success']:>12.1f}{t.get('success', 0):>8.1f}  "
-            f"{b['invalid']:>13.1f}{t.get('invalid', 0):>8.1f}"
+            f"{family:<12}{b['count']:>6}  {b['score']:>10.1f}{t['score']:>8.1f}  "
+            f"{b['success']:>12.1f}{t['success']:>8.1f}  "
+            f"{b['invalid']:>13.1f}{t['invalid']:>8.1f}"
             + ("   <- tuned better" if family in better else "")
         )
     return better
@@ -181,9 +182,9 @@ def main() -> int:
     cfg = pipeline_config(args)
     run_dir = Path(cfg.run_dir)
     seconds = {
-        "collect": run_stage("collect", run_dir / "collect", stage_collect, cfg),
-        "process": run_stage("process", run_dir / "process" / "train", stage_process, cfg),
-        "train": run_stage("train", run_dir / "train" / "model", stage_train, cfg),
+        "collect": run_stage("collect", stage_collect, cfg),
+        "process": run_stage("process", stage_process, cfg),
+        "train": run_stage("train", stage_train, cfg),
     }
     train_summary = json.loads((run_dir / "train" / "manifest.json").read_text())
     base = family_rows(evaluate(cfg, resolve_model(TINY_MODEL), "eval-base"))
