@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,25 +17,37 @@ from pathlib import Path
 
 import pytest
 
+from agentray.testing import free_port
+
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def run_job(stage: str, config: Path, address: str, env: dict[str, str], timeout: float):
+    """``python -m jobs.<stage> --config ...`` as a Ray job driver of the cluster at
+    ``address``; asserts it exits 0 (its output tail in the message) and returns it."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"jobs.{stage}", "--config", str(config)],
+        cwd=REPO,
+        env={**env, "RAY_ADDRESS": address},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 def _node_ports() -> list[str]:
     """Ports every node of this machine needs of its own (the session's cluster, started by
     the ray_local fixture, holds the defaults)."""
     return [
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
     ]
 
 
@@ -101,7 +112,7 @@ def two_node_cluster() -> Iterator[tuple[str, list[str], dict[str, str]]]:
     # short: Ray's unix socket paths under it must stay within 107 bytes
     head_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     worker_dir = tempfile.mkdtemp(prefix="rw", dir="/tmp")
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
@@ -114,7 +125,7 @@ def two_node_cluster() -> Iterator[tuple[str, list[str], dict[str, str]]]:
                 f"--port={port}",
                 "--num-cpus=1",
                 "--include-dashboard=false",
-                f"--ray-client-server-port={_free_port()}",
+                f"--ray-client-server-port={free_port()}",
                 "--disable-usage-stats",
                 *_node_ports(),
             ],

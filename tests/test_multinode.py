@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from ray_cluster import run_job
 
 from agentray.rollout.sink import read_trajectories
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_env_pools_spread_over_two_nodes_and_the_run_completes(two_node_cluster, tmp_path):
@@ -43,15 +39,7 @@ def test_env_pools_spread_over_two_nodes_and_the_run_completes(two_node_cluster,
             }
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jobs.collect", "--config", str(config)],
-        cwd=REPO,
-        env={**env, "RAY_ADDRESS": address},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_job("collect", config, address, env, timeout=240)
     counts = json.loads((run_dir / "collect" / "manifest.json").read_text())["counts"]
     assert sorted(set(counts["env_pool_nodes"])) == sorted(nodes), counts["env_pool_nodes"]
     rows = read_trajectories(run_dir / "collect" / "trajectories")

@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from ray_cluster import run_job
 from test_train import write_fixture_shards
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_two_training_workers_on_two_nodes(two_node_cluster, tmp_path, tiny_model_dir):
@@ -41,15 +37,7 @@ def test_two_training_workers_on_two_nodes(two_node_cluster, tmp_path, tiny_mode
             }
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jobs.train", "--config", str(config)],
-        cwd=REPO,
-        env={**env, "RAY_ADDRESS": address},
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_job("train", config, address, env, timeout=400)
     manifest = json.loads((run_dir / "train" / "manifest.json").read_text())
     counts = manifest["counts"]
     assert sorted(counts["worker_nodes"]) == sorted(nodes), counts["worker_nodes"]
