@@ -148,7 +148,7 @@ def evaluate(
     """Held-in / held-out env tasks and general suites against a served model -> scores.json
     (Overall per category), report.md, report.html; or --compare RUN_A RUN_B."""
     if compare:
-        from agentray.evaluation.compare import CompareError, compare_runs
+        from agentray.eval.compare import CompareError, compare_runs
 
         try:
             paths = compare_runs(compare[0], compare[1], out)
@@ -160,7 +160,7 @@ def evaluate(
     if config is None:
         typer.secho("eval: give a CONFIG, or --compare RUN_A RUN_B", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
-    from agentray.evaluation.overall import ReferenceError
+    from agentray.eval.overall import ReferenceError
     from agentray.pipeline import stage_eval
 
     try:

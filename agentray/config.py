@@ -13,11 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentray.data.config import ProcessConfig
-from agentray.evaluation.config import EvalConfig
+from agentray.collect.config import CollectConfig
+from agentray.eval.config import EvalConfig
 from agentray.instruct.config import InstructConfig
 from agentray.model.tiny import TINY_MODEL
-from agentray.rollout.config import CollectConfig
+from agentray.process.config import ProcessConfig
 from agentray.serve.config import ServeConfig
 from agentray.train.config import TrainConfig
 

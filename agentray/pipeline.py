@@ -29,13 +29,13 @@ def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def stage_collect(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.rollout.collect import run_collect
+    from agentray.collect.run import run_collect
 
     return run_collect(cfg.collect, run_dir_of(cfg))
 
 
 def stage_process(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.data.pipeline import run_process
+    from agentray.process.run import run_process
 
     return run_process(cfg.process, run_dir_of(cfg))
 
@@ -62,7 +62,7 @@ def stage_serve(cfg: PipelineConfig, block: bool = True) -> dict[str, Any]:
 
 
 def stage_eval(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.evaluation.run import run_eval
+    from agentray.eval.run import run_eval
 
     return run_eval(cfg.eval, run_dir_of(cfg))
 

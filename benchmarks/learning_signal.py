@@ -105,7 +105,7 @@ def run_stage(name: str, fn, cfg: PipelineConfig) -> float:
 
 def evaluate(cfg: PipelineConfig, model: str, label: str) -> dict[str, Any]:
     """Serve ``model``, score it on the test splits, stop serving; the eval's scores dict."""
-    from agentray.evaluation.run import run_eval
+    from agentray.eval.run import run_eval
     from agentray.serve.app import start_server, stop_server
 
     serve_cfg = cfg.serve.model_copy(update={"model": model, "app_name": f"signal-{label}"})

@@ -31,12 +31,12 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from agentray.data.general import classify_general, iter_sharegpt
-from agentray.data.packing import pack_examples, packing_efficiency
-from agentray.data.tokenize import encode_conversation, load_tokenizer
 from agentray.envs.play import play_expert
 from agentray.envs.registry import family_names, make_env
 from agentray.model.tiny import TINY_MODEL
+from agentray.process.general import classify_general, iter_sharegpt
+from agentray.process.packing import pack_examples, packing_efficiency
+from agentray.process.tokenize import encode_conversation, load_tokenizer
 from agentray.records import to_conversations
 
 GOAL = 0.95

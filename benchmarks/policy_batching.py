@@ -180,8 +180,8 @@ def main() -> None:
 
     import ray
 
+    from agentray.collect.policy_actor import make_policy_actors
     from agentray.ray_utils import ensure_ray
-    from agentray.rollout.policy_actor import make_policy_actors
 
     params = GenerationParams(max_new_tokens=args.max_new_tokens).model_dump()
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ Work, both ways: classify every trajectory (status, reward threshold, action for
 limits), drop duplicates, clean every general record, tokenize the agent records and the
 general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
 
-  plain loop      those steps as one Python loop in this process (agentray.data functions)
+  plain loop      those steps as one Python loop in this process (agentray.process functions)
   ray data cold   run_process on a running local Ray cluster, first run (actors start)
   ray data warm   the same again (worker processes already up)
 records/s counts the records read: trajectories + general records.
@@ -27,18 +27,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agentray.data.agentinstruct import classify_trajectory, drop_duplicates
-from agentray.data.config import ProcessConfig
-from agentray.data.general import classify_general, iter_general
-from agentray.data.mix import plan_mix
-from agentray.data.packing import pack_examples
-from agentray.data.pipeline import run_process
-from agentray.data.tokenize import encode_pieces, load_tokenizer
+from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.play import expert_trajectory
 from agentray.envs.registry import family_names, make_env
 from agentray.model.tiny import TINY_MODEL
+from agentray.process.agentinstruct import classify_trajectory, drop_duplicates
+from agentray.process.config import ProcessConfig
+from agentray.process.general import classify_general, iter_general
+from agentray.process.mix import plan_mix
+from agentray.process.packing import pack_examples
+from agentray.process.run import run_process
+from agentray.process.tokenize import encode_pieces, load_tokenizer
 from agentray.ray_utils import ensure_ray
-from agentray.rollout.sink import ParquetSink, read_trajectories
 
 
 def write_trajectories(out: Path, per_family: int) -> int:

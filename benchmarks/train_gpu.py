@@ -45,9 +45,9 @@ def packed_rows(model: str, max_seq_len: int, general: int, agent_per_family: in
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from packing import expert_conversations, general_conversations, tokenize
 
-    from agentray.data.packing import pack_examples
-    from agentray.data.tokenize import load_tokenizer
     from agentray.envs.registry import family_names
+    from agentray.process.packing import pack_examples
+    from agentray.process.tokenize import load_tokenizer
 
     tokenizer = load_tokenizer(model)
     agent = [c for f in family_names() for c in expert_conversations(f, agent_per_family)]
@@ -57,7 +57,7 @@ def packed_rows(model: str, max_seq_len: int, general: int, agent_per_family: in
 
 
 def write_packs(packs: list[dict], folder: Path) -> None:
-    from agentray.data.packing import PACK_COLUMNS
+    from agentray.process.packing import PACK_COLUMNS
 
     folder.mkdir(parents=True)
     plain = [

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 from functools import lru_cache
 
 from agentray.envs.base import Env, FamilyConfig
+from agentray.registry import Registry
 from agentray.types import Message, TaskSpec
 
 FAMILIES: dict[str, str] = {
@@ -31,12 +31,11 @@ def family_names(held_out: bool = False) -> list[str]:
     return list(FAMILIES) + (list(HELD_OUT_FAMILIES) if held_out else [])
 
 
+ENVS: Registry[Env] = Registry("env family", {**FAMILIES, **HELD_OUT_FAMILIES})
+
+
 def env_class(name: str) -> type[Env]:
-    known = {**FAMILIES, **HELD_OUT_FAMILIES}
-    if name not in known:
-        raise KeyError(f"unknown env family {name!r}; known: {', '.join(known)}")
-    module, cls = known[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return ENVS.get(name)
 
 
 def make_env(name: str, config: FamilyConfig | dict | None = None) -> Env:

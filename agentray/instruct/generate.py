@@ -57,7 +57,7 @@ from agentray.instruct.prompts import (
 )
 from agentray.manifest import write_manifest
 from agentray.policies.base import Policy
-from agentray.policies.openai_policy import resolve_api_key
+from agentray.policies.openai import resolve_api_key
 from agentray.policies.registry import make_policy
 from agentray.types import Message, TaskSpec
 

@@ -49,7 +49,7 @@ def _corpus(max_sharegpt_records: int = 3000) -> Iterator[str]:
                 yield "\n".join(env.expert_actions(task))
     except Exception:  # the tokenizer still trains on the rest
         pass
-    from agentray.data.general import iter_sharegpt
+    from agentray.process.general import iter_sharegpt
 
     for i, record in enumerate(iter_sharegpt()):
         if i >= max_sharegpt_records:

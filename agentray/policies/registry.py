@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
@@ -10,25 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agentray.model.tiny import TINY_MODEL
 from agentray.policies.base import Policy
+from agentray.registry import Registry
 from agentray.types import GenerationParams
 
 POLICIES: dict[str, str] = {
     "expert": "agentray.policies.expert:ExpertPolicy",
-    "openai": "agentray.policies.openai_policy:OpenAIPolicy",
+    "openai": "agentray.policies.openai:OpenAIPolicy",
     "hf": "agentray.policies.hf:HFPolicy",
-    "vllm": "agentray.policies.vllm_policy:VLLMPolicy",  # GPU + pip install 'agentray[vllm]'
+    "vllm": "agentray.policies.vllm:VLLMPolicy",  # GPU + pip install 'agentray[vllm]'
 }
 
 
+BACKENDS: Registry[Policy] = Registry("policy backend", POLICIES)
+
+
 def policy_names() -> list[str]:
-    return list(POLICIES)
+    return BACKENDS.names()
 
 
 def policy_class(name: str) -> type[Policy]:
-    if name not in POLICIES:
-        raise KeyError(f"unknown policy backend {name!r}; known: {', '.join(POLICIES)}")
-    module, cls = POLICIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return BACKENDS.get(name)
 
 
 class PolicyConfig(BaseModel):

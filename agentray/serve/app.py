@@ -305,7 +305,7 @@ def build_app(cfg: ServeConfig) -> serve.Application:
     """The Serve application for ``cfg.backend``: ``hf`` (ingress + HF model deployment) or
     ``vllm`` (``ray.serve.llm``)."""
     if cfg.backend == "vllm":
-        from agentray.serve.vllm_app import build_vllm_app
+        from agentray.serve.vllm import build_vllm_app
 
         return build_vllm_app(cfg)
     config = cfg.model_dump(mode="json", exclude={"api_key"})

@@ -32,10 +32,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentray.evaluation.general.config import GeneralConfig
-from agentray.evaluation.general.humaneval import defines_function
-from agentray.evaluation.general.mtbench import JUDGE_MARK
-from agentray.evaluation.general.runner import make_suite
+from agentray.eval.general.config import GeneralConfig
+from agentray.eval.general.humaneval import defines_function
+from agentray.eval.general.mtbench import JUDGE_MARK
+from agentray.eval.general.runner import make_suite
 from agentray.testing.expert_endpoint import (
     ConversationExpert,
     approx_tokens,
@@ -52,7 +52,7 @@ def gold_reply(suite: str, item: dict[str, Any], good: bool) -> str:
         letter = item["answer"] if good else "ABCD"[("ABCD".index(item["answer"]) + 1) % 4]
         return f"The answer is ({letter})."
     if suite == "gsm_symbolic":
-        from agentray.evaluation.general.gsm import worked_answer
+        from agentray.eval.general.gsm import worked_answer
 
         entry = item["entry"]
         if good:

@@ -1,0 +1,510 @@
+"""The rollout engine: many episodes in flight over EnvPool and PolicyActor actors.
+
+``max_in_flight`` worker coroutines pull tasks from one iterator, so a queued task costs
+nothing until a worker takes it (memory stays flat however many are queued). Each episode
+goes to the least-loaded EnvPool and PolicyActor and keeps both for all its turns: the
+driver sends it once (``EnvPool.run_episode`` with the PolicyActor's handle) and the pool
+runs the loop next to its env, sending the turns of its episodes to that PolicyActor in
+batches, which batches them again across pools into ``Policy.generate`` calls.
+
+If either actor dies, the engine replaces it (once, however many episodes saw it die) and
+restarts the episode from reset, up to ``max_episode_retries`` times; after that the
+episode is recorded as ``task_error`` with the errors. Every record goes through the sink,
+which keeps one per task id, so a rerun over the same folder skips what is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+from tqdm.auto import tqdm
+
+from agentray.collect.config import RolloutConfig
+from agentray.collect.env_pool import POLICY_LOST, env_pool_factory, error_text
+from agentray.collect.metrics import RolloutMetrics
+from agentray.collect.policy_actor import policy_actor_factory
+from agentray.collect.sink import ParquetSink
+from agentray.envs.registry import make_env
+from agentray.policies.registry import PolicyConfig
+from agentray.records import to_conversations
+from agentray.types import Status, TaskSpec
+
+ENV_POOL, POLICY = "env_pool", POLICY_LOST
+_END_OF_RUN_TIMEOUT_S = 10.0
+_POOL_GRACE_S = 30.0
+
+
+def load_tasks(
+    families: list[str],
+    split: str,
+    family_configs: dict[str, dict[str, Any]] | None = None,
+    max_per_family: int | None = None,
+) -> list[TaskSpec]:
+    return list(iter_tasks(families, split, family_configs, max_per_family))
+
+
+def iter_tasks(
+    families: list[str],
+    split: str,
+    family_configs: dict[str, dict[str, Any]] | None = None,
+    max_per_family: int | None = None,
+) -> Iterator[TaskSpec]:
+    """The tasks of each family in turn, built one family at a time."""
+    for family in families:
+        env = make_env(family, (family_configs or {}).get(family))
+        yield from env.tasks(split)[:max_per_family]
+
+
+class ActorLost(Exception):
+    """An actor an episode was using died (or became unreachable)."""
+
+    def __init__(self, kind: str, cause: BaseException | str) -> None:
+        super().__init__(
+            cause if isinstance(cause, str) else f"{kind} actor lost: {error_text(cause)}"
+        )
+        self.kind = kind
+
+
+class NoLiveActors(RuntimeError):
+    pass
+
+
+@dataclass(eq=False)
+class _Slot:
+    index: int
+    actor: Any
+    in_flight: int = 0
+    alive: bool = True
+
+
+class ActorSet:
+    """``n`` actor slots of one kind: least-loaded routing and replacement of dead actors."""
+
+    def __init__(
+        self,
+        kind: str,
+        start: Callable[[], Any],
+        n: int,
+        max_replacements: int,
+        metrics: RolloutMetrics,
+    ) -> None:
+        self.kind = kind
+        self._start = start
+        self.slots = [_Slot(i, start()) for i in range(n)]
+        self.max_replacements = max_replacements
+        self.replacements = 0
+        self._metrics = metrics
+
+    def acquire(self) -> _Slot:
+        live = [s for s in self.slots if s.alive]
+        if not live:
+            raise NoLiveActors(f"every {self.kind} actor died ({self.replacements} replaced)")
+        slot = min(live, key=lambda s: s.in_flight)
+        slot.in_flight += 1
+        return slot
+
+    def release(self, slot: _Slot) -> None:
+        slot.in_flight -= 1
+
+    def lost(self, slot: _Slot, actor: Any) -> None:
+        """``actor`` (started in ``slot``) failed a call: replace it, once."""
+        if slot.actor is not actor or not slot.alive:
+            return  # another episode already saw it die
+        _kill(actor)
+        if self.replacements >= self.max_replacements:
+            slot.alive = False
+            return
+        self.replacements += 1
+        slot.actor = self._start()
+        self._metrics.replacement(self.kind)
+
+    def live_actors(self) -> list[Any]:
+        return [s.actor for s in self.slots if s.alive]
+
+    def shutdown(self) -> None:
+        for slot in self.slots:
+            _kill(slot.actor)
+
+
+class RolloutEngine:
+    """Starts ``num_env_pools`` EnvPools (SPREAD over nodes) and ``num_policy_actors``
+    PolicyActors; ``run`` collects episodes into a sink; ``shutdown`` ends the actors."""
+
+    def __init__(
+        self,
+        rollout: RolloutConfig,
+        policy: PolicyConfig,
+        family_configs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.cfg = rollout
+        self.family_configs = family_configs or {}
+        if policy.backend == "expert" and policy.family_configs is None and self.family_configs:
+            # the expert must know the very tasks these envs generate
+            policy = policy.model_copy(update={"family_configs": self.family_configs})
+        self.policy_cfg = policy
+        self.metrics = RolloutMetrics(rollout.metrics)
+        self.pools = ActorSet(
+            ENV_POOL,
+            env_pool_factory(
+                rollout.envs_per_pool,
+                self.family_configs,
+                rollout.env_pool_cpus,
+                metrics=rollout.metrics,
+                max_concurrency=max(1000, 2 * rollout.max_in_flight),
+                inline_below_ms=rollout.inline_env_calls_below_ms,
+            ),
+            rollout.num_env_pools,
+            rollout.max_actor_replacements,
+            self.metrics,
+        )
+        self.policies = ActorSet(
+            POLICY,
+            policy_actor_factory(
+                policy.model_dump(mode="json"),
+                rollout.max_batch_size,
+                rollout.batch_wait_s,
+                rollout.policy_actor_cpus,
+                rollout.policy_actor_gpus,
+                max_concurrency=max(1000, 2 * rollout.max_in_flight),
+            ),
+            rollout.num_policy_actors,
+            rollout.max_actor_replacements,
+            self.metrics,
+        )
+        self._params = policy.params.model_dump(mode="json")
+        self._policy_desc: dict[str, Any] = {}
+        self._batch_turns = True
+        self._running: set[str] = set()
+        self._retries: Counter[str] = Counter()
+        self._episode_ids = itertools.count()  # unique per engine, so per pool
+
+    @property
+    def in_flight_limit(self) -> int:
+        """Episodes run at once: ``max_in_flight``, but at most ``envs_per_pool`` per pool
+        (least-loaded routing then never puts more than that on one pool)."""
+        return min(self.cfg.max_in_flight, self.cfg.num_env_pools * self.cfg.envs_per_pool)
+
+    async def run(
+        self, tasks: Iterable[TaskSpec], sink: ParquetSink, progress: bool = True
+    ) -> dict[str, Any]:
+        """Run every task not yet in ``sink``; return the per-family summary of this call.
+
+        ``tasks`` may be any iterable (a generator is consumed lazily, at most
+        ``in_flight_limit`` tasks ahead of the finished ones). The summary: per family
+        count, success_rate, mean_reward, mean_turns, statuses and tokens; episodes,
+        episodes_per_s, retries and actor_replacements by actor kind, each EnvPool's node
+        and load (env_pools, env_pool_nodes), each PolicyActor's load and the policies'
+        own stats summed (policy_stats)."""
+        total = (
+            sum(1 for t in tasks if t.id not in sink.written) if isinstance(tasks, Sized) else None
+        )
+        first_policy = self.policies.live_actors()[0]
+        desc, self._batch_turns, nodes_at_start = await asyncio.gather(
+            first_policy.describe.remote(), first_policy.turn_batching.remote(), self._pool_nodes()
+        )
+        self._policy_desc = {**desc, "params": self._params}
+        self._retries.clear()
+        replaced_before = (self.pools.replacements, self.policies.replacements)
+        stats = _Stats()
+        bar = tqdm(total=total, desc="episodes", unit="ep", disable=not progress)
+        todo = self._pending(tasks, sink.written, stats)
+        # at least one worker, which also counts the skipped tasks
+        n_workers = self.in_flight_limit if total is None else min(self.in_flight_limit, total)
+        n_workers = max(n_workers, 1)
+        workers = [
+            asyncio.create_task(self._worker(todo, sink, stats, bar)) for _ in range(n_workers)
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            sink.flush()
+            bar.close()
+        summary = stats.summary()
+        summary.update(
+            retries=dict(self._retries),
+            actor_replacements={
+                ENV_POOL: self.pools.replacements - replaced_before[0],
+                POLICY: self.policies.replacements - replaced_before[1],
+            },
+            env_pool_nodes_at_start=nodes_at_start,
+            **await self._actor_reports(),
+        )
+        return summary
+
+    def _pending(
+        self, tasks: Iterable[TaskSpec], written: set[str], stats: _Stats
+    ) -> Iterator[TaskSpec]:
+        for task in tasks:
+            if task.id in written or task.id in self._running:
+                stats.skipped += 1
+                continue
+            self._running.add(task.id)
+            yield task
+
+    async def _worker(
+        self, todo: Iterator[TaskSpec], sink: ParquetSink, stats: _Stats, bar: tqdm
+    ) -> None:
+        # workers share one iterator: next() runs without yielding, so no task is taken twice
+        for task in todo:
+            self.metrics.in_flight(len(self._running))
+            record, tokens = await self._episode(task)
+            sink.add(record)
+            self._running.discard(task.id)
+            self.metrics.in_flight(len(self._running))
+            stats.add(record, tokens)
+            self.metrics.finished(record["task"], record["status"])
+            bar.update(1)
+            bar.set_postfix(stats.postfix(), refresh=False)
+
+    async def _episode(self, task: TaskSpec) -> tuple[dict[str, Any], dict[str, int]]:
+        """Attempts until one ends (any status) or the retries for dead actors run out."""
+        start = time.perf_counter()
+        failures: list[str] = []
+        for attempt in range(self.cfg.max_episode_retries + 1):
+            try:
+                result = await self._attempt(task, attempt)
+            except ActorLost as lost:
+                failures.append(str(lost))
+                if attempt < self.cfg.max_episode_retries:
+                    self._retries[lost.kind] += 1
+                    self.metrics.retry(lost.kind)
+                continue
+            result["timings"]["attempts"] = attempt + 1
+            return self._record(task, result, start), _tokens(result)
+        error = f"gave up after {len(failures)} attempts: " + " | ".join(failures)
+        result = _failed(error)
+        result["timings"]["attempts"] = len(failures)
+        return self._record(task, result, start), _tokens(result)
+
+    async def _attempt(self, task: TaskSpec, attempt: int) -> dict[str, Any]:
+        """One run of ``task`` on the least-loaded EnvPool and PolicyActor; raises
+        ActorLost (after replacing the actor) if either died."""
+        try:
+            pool = self.pools.acquire()
+        except NoLiveActors as e:
+            return _failed(str(e))
+        try:
+            policy = self.policies.acquire()
+        except NoLiveActors as e:
+            self.pools.release(pool)
+            return _failed(str(e))
+        pool_actor, policy_actor = pool.actor, policy.actor
+        timeout = self.cfg.episode_timeout_s
+        ref = pool_actor.run_episode.remote(
+            f"{task.id}#{attempt}-{next(self._episode_ids)}",
+            task.model_dump(mode="json"),
+            policy_actor,
+            self._params,
+            timeout,
+            self._batch_turns,
+        )
+        try:
+            # the pool enforces the timeout itself; this one catches a pool that hangs
+            result = await asyncio.wait_for(ref, timeout + _POOL_GRACE_S)
+        except RayActorError as e:  # ActorDiedError, ActorUnavailableError
+            self.pools.lost(pool, pool_actor)
+            raise ActorLost(ENV_POOL, e) from e
+        except asyncio.TimeoutError:
+            # a healthy pool ends the episode at ``timeout`` itself: this one is stuck
+            self.pools.lost(pool, pool_actor)
+            raise ActorLost(
+                ENV_POOL, f"env_pool actor stuck: no answer in {timeout + _POOL_GRACE_S}s"
+            ) from None
+        except Exception as e:  # a bug in the pool itself: recorded, not retried
+            return _failed(error_text(e))
+        finally:
+            self.pools.release(pool)
+            self.policies.release(policy)
+        if result.get("lost") == POLICY_LOST:
+            self.policies.lost(policy, policy_actor)
+            raise ActorLost(POLICY, result["error"])
+        return result
+
+    def _record(self, task: TaskSpec, result: dict[str, Any], start: float) -> dict[str, Any]:
+        timings = {**result["timings"], "wall_s": time.perf_counter() - start}
+        messages = result["messages"]
+        agent_turns = sum(
+            1 for m in messages if m["role"] == "assistant" and m.get("loss") is not False
+        )
+        return {
+            "id": task.id,
+            "task": task.family,
+            "split": task.split,
+            "env_version": make_env_version(task.family),
+            "conversations": to_conversations(messages),
+            "reward": float(result["reward"]),
+            "status": result["status"],
+            "turns": agent_turns,
+            "policy": json.dumps(self._policy_desc),
+            "seed": task.seed,
+            "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}),
+            "error": result["error"],
+            "response_token_ids": result["token_ids"],
+        }
+
+    async def _pool_nodes(self) -> list[str | None]:
+        """The node id of each live EnvPool (None where its actor does not answer)."""
+        refs = [actor.node_id.remote() for actor in self.pools.live_actors()]
+        return await _gather_or_none(refs)
+
+    async def _actor_reports(self) -> dict[str, Any]:
+        """End of run: each live actor's node and load, and the policies' own stats."""
+        pools, policies, policy_stats = await asyncio.gather(
+            _gather_or_none([a.load.remote() for a in self.pools.live_actors()]),
+            _gather_or_none([a.load.remote() for a in self.policies.live_actors()]),
+            _gather_or_none([a.stats.remote() for a in self.policies.live_actors()]),
+        )
+        return {
+            "env_pools": pools,
+            "env_pool_nodes": [p["node_id"] if p else None for p in pools],
+            "policy_actors": policies,
+            "policy_stats": merge_stats([s for s in policy_stats if s]),
+        }
+
+    def shutdown(self) -> None:
+        self.pools.shutdown()
+        self.policies.shutdown()
+
+
+async def _gather_or_none(refs: list[Any]) -> list[Any]:
+    async def one(ref: Any) -> Any:
+        try:
+            return await asyncio.wait_for(ref, _END_OF_RUN_TIMEOUT_S)
+        except Exception:  # a dead or stuck actor: nothing to report from it
+            return None
+
+    return list(await asyncio.gather(*(one(r) for r in refs)))
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum numbers key by key (recursively) over the policy actors' stats; other values are
+    taken from the first actor that has them."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            mine = out.get(key)
+            if isinstance(value, dict):
+                out[key] = merge_stats([mine if isinstance(mine, dict) else {}, value])
+            elif _is_number(value) and (mine is None or _is_number(mine)):
+                out[key] = (mine or 0) + value
+            else:
+                out.setdefault(key, value)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _failed(error: str) -> dict[str, Any]:
+    """An attempt that produced no conversation."""
+    return {
+        "messages": [],
+        "token_ids": [],
+        "reward": 0.0,
+        "status": Status.TASK_ERROR.value,
+        "error": error,
+        "timings": {"env_s": 0.0, "policy_s": 0.0},
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
+
+
+def _tokens(result: dict[str, Any]) -> dict[str, int]:
+    return {key: result[key] for key in ("prompt_tokens", "completion_tokens")}
+
+
+def _kill(actor: Any) -> None:
+    with contextlib.suppress(Exception):  # already gone
+        ray.kill(actor, no_restart=True)
+
+
+def make_env_version(family: str) -> str:
+    from agentray.envs.registry import env_class
+
+    return f"{family}-v{env_class(family).version}"
+
+
+class FamilyTally:
+    """Running totals of one family's finished episodes (constant memory per family)."""
+
+    def __init__(self) -> None:
+        self.count = self.successes = 0
+        self.reward = self.turns = 0.0
+        self.statuses: Counter[str] = Counter()
+        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.count += 1
+        self.successes += row["reward"] >= 1.0
+        self.reward += row["reward"]
+        self.turns += row["turns"]
+        self.statuses[row["status"]] += 1
+        for key in self.tokens:
+            self.tokens[key] += row.get(key) or 0
+
+    def summary(self) -> dict[str, Any]:
+        n = max(self.count, 1)
+        return {
+            "count": self.count,
+            "success_rate": self.successes / n,
+            "mean_reward": self.reward / n,
+            "mean_turns": self.turns / n,
+            "statuses": dict(self.statuses),
+        }
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """count, success_rate, mean_reward, mean_turns and statuses of trajectory rows."""
+    tally = FamilyTally()
+    for row in rows:
+        tally.add(row)
+    return tally.summary()
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.by_family: dict[str, FamilyTally] = defaultdict(FamilyTally)
+        self.started = time.perf_counter()
+        self._done = self._ok = self._errors = 0
+
+    def add(self, record: dict[str, Any], tokens: dict[str, int]) -> None:
+        self.by_family[record["task"]].add({**record, **tokens})
+        self._done += 1
+        self._ok += record["reward"] >= 1.0
+        self._errors += record["status"] == Status.TASK_ERROR.value
+
+    def postfix(self) -> dict[str, str]:
+        rate = self._done / max(time.perf_counter() - self.started, 1e-9)
+        return {
+            "ep/s": f"{rate:.1f}",
+            "success": f"{self._ok / max(self._done, 1):.0%}",
+            "errors": str(self._errors),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.started
+        families = {
+            family: {**tally.summary(), "tokens": dict(tally.tokens)}
+            for family, tally in sorted(self.by_family.items())
+        }
+        return {
+            "families": families,
+            "episodes": self._done,
+            "skipped_already_done": self.skipped,
+            "wall_s": round(wall, 2),
+            "episodes_per_s": round(self._done / max(wall, 1e-9), 2),
+        }

@@ -1,0 +1,381 @@
+"""EnvPool: a Ray actor that hosts env instances and runs whole episodes on them.
+
+The driver sends each episode once (``run_episode``: a task and the PolicyActor to use);
+the pool runs its loop here, next to its env, so one episode step costs one policy turn
+and no driver round trip.
+
+Env calls are blocking (SQLite, a bubblewrap subprocess): they run on a thread pool of
+``env_threads`` so the actor's event loop never stalls, except for families whose calls
+prove fast (median of ``_PROBE_CALLS`` under ``inline_below_ms``): those run on the event
+loop itself, where a thread hop would cost more than the call.
+
+Turns reach the PolicyActor many per call. For a policy that answers a batch at once, the
+turns of this pool's episodes that become ready in one turn of the event loop go out in
+one ``generate_batch``. For one whose answers each take their own time (a remote teacher)
+they go out with ``submit`` and come back through this pool's mailbox (``collect``) as
+each is ready, so no reply waits for a slower one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from agentray.collect.metrics import RolloutMetrics
+from agentray.envs.base import Env
+from agentray.envs.registry import make_env
+from agentray.types import Message, Status, StepResult, TaskSpec
+
+POLICY_LOST = "policy"
+_PROBE_CALLS = 20  # env calls of a family timed on threads before it may run inline
+_BACK_TO_THREADS = 10  # an inline call this many times over the bound sends it back
+
+
+class _CallPlacement:
+    """Where one family's env calls run: threads until they prove fast."""
+
+    def __init__(self, inline_below_s: float) -> None:
+        self.inline_below_s = inline_below_s
+        self.inline = False
+        self.probes: list[float] = []
+
+    def record(self, seconds: float) -> None:
+        if self.inline:
+            if seconds > _BACK_TO_THREADS * self.inline_below_s:
+                self.inline = False
+            return
+        self.probes.append(seconds)
+        if len(self.probes) == _PROBE_CALLS:
+            # the median: timed on threads, a call also counts the time it waited for the
+            # GIL, and the first calls of a process warm caches up
+            self.inline = sorted(self.probes)[_PROBE_CALLS // 2] < self.inline_below_s
+            self.probes = []
+
+
+def error_text(error: BaseException | str) -> str:
+    """``Type: first line of the message`` (Ray errors carry whole tracebacks)."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if isinstance(error, str) else f"{type(error).__name__}: {line}"
+
+
+class _Link:
+    """This pool's channel to one PolicyActor: ``generate`` one turn, get its completion.
+
+    Turns that become ready in one turn of the event loop go out in one call. A RayActorError
+    (the PolicyActor died) fails every pending turn of the link with it."""
+
+    def __init__(self, policy: Any, params: dict[str, Any], on_lost: Callable[[], None]) -> None:
+        self.policy = policy
+        self.params = params
+        self._on_lost = on_lost
+        self._outgoing: list[tuple[int, list[Message]]] = []
+        self._futures: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def generate(self, messages: list[Message]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        turn_id, future = next(self._ids), loop.create_future()
+        self._futures[turn_id] = future
+        future.add_done_callback(lambda _: self._futures.pop(turn_id, None))
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append((turn_id, messages))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        self._spawn(self._send(batch))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, turn_id: int, completion: dict[str, Any]) -> None:
+        future = self._futures.get(turn_id)
+        if future is not None and not future.done():
+            future.set_result(completion)
+
+    def _fail(self, turn_ids: list[int], error: BaseException) -> None:
+        if isinstance(error, RayActorError):
+            self._on_lost()
+        for turn_id in turn_ids:
+            future = self._futures.get(turn_id)
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+
+class _BatchLink(_Link):
+    """For a policy that answers a batch at once: one ``generate_batch`` call per batch."""
+
+    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+        try:
+            ref = self.policy.generate_batch.remote([m for _, m in batch], self.params)
+            completions = await ref
+        except Exception as e:  # the PolicyActor died (RayActorError) or failed
+            self._fail([turn_id for turn_id, _ in batch], e)
+            return
+        for (turn_id, _), completion in zip(batch, completions, strict=True):
+            self._deliver(turn_id, completion)
+
+
+class _MailboxLink(_Link):
+    """For a policy whose answers each take their own time: turns go out with ``submit``;
+    one ``collect`` call at a time brings back whatever completions are ready, so none
+    waits for a slower one and each call still carries many turns."""
+
+    def __init__(self, *args: Any, inbox: str) -> None:
+        super().__init__(*args)
+        self.inbox = inbox
+        self._collecting = False
+
+    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+        if not self._collecting:
+            self._collecting = True
+            self._spawn(self._collect())
+        try:
+            await self.policy.submit.remote(self.inbox, batch, self.params)
+        except Exception as e:
+            self._fail([turn_id for turn_id, _ in batch], e)
+
+    async def _collect(self) -> None:
+        try:
+            while self._futures:
+                for turn_id, completion in await self.policy.collect.remote(self.inbox):
+                    self._deliver(turn_id, completion)
+        except Exception as e:
+            self._fail(list(self._futures), e)
+        finally:
+            self._collecting = False
+
+
+class EnvPool:
+    def __init__(
+        self,
+        family_configs: dict[str, dict[str, Any]] | None = None,
+        env_threads: int = 64,
+        metrics: bool = False,
+        inline_below_ms: float = 1.0,
+    ) -> None:
+        self.family_configs = family_configs or {}
+        self._inline_below_s = inline_below_ms / 1000
+        self._placement: dict[str, _CallPlacement] = {}
+        self._envs: dict[str, Env] = {}
+        self._executor = ThreadPoolExecutor(max_workers=env_threads, thread_name_prefix="env")
+        self._links: dict[tuple[Any, str], _Link] = {}
+        self._inbox = uuid.uuid4().hex  # this pool's name in the PolicyActors' mailboxes
+        self._episodes = self._peak = 0
+        self._metrics = RolloutMetrics(metrics)
+
+    # -- whole episodes ----------------------------------------------------------------------
+
+    async def run_episode(
+        self,
+        episode_id: str,
+        task: dict[str, Any],
+        policy: Any,
+        params: dict[str, Any],
+        timeout_s: float,
+        batch_turns: bool = True,
+    ) -> dict[str, Any]:
+        """Reset, then policy turn / env step until done, within ``timeout_s``.
+
+        Returns the conversation and outcome: ``messages, token_ids, reward, status, error,
+        timings {env_s, policy_s}, prompt_tokens, completion_tokens``, and ``lost`` =
+        "policy" when the PolicyActor died (the caller restarts the episode elsewhere).
+        """
+        spec = TaskSpec(**task)
+        ep = _new_result()
+        try:
+            loop = self._loop(ep, episode_id, spec, policy, params, batch_turns)
+            await asyncio.wait_for(loop, timeout_s)
+        except asyncio.TimeoutError:
+            _finish(ep, 0.0, Status.TASK_ERROR, f"episode timed out after {timeout_s}s")
+        except RayActorError as e:
+            ep["lost"] = POLICY_LOST
+            _finish(ep, 0.0, Status.TASK_ERROR, f"policy actor lost: {error_text(e)}")
+        except Exception as e:  # an env raised: this episode's error, not the pool's
+            _finish(ep, 0.0, Status.TASK_ERROR, error_text(e))
+        finally:
+            await self.close(episode_id)
+        return ep
+
+    async def _loop(
+        self,
+        ep: dict[str, Any],
+        episode_id: str,
+        task: TaskSpec,
+        policy: Any,
+        params: dict[str, Any],
+        batch_turns: bool,
+    ) -> None:
+        t0 = time.perf_counter()
+        messages = ep["messages"] = await self.reset(episode_id, task)
+        self._timed(ep, "env_reset", t0)
+        link = self._link(policy, params, batch_turns)
+        while True:
+            t0 = time.perf_counter()
+            completion = await link.generate(messages)
+            self._timed(ep, "policy", t0)
+            ep["prompt_tokens"] += completion.get("prompt_tokens") or len(
+                completion.get("prompt_token_ids") or []
+            )
+            ep["completion_tokens"] += completion.get("completion_tokens") or len(
+                completion.get("token_ids") or []
+            )
+            if completion["finish_reason"] == "error":
+                return _finish(
+                    ep, 0.0, Status.TASK_ERROR, completion.get("error") or "policy error"
+                )
+            if completion["finish_reason"] == "context_limit":
+                return _finish(ep, 0.0, Status.AGENT_CONTEXT_LIMIT)
+            text = completion["text"]
+            messages.append({"role": "assistant", "content": text})
+            ep["token_ids"].append(completion.get("token_ids") or [])
+            t0 = time.perf_counter()
+            result: StepResult = await self._call(task.family, self._envs[episode_id].step, text)
+            self._timed(ep, "env_step", t0)
+            if result.done:
+                return _finish(ep, result.reward, result.status)
+            messages.append({"role": "user", "content": result.observation or ""})
+
+    def _link(self, policy: Any, params: dict[str, Any], batch_turns: bool) -> _Link:
+        key = (policy, repr(sorted(params.items())))  # handles compare by actor id
+        if key not in self._links:
+
+            def forget() -> None:
+                self._links.pop(key, None)
+
+            if batch_turns:
+                self._links[key] = _BatchLink(policy, params, forget)
+            else:
+                self._links[key] = _MailboxLink(policy, params, forget, inbox=self._inbox)
+        return self._links[key]
+
+    def _timed(self, ep: dict[str, Any], kind: str, t0: float) -> None:
+        elapsed = time.perf_counter() - t0
+        ep["timings"]["policy_s" if kind == "policy" else "env_s"] += elapsed
+        self._metrics.latency(kind, elapsed)
+
+    async def _call(self, family: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a thread, or inline once ``family``'s calls proved fast."""
+        placement = self._placement.get(family)
+        if placement is None:
+            placement = self._placement[family] = _CallPlacement(self._inline_below_s)
+        if placement.inline:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            placement.record(time.perf_counter() - t0)
+            return out
+        loop = asyncio.get_running_loop()
+        out, seconds = await loop.run_in_executor(self._executor, _timed_call, fn, args)
+        placement.record(seconds)
+        return out
+
+    # -- one call at a time (for callers that drive the loop themselves) ---------------------
+
+    async def reset(self, episode_id: str, task: dict[str, Any] | TaskSpec) -> list[Message]:
+        spec = task if isinstance(task, TaskSpec) else TaskSpec(**task)
+        env = make_env(spec.family, self.family_configs.get(spec.family))
+        self._envs[episode_id] = env
+        self._episodes += 1
+        self._peak = max(self._peak, len(self._envs))
+        return await self._call(spec.family, env.reset, spec)
+
+    async def step(self, episode_id: str, action: str) -> dict[str, Any]:
+        env = self._envs[episode_id]
+        result: StepResult = await self._call(env.name, env.step, action)
+        return result.model_dump(mode="json")
+
+    async def close(self, episode_id: str) -> None:
+        env = self._envs.pop(episode_id, None)
+        if env is not None:
+            await self._call(env.name, env.close)
+
+    def inline_families(self) -> list[str]:
+        """The families whose env calls run on the event loop (they proved fast)."""
+        return sorted(f for f, p in self._placement.items() if p.inline)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    def active(self) -> int:
+        return len(self._envs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def load(self) -> dict[str, Any]:
+        """Where this pool runs, episodes hosted (in all, now, at most at once) and the
+        families whose env calls run inline."""
+        return {
+            "node_id": self.node_id(),
+            "episodes": self._episodes,
+            "active": self.active(),
+            "peak_active": self._peak,
+            "inline_families": self.inline_families(),
+        }
+
+
+def _timed_call(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0
+
+
+def _new_result() -> dict[str, Any]:
+    return {
+        "messages": [],
+        "token_ids": [],
+        "reward": 0.0,
+        "status": Status.TASK_ERROR.value,
+        "error": None,
+        "lost": None,
+        "timings": {"env_s": 0.0, "policy_s": 0.0},
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
+
+
+def _finish(ep: dict[str, Any], reward: float, status: Status, error: str | None = None) -> None:
+    ep.update(reward=float(reward), status=Status(status).value, error=error)
+
+
+def env_pool_factory(
+    envs_per_pool: int,
+    family_configs: dict[str, dict[str, Any]],
+    num_cpus: float,
+    metrics: bool = False,
+    max_concurrency: int = 1000,
+    inline_below_ms: float = 1.0,
+) -> Callable[[], Any]:
+    """A function that starts one EnvPool actor (the engine calls it again to replace one).
+
+    ``envs_per_pool`` env calls run at once (threads); ``max_concurrency`` bounds the
+    episodes one pool accepts at once (keep it above the episodes in flight)."""
+    remote = ray.remote(EnvPool).options(
+        max_concurrency=max_concurrency, num_cpus=num_cpus, scheduling_strategy="SPREAD"
+    )
+    return lambda: remote.remote(family_configs, envs_per_pool, metrics, inline_below_ms)
+
+
+def make_env_pools(
+    n: int, envs_per_pool: int, family_configs: dict[str, dict[str, Any]], num_cpus: float
+) -> list[Any]:
+    start = env_pool_factory(envs_per_pool, family_configs, num_cpus)
+    return [start() for _ in range(n)]

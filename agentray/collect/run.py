@@ -1,0 +1,49 @@
+"""The collect stage: env families x teacher policy -> trajectory parquet."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from agentray.collect.config import CollectConfig
+from agentray.collect.engine import RolloutEngine, load_tasks
+from agentray.collect.sink import ParquetSink
+from agentray.manifest import write_manifest
+from agentray.ray_utils import ensure_ray
+
+
+def trajectories_dir(cfg: CollectConfig, run_dir: Path) -> Path:
+    return Path(cfg.output) if cfg.output else Path(run_dir) / "collect" / "trajectories"
+
+
+def run_collect(cfg: CollectConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Collect every task of ``cfg`` not yet in the output folder; returns the run summary
+    (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
+    stats, retries, actor replacements and the node of each EnvPool), also written to
+    ``<run_dir>/collect/manifest.json`` under ``counts``."""
+    started = time.time()
+    ensure_ray()
+    out = trajectories_dir(cfg, run_dir)
+    tasks = load_tasks(cfg.families, cfg.split, cfg.family_configs, cfg.max_tasks_per_family)
+    sink = ParquetSink(
+        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
+    )
+    engine = RolloutEngine(cfg.rollout, cfg.policy, cfg.family_configs)
+    try:
+        summary = asyncio.run(engine.run(tasks, sink, progress=progress))
+    finally:
+        engine.shutdown()
+    summary["tasks"] = len(tasks)
+    summary["written_total"] = len(sink.written)
+    write_manifest(
+        Path(run_dir) / "collect",
+        "collect",
+        cfg,
+        inputs={"tasks": len(tasks)},
+        counts=summary,
+        outputs={"trajectories": str(out)},
+        started_at=started,
+    )
+    return summary

@@ -1,0 +1,56 @@
+"""Eval-stage config: which suites, against which served model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agentray.collect.config import RolloutConfig, _check_families
+from agentray.envs.registry import family_names
+from agentray.eval.general.config import GeneralConfig
+from agentray.policies.registry import PolicyConfig
+
+
+def _served_policy() -> PolicyConfig:
+    return PolicyConfig(backend="openai", model="agentray", base_url="http://127.0.0.1:8000/v1")
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    families: list[str] = Field(default_factory=family_names, description="held-in families")
+    held_out: list[str] = Field(
+        default_factory=list,
+        description="held-out env families (any registered ones, e.g. scienceworld, miniwob), "
+        "played on the same split through the same rollout engine",
+    )
+    split: Literal["train", "test"] = "test"
+    max_tasks_per_family: int | None = Field(None, gt=0)
+    family_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(
+        default_factory=_served_policy,
+        description="the model under evaluation: any OpenAI-compatible endpoint",
+    )
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    general: GeneralConfig = Field(
+        default_factory=GeneralConfig,
+        description="general-ability suites (MMLU, HumanEval, GSM-style, MT-Bench)",
+    )
+    reference_file: str | None = Field(
+        None,
+        description="JSON of reference models' per-task scores for the Overall weights "
+        "(layout of agentray/eval/data/agenttuning_reference.json); None: the paper's",
+    )
+    sample_trajectories: int = Field(
+        1, ge=0, description="sample episodes / items shown per task in the report"
+    )
+
+    _families = field_validator("families", "held_out")(_check_families)
+
+    @model_validator(mode="after")
+    def _held_out_apart(self) -> EvalConfig:
+        both = sorted(set(self.families) & set(self.held_out))
+        if both:
+            raise ValueError(f"families {both} are listed as both held-in and held-out")
+        return self

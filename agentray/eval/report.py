@@ -1,0 +1,270 @@
+"""scores.json, report.md and report.html of one eval run.
+
+``scores.json``: per category (held_in, held_out, general) the task scores on the paper's
+scale (percent; MT-Bench 1-10), each with its item count and status counts, and the
+category's Overall (``overall.py``) with the weight each task got, the tasks that got none
+and why, and the reference tasks not run; ``overall`` repeats the three Overall numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agentray.collect.engine import summarize
+from agentray.eval import plots
+from agentray.eval.doc import Doc
+from agentray.eval.overall import CATEGORIES, ReferenceScores, category_overall
+
+ENV_METRICS = {
+    "db": "success rate (%)",
+    "os": "success rate (%)",
+    "alfworld": "success rate (%)",
+    "kg": "answer F1 (%)",
+    "webshop": "reward (x100)",
+    "mind2web": "step success rate (%)",
+}
+CATEGORY_TITLES = plots.CATEGORY_TITLES
+
+
+def env_task_scores(rows: list[dict[str, Any]], families: Iterable[str]) -> dict[str, Any]:
+    """Per family of ``families``: the rollout summary plus ``score`` = mean reward x 100."""
+    by_family: dict[str, list[dict[str, Any]]] = {f: [] for f in families}
+    for row in rows:
+        if row["task"] in by_family:
+            by_family[row["task"]].append(row)
+    tasks = {}
+    for family, family_rows in by_family.items():
+        if not family_rows:
+            continue
+        stats = summarize(family_rows)
+        stats["score"] = 100.0 * stats["mean_reward"]
+        stats["metric"] = ENV_METRICS.get(family, "mean reward (x100)")
+        tasks[family] = stats
+    return tasks
+
+
+def build_scores(
+    task_scores: dict[str, dict[str, Any]],
+    skipped: dict[str, dict[str, str]],
+    reference: ReferenceScores,
+    reference_file: str | None,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """``task_scores``: category -> task -> summary (with ``score``); ``skipped``: category
+    -> task -> reason."""
+    categories = {}
+    for category in CATEGORIES:
+        tasks = task_scores.get(category, {})
+        ours = {task: t["score"] for task, t in tasks.items()}
+        ours.update(dict.fromkeys(skipped.get(category, {})))
+        categories[category] = {
+            "tasks": tasks,
+            "skipped": skipped.get(category, {}),
+            **category_overall(ours, reference, category),
+        }
+    run_tasks = [t for c in categories.values() for t in (*c["tasks"], *c["skipped"])]
+    return {
+        **meta,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "categories": categories,
+        "overall": {c: categories[c]["overall"] for c in CATEGORIES},
+        "reference": {
+            "file": reference_file or "packaged: agentray/eval/data/agenttuning_reference.json",
+            "source": reference.source,
+            "reference_models": reference.reference_models,
+            "match_notes": {
+                t: reference.match_notes[t] for t in run_tasks if t in reference.match_notes
+            },
+        },
+    }
+
+
+def write_report(
+    out_dir: Path,
+    scores: dict[str, Any],
+    env_rows: list[dict[str, Any]],
+    general_results: dict[str, list[dict[str, Any]]],
+    samples: int,
+) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores_path = out_dir / "scores.json"
+    scores_path.write_text(json.dumps(scores, indent=2))
+    doc = render_report(scores, env_rows, general_results, samples)
+    md_path, html_path = doc.write(out_dir, "report")
+    return {"scores": scores_path, "report": md_path, "report_html": html_path}
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render_report(
+    scores: dict[str, Any],
+    env_rows: list[dict[str, Any]],
+    general_results: dict[str, list[dict[str, Any]]],
+    samples: int,
+) -> Doc:
+    doc = Doc("agentray evaluation report")
+    doc.para(
+        f"Model `{scores.get('model', '?')}` at `{scores.get('base_url', '?')}`; env tasks on "
+        f"the `{scores.get('split', '?')}` split; {scores.get('created', '')}."
+    )
+    _overall_section(doc, scores)
+    _tasks_section(doc, scores)
+    _status_section(doc, scores)
+    _notes_section(doc, scores)
+    _samples_section(doc, env_rows, general_results, samples)
+    return doc
+
+
+def _overall_section(doc: Doc, scores: dict[str, Any]) -> None:
+    ref = scores["reference"]
+    doc.heading("Overall")
+    doc.para(
+        "As in the paper: each task's weight is 1 / (mean score of the reference models "
+        f"{', '.join(ref['reference_models'])} on it); a category's Overall is the mean over "
+        "its tasks of score x weight (1.0 = the reference models' average). Reference scores: "
+        f"{ref['source'] or ref['file']} (`{ref['file']}`)."
+    )
+    rows = []
+    for category in CATEGORIES:
+        c = scores["categories"][category]
+        if not c["tasks"] and not c["skipped"]:
+            continue
+        not_run = ", ".join(c["reference_tasks_not_run"]) or "none"
+        rows.append(
+            [CATEGORY_TITLES[category], fmt(c["overall"], 2), str(len(c["weights"])), not_run]
+        )
+    doc.table(["category", "Overall", "tasks weighted", "reference tasks not run"], rows, {1, 2})
+    if any(v is not None for v in scores["overall"].values()):
+        doc.image("overall.png", plots.overall_bars({"this run": scores["overall"]}), "Overall")
+
+
+def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
+    doc.heading("Scores per task")
+    for category in CATEGORIES:
+        c = scores["categories"][category]
+        if not c["tasks"] and not c["skipped"]:
+            continue
+        doc.heading(CATEGORY_TITLES[category], 3)
+        rows = []
+        for task, t in c["tasks"].items():
+            weight = c["weights"].get(task)
+            rows.append(
+                [
+                    task,
+                    t.get("metric", ""),
+                    str(t["count"]),
+                    fmt(t["score"]),
+                    fmt(weight, 4),
+                    fmt(c["contributions"].get(task), 3),
+                    c["reference_task"].get(task, "—"),
+                    _statuses(t["statuses"]),
+                ]
+            )
+        for task, reason in c["skipped"].items():
+            rows.append([task, "", "0", "skipped", "—", "—", "—", reason])
+        header = [
+            "task",
+            "metric",
+            "n",
+            "score",
+            "weight",
+            "score x weight",
+            "paper task",
+            "statuses",
+        ]
+        doc.table(header, rows, {2, 3, 4, 5})
+    series = {
+        c: {t: v["score"] for t, v in scores["categories"][c]["tasks"].items()} for c in CATEGORIES
+    }
+    if any(series.values()):
+        doc.image("tasks.png", plots.task_bars({"this run": series}), "scores per task")
+
+
+def _statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+
+
+def _status_section(doc: Doc, scores: dict[str, Any]) -> None:
+    statuses = {
+        task: t["statuses"]
+        for c in CATEGORIES
+        for task, t in scores["categories"][c]["tasks"].items()
+        if t["statuses"]
+    }
+    if not statuses:
+        return
+    doc.heading("How episodes and items ended")
+    doc.para(
+        "Env episodes end with AgentBench's statuses (completed, agent_invalid_action, "
+        "task_limit_reached = round limit, agent_context_limit, task_error); general items with "
+        "correct / wrong / no_answer, passed / failed / timed_out (HumanEval), rated (MT-Bench), "
+        "request_error / context_limit."
+    )
+    doc.image("statuses.png", plots.status_bars(statuses), "status breakdown")
+
+
+def _notes_section(doc: Doc, scores: dict[str, Any]) -> None:
+    notes = []
+    for category in CATEGORIES:
+        c = scores["categories"][category]
+        notes += [f"{task} ({category}): no weight: {why}" for task, why in c["unweighted"].items()]
+    matches = scores["reference"]["match_notes"]
+    if not notes and not matches:
+        return
+    doc.heading("Comparability with the paper")
+    doc.bullets(notes)
+    if matches:
+        doc.table(["task", "how it matches the paper's"], [[t, n] for t, n in matches.items()])
+
+
+def _samples_section(
+    doc: Doc,
+    env_rows: list[dict[str, Any]],
+    general_results: dict[str, list[dict[str, Any]]],
+    per_task: int,
+) -> None:
+    if per_task == 0 or not (env_rows or general_results):
+        return
+    doc.heading("Sample trajectories")
+    seen: dict[str, int] = {}
+    for row in sorted(env_rows, key=lambda r: r["id"]):
+        if seen.get(row["task"], 0) >= per_task:
+            continue
+        seen[row["task"]] = seen.get(row["task"], 0) + 1
+        doc.heading(f"{row['id']}: reward {row['reward']:.2f}, status `{row['status']}`", 3)
+        for turn in _episode_turns(row["conversations"])[-6:]:
+            doc.code(_shown(turn["value"]), f"**{turn['from']}**:")
+    for results in general_results.values():
+        for result in results[:per_task]:
+            doc.heading(
+                f"{result['id']}: score {fmt(result.get('score'), 2)}, status `{result['status']}`",
+                3,
+            )
+            doc.code(_shown(str(result.get("question", ""))), "**question**:")
+            doc.code(_shown(str(result.get("reply", ""))), "**reply**:")
+            facts = [
+                f"{k}: {result[k]}"
+                for k in ("extracted", "gold", "error")
+                if result.get(k) is not None
+            ]
+            for turn in result.get("turns") or []:
+                facts.append(f"judge rating: {turn.get('rating')}")
+            doc.bullets(facts)
+
+
+def _episode_turns(conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns after the instruction and demonstration: the problem onwards."""
+    last_demo = max((i for i, t in enumerate(conversations) if t["loss"] is False), default=-1)
+    return conversations[last_demo + 1 :]
+
+
+def _shown(value: str, limit: int = 600) -> str:
+    if not value.strip():
+        return f"(blank: {value[:40]!r})"
+    return value if len(value) < limit else value[:limit] + " …"

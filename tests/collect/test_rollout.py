@@ -1,0 +1,194 @@
+"""The rollout engine on a real local Ray cluster, with the expert teacher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import requests
+
+from agentray.collect.config import CollectConfig, RolloutConfig
+from agentray.collect.engine import RolloutEngine, load_tasks, merge_stats
+from agentray.collect.run import run_collect
+from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
+from agentray.policies.registry import PolicyConfig
+
+
+def test_policy_stats_of_several_actors_are_summed():
+    merged = merge_stats(
+        [
+            {"requests": 3, "cost_usd": 0.5, "model": "gpt-4", "by_status": {"429": 1}},
+            {"requests": 4, "cost_usd": 0.25, "model": "gpt-4", "by_status": {"429": 2, "500": 1}},
+        ]
+    )
+    assert merged == {
+        "requests": 7,
+        "cost_usd": 0.75,
+        "model": "gpt-4",
+        "by_status": {"429": 3, "500": 1},
+    }
+
+
+def _record(task_id: str) -> dict:
+    return {
+        "id": task_id,
+        "task": "db",
+        "split": "train",
+        "env_version": "db-v1",
+        "conversations": [{"from": "human", "loss": None, "value": "q"}],
+        "reward": 1.0,
+        "status": "completed",
+        "turns": 1,
+        "policy": {},
+        "seed": 0,
+        "timings": {},
+        "error": None,
+        "response_token_ids": [],
+    }
+
+
+def test_sink_keeps_one_record_per_id_and_flushes_by_age(tmp_path):
+    sink = ParquetSink(tmp_path, flush_every=100, flush_interval_s=0.2)
+    assert sink.add(_record("db_0")) and not sink.add(_record("db_0"))
+    assert sink.shards_written == 0 and finished_ids(tmp_path) == set()
+    time.sleep(0.25)
+    sink.add(_record("db_1"))  # the oldest buffered record is old enough: a shard
+    assert sink.shards_written == 1 and finished_ids(tmp_path) == {"db_0", "db_1"}
+    again = ParquetSink(tmp_path)  # a rerun sees both as done
+    assert not again.add(_record("db_1")) and again.add(_record("db_2"))
+
+
+SMALL = {"db": {"n_train": 6, "n_test": 3}, "os": {"n_train": 6, "n_test": 3}}
+
+
+def _collect_cfg(**rollout) -> CollectConfig:
+    return CollectConfig(
+        families=["db", "os"],
+        family_configs=SMALL,
+        policy=PolicyConfig(backend="expert"),
+        rollout=RolloutConfig(
+            max_in_flight=8, num_env_pools=2, envs_per_pool=8, flush_every=4, **rollout
+        ),
+    )
+
+
+@pytest.mark.slow
+def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path):
+    summary = run_collect(_collect_cfg(), tmp_path, progress=False)
+    rows = read_trajectories(tmp_path / "collect" / "trajectories")
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(r["reward"] == 1.0 and r["status"] == "completed" for r in rows), [
+        (r["id"], r["status"], r["error"]) for r in rows if r["reward"] != 1.0
+    ]
+    assert summary["families"]["db"]["success_rate"] == 1.0
+    for row in rows:
+        turns = row["conversations"]
+        assert {t["from"] for t in turns} == {"human", "gpt"}
+        assert all(t["loss"] is None for t in turns if t["from"] == "human")
+        assert any(t["loss"] is False for t in turns)  # the 1-shot demonstration
+        assert turns[-1]["from"] == "gpt" and turns[-1]["loss"] is True
+        assert row["turns"] == sum(t["loss"] is True for t in turns)
+        assert json.loads(row["policy"])["backend"] == "expert"
+    manifest = json.loads((tmp_path / "collect" / "manifest.json").read_text())
+    assert manifest["counts"]["written_total"] == 12
+
+    # a rerun over the same run dir resumes: nothing is redone or doubled
+    again = run_collect(_collect_cfg(), tmp_path, progress=False)
+    assert again["skipped_already_done"] == 12 and again["families"] == {}
+    assert len(read_trajectories(tmp_path / "collect" / "trajectories")) == 12
+
+
+@pytest.mark.slow
+def test_untrained_model_gets_invalid_action_status(ray_local, tmp_path, tiny_model_dir):
+    """A random tiny model answers nonsense: agent_invalid_action records, not a crash."""
+    policy = PolicyConfig(backend="hf", model=tiny_model_dir, params={"max_new_tokens": 12})
+    records = _run_engine(policy, tmp_path)
+    assert {r["status"] for r in records} == {"agent_invalid_action"}
+    assert all(r["reward"] == 0.0 and r["turns"] == 1 for r in records)
+    assert all(len(r["response_token_ids"][0]) > 0 for r in records)  # token ids kept
+
+
+@pytest.mark.slow
+def test_unreachable_teacher_ends_every_episode_with_task_error(ray_local, tmp_path):
+    policy = PolicyConfig(
+        backend="openai",
+        model="gpt-4",
+        base_url="http://127.0.0.1:9/v1",
+        max_retries=0,
+        timeout_s=2,
+    )
+    records = _run_engine(policy, tmp_path)
+    assert {r["status"] for r in records} == {"task_error"}
+    assert all(r["error"] for r in records)
+
+
+@pytest.mark.slow
+def test_tasks_are_taken_lazily_and_spread_over_actors(ray_local, tmp_path):
+    """Backpressure: a generator of tasks is consumed at most the in-flight limit ahead of
+    the finished episodes; new episodes go to the least-loaded EnvPool and PolicyActor, and
+    no pool hosts more than envs_per_pool at once."""
+    family = {"db": {"n_train": 80, "n_test": 2}}
+    cfg = RolloutConfig(  # envs_per_pool caps the 8 in flight at 2 x 3
+        max_in_flight=8, num_env_pools=2, envs_per_pool=3, num_policy_actors=2, flush_every=16
+    )
+    engine = RolloutEngine(cfg, PolicyConfig(backend="expert"), family)
+    sink = ParquetSink(tmp_path / "t", flush_every=16)
+    ahead: list[int] = []
+
+    def tasks():
+        for taken, task in enumerate(load_tasks(["db"], "train", family), start=1):
+            ahead.append(taken - len(sink.written))  # taken but not finished, this one included
+            yield task
+
+    try:
+        summary = asyncio.run(engine.run(tasks(), sink, progress=False))
+    finally:
+        engine.shutdown()
+    assert len(sink.written) == 80 and summary["families"]["db"]["success_rate"] == 1.0
+    assert max(ahead) == 6
+    turns = [actor["turns"] for actor in summary["policy_actors"]]
+    assert sum(turns) == 160 and min(turns) >= 160 // 4, turns
+    episodes = [pool["episodes"] for pool in summary["env_pools"]]
+    assert sum(episodes) == 80 and min(episodes) >= 80 // 4, episodes
+    assert max(pool["peak_active"] for pool in summary["env_pools"]) <= 3
+    assert summary["actor_replacements"] == {"env_pool": 0, "policy": 0}
+
+    # the same counts reach Ray's metrics (the Prometheus endpoint the dashboard reads)
+    _wait_for_metric(ray_local, 80, "ray_agentray_episodes_finished_total", 'family="db"')
+    _wait_for_metric(ray_local, 160, "ray_agentray_step_latency_s_count", 'kind="policy"')
+
+
+def _wait_for_metric(ray, at_least: float, name: str, *labels: str) -> None:
+    """Until the samples of ``name`` with ``labels`` on this node's metrics endpoint sum to
+    ``at_least`` (metrics are exported every few seconds; other tests may add to them)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    port = next(n["MetricsExportPort"] for n in ray.nodes() if n["NodeID"] == node_id)
+    deadline, total = time.monotonic() + 45, 0.0
+    while time.monotonic() < deadline:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") and all(label in line for label in labels)
+        )
+        if total >= at_least:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"{name}{{{', '.join(labels)}}} = {total}, expected >= {at_least}")
+
+
+def _run_engine(policy: PolicyConfig, tmp_path) -> list[dict]:
+    cfg = _collect_cfg()
+    engine = RolloutEngine(cfg.rollout, policy, SMALL)
+    sink = ParquetSink(tmp_path / "t")
+    tasks = load_tasks(["db"], "test", SMALL)
+    try:
+        asyncio.run(engine.run(tasks, sink, progress=False))
+    finally:
+        engine.shutdown()
+    records = read_trajectories(tmp_path / "t")
+    assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
+    return records

@@ -1,0 +1,136 @@
+"""Every registered family through the shared contract: registry, prompt layout, TaskIndex,
+ExpertPolicy, and the data pipeline's tokenizer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from agentray.envs.base import Env
+from agentray.envs.db import DBConfig, DBEnv
+from agentray.envs.os_env import OSConfig, OSEnv
+from agentray.envs.registry import TaskIndex, family_names, make_env
+from agentray.envs.sandbox import bwrap_available
+from agentray.policies.expert import ExpertPolicy
+from agentray.records import to_conversations
+from agentray.types import GenerationParams, Message, StepResult
+
+CONFIGS = {name: {"n_train": 12, "n_test": 4, "seed": 1} for name in family_names()}
+FAMILIES = [
+    pytest.param(name, marks=pytest.mark.skipif(not bwrap_available(), reason="no bubblewrap"))
+    if name == "os"
+    else name
+    for name in family_names()
+]
+
+
+def test_registry_builds_typed_envs_and_rejects_unknown_fields():
+    db = make_env("db", CONFIGS["db"])
+    assert isinstance(db, DBEnv) and isinstance(db.config, DBConfig)
+    assert db.config.max_rounds == 15 and db.config.n_train == 12
+    os_env = make_env("os", CONFIGS["os"])
+    assert isinstance(os_env, OSEnv) and isinstance(os_env.config, OSConfig)
+    assert os_env.config.max_rounds == 8
+    with pytest.raises(ValidationError, match="not_a_field"):
+        make_env("db", {"not_a_field": 1})
+
+
+def test_all_six_held_in_families_are_registered():
+    assert set(family_names()) == {"db", "os", "kg", "alfworld", "webshop", "mind2web"}
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_prompt_layout_instruction_demo_problem(family):
+    env = make_env(family, CONFIGS[family])
+    task = env.tasks("train")[0]
+    messages = env.prompt(task)
+    assert messages[0]["role"] == "user" and "loss" not in messages[0]
+    demo = [m for m in messages if m["role"] == "assistant"]
+    assert demo and all(m["loss"] is False for m in demo)
+    assert all("loss" not in m for m in messages if m["role"] == "user")
+    assert messages[-1]["role"] == "user"
+    assert Env.problem_of(messages) == messages[-1]["content"]
+    # the same layout once agent turns follow
+    assert (
+        env.problem_of([*messages, {"role": "assistant", "content": "x"}])
+        == messages[-1]["content"]
+    )
+    conversations = to_conversations(messages)
+    assert [t["loss"] for t in conversations if t["from"] == "gpt"] == [False] * len(demo)
+
+
+def test_db_without_one_shot_is_agentbench_opening():
+    env = DBEnv(DBConfig(n_train=2, n_test=1, one_shot=False))
+    messages = env.prompt(env.tasks("train")[0])
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1] == {"role": "assistant", "content": "Ok.", "loss": False}
+
+
+def test_task_index_finds_every_task_from_its_conversation():
+    index = TaskIndex(CONFIGS)
+    for family in family_names():
+        env = make_env(family, CONFIGS[family])
+        for task in env.tasks("train") + env.tasks("test"):
+            found_env, found = index.lookup(env.prompt(task))
+            assert found.id == task.id and found_env.name == family
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_expert_policy_solves_tasks_from_the_conversation_alone(family):
+    policy = ExpertPolicy(index=TaskIndex(CONFIGS))
+    env = make_env(family, CONFIGS[family])
+    for task in env.tasks("train")[:6] + env.tasks("test")[:3]:
+        result = _play(env, task, policy)
+        assert result.reward == 1.0 and result.status == "completed", (task.id, result)
+    env.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_dir):
+    """A trajectory record of each family is kept by the filter and tokenized with masks on
+    exactly its agent turns (none on the demonstration)."""
+    from agentray.process.agentinstruct import classify_trajectory
+    from agentray.process.config import ProcessConfig
+    from agentray.process.tokenize import IGNORE_INDEX, encode_conversation, load_tokenizer
+
+    env = make_env(family, CONFIGS[family])
+    task = env.tasks("test")[0]
+    messages: list[Message] = []
+    result = _play(env, task, ExpertPolicy(index=TaskIndex({family: CONFIGS[family]})), messages)
+    env.close()
+    row = {
+        "id": task.id,
+        "task": family,
+        "status": result.status.value,
+        "reward": result.reward,
+        "conversations": to_conversations(messages),
+    }
+    kept = classify_trajectory(row, ProcessConfig())
+    assert kept["reject_reason"] == ""
+    conversations = json.loads(kept["conversations"])
+    assert conversations == to_conversations(messages)
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    encoded = encode_conversation(tokenizer, conversations, max_seq_len=100_000)
+    agent_turns = [t for t in conversations if t["from"] == "gpt" and t["loss"]]
+    labeled = tokenizer.decode([t for t in encoded["labels"] if t != IGNORE_INDEX])
+    assert labeled.count(tokenizer.eos_token) == len(agent_turns)
+
+
+def _play(
+    env: Env, task, policy: ExpertPolicy, messages: list[Message] | None = None, max_turns: int = 40
+) -> StepResult:
+    messages = messages if messages is not None else []
+    messages.extend(env.reset(task))
+    for _ in range(max_turns):
+        [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
+        assert completion.error is None, completion.error
+        messages.append({"role": "assistant", "content": completion.text})
+        result = env.step(completion.text)
+        if result.done:
+            return result
+        messages.append({"role": "user", "content": result.observation or ""})
+    raise AssertionError("the expert did not finish")

@@ -1,0 +1,280 @@
+"""Policy backends: HF batched generation, the vLLM backend's guard, the OpenAI client's
+failure path, the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import sys
+import types
+
+import pytest
+from pydantic import ValidationError
+
+from agentray.envs.registry import make_env
+from agentray.policies.expert import ExpertPolicy
+from agentray.policies.hf import HFPolicy
+from agentray.policies.openai import OpenAIPolicy
+from agentray.policies.registry import (
+    POLICIES,
+    PolicyConfig,
+    make_policy,
+    policy_class,
+    policy_kwargs,
+)
+from agentray.policies.vllm import VLLMPolicy
+from agentray.types import GenerationParams
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "hello"}],
+    [{"role": "user", "content": "SELECT name FROM users WHERE id = 3; what does it return?"}],
+    [{"role": "user", "content": "ls -la /tmp"}],
+    [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "Find the file."},
+        {"role": "assistant", "content": "Act: bash ls", "loss": False},
+        {"role": "user", "content": "a.txt b.txt"},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def hf_policy(prompt_sensitive_model_dir) -> HFPolicy:
+    return HFPolicy(
+        prompt_sensitive_model_dir, max_batch_size=3
+    )  # 4 conversations -> two generate calls
+
+
+def test_hf_batched_equals_one_at_a_time(hf_policy):
+    params = GenerationParams(max_new_tokens=12)
+    batched = asyncio.run(hf_policy.generate(CONVERSATIONS, params))
+    alone = [hf_policy.generate_sync([c], params)[0] for c in CONVERSATIONS]
+
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    assert len({c.text for c in batched}) > 1  # outputs depend on the prompt
+    for conversation, completion in zip(CONVERSATIONS, batched, strict=True):
+        assert completion.finish_reason == "length"
+        assert completion.completion_tokens == len(completion.token_ids) == 12
+        assert completion.prompt_token_ids == hf_policy.encode(conversation)
+        assert completion.prompt_tokens == len(completion.prompt_token_ids)
+        decoded = hf_policy.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+        assert decoded == completion.text
+
+
+def _episode_turns() -> list[list[dict]]:
+    """32 conversations of 10 to ~1100 tokens: env prompts of two families (long shared
+    prefixes), later turns of some of those episodes, and short unrelated chats."""
+    prompts = []
+    for family in ("db", "kg"):
+        env = make_env(family, {"n_train": 8, "n_test": 1, "seed": 3})
+        prompts += [env.prompt(task) for task in env.tasks("train")[:8]]
+    later = [
+        [
+            *p,
+            {"role": "assistant", "content": f"Think: step {k}."},
+            {"role": "user", "content": "ok" * k},
+        ]
+        for k, p in enumerate(prompts[::2], start=1)
+    ]
+    chats = [[{"role": "user", "content": "word " * (3 * k + 1)}] for k in range(6)]
+    chats += CONVERSATIONS[2:4]
+    return prompts + later + chats
+
+
+@pytest.fixture(scope="module")
+def hf_policy_32(prompt_sensitive_model_dir) -> HFPolicy:
+    return HFPolicy(prompt_sensitive_model_dir, max_batch_size=32)
+
+
+def test_hf_batch_of_32_equals_one_at_a_time(hf_policy_32):
+    conversations = _episode_turns()
+    lengths = [len(hf_policy_32.encode(c)) for c in conversations]
+    assert len(conversations) == 32 and min(lengths) < 20 and max(lengths) > 1000
+    params = GenerationParams(max_new_tokens=10)
+    batched = hf_policy_32.generate_sync(conversations, params)
+    alone = [hf_policy_32.generate_sync([c], params)[0] for c in conversations]
+    hf_policy_32.prefill_per_prompt = False  # generate prefills the padded batch itself
+    try:  # (16 of them: a padded prefill of 32 x 2000 tokens takes seconds)
+        padded = hf_policy_32.generate_sync(conversations[::2], params)
+    finally:
+        hf_policy_32.prefill_per_prompt = True
+
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+    assert [c.token_ids for c in padded] == [c.token_ids for c in alone[::2]]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [c.finish_reason for c in batched] == [c.finish_reason for c in alone]
+    assert len({tuple(c.token_ids) for c in batched}) > 24  # outputs depend on the prompt
+    assert [c.prompt_tokens for c in batched] == lengths
+
+
+def test_hf_stop_strings_end_rows_of_one_batch_separately(hf_policy_32):
+    conversations = _episode_turns()[::4]
+    params = GenerationParams(max_new_tokens=16)
+    full = hf_policy_32.generate_sync(conversations, params)
+    stop = full[0].text[4:7]
+    hits = [stop in c.text for c in full]
+    assert any(hits) and not all(hits)
+    cut = hf_policy_32.generate_sync(conversations, params.model_copy(update={"stop": [stop]}))
+    alone = [
+        hf_policy_32.generate_sync([c], params.model_copy(update={"stop": [stop]}))[0]
+        for c in conversations
+    ]
+    assert [c.token_ids for c in cut] == [c.token_ids for c in alone]
+    assert len(cut[0].token_ids) < len(full[0].token_ids)  # its stop lies inside its text
+    for whole, short, hit in zip(full, cut, hits, strict=True):
+        if hit:
+            assert short.finish_reason == "stop"
+            assert short.text == whole.text[: whole.text.index(stop)]
+            assert short.token_ids == whole.token_ids[: _tokens_until(hf_policy_32, whole, stop)]
+        else:
+            assert short == whole
+
+
+def _tokens_until(policy: HFPolicy, completion, stop: str) -> int:
+    """How many tokens generation needs before its decoded text holds ``stop``."""
+    ids = completion.token_ids
+    return next(
+        n
+        for n in range(1, len(ids) + 1)
+        if stop in policy.tokenizer.decode(ids[:n], skip_special_tokens=True)
+    )
+
+
+def test_hf_concurrent_calls_share_one_generate(hf_policy_32):
+    conversations = _episode_turns()[::5]
+    six, three = GenerationParams(max_new_tokens=6), GenerationParams(max_new_tokens=3)
+    alone = [hf_policy_32.generate_sync([c], six)[0] for c in conversations]
+
+    async def episodes():
+        calls = [hf_policy_32.generate([c], six) for c in conversations]
+        calls.append(hf_policy_32.generate(conversations[:2], three))
+        return await asyncio.gather(*calls)
+
+    before = hf_policy_32.stats()
+    *turns, shorter = asyncio.run(episodes())
+    after = hf_policy_32.stats()
+    assert [t[0].token_ids for t in turns] == [c.token_ids for c in alone]
+    assert [c.token_ids for c in shorter] == [c.token_ids[:3] for c in alone[:2]]
+    assert after["generate_calls"] - before["generate_calls"] == 2  # one per params
+    assert after["conversations"] - before["conversations"] == len(conversations) + 2
+    assert after["completion_tokens"] - before["completion_tokens"] == 6 * len(alone) + 6
+
+
+def test_hf_strips_loss_key_before_templating(hf_policy):
+    with_loss = CONVERSATIONS[3]
+    without = [{"role": m["role"], "content": m["content"]} for m in with_loss]
+    assert hf_policy.encode(with_loss) == hf_policy.encode(without)
+
+
+def test_hf_stop_string_truncates_text_and_tokens(hf_policy):
+    params = GenerationParams(max_new_tokens=12)
+    full = hf_policy.generate_sync([CONVERSATIONS[1]], params)[0]
+    stop = full.text[len(full.text) // 3 :][:3]
+    cut = hf_policy.generate_sync([CONVERSATIONS[1]], params.model_copy(update={"stop": [stop]}))
+    cut = cut[0]
+    assert cut.finish_reason == "stop"
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
+    assert len(cut.token_ids) < len(full.token_ids)
+
+
+def test_hf_eos_ends_the_completion(hf_policy):
+    params = GenerationParams(max_new_tokens=12)
+    full = hf_policy.generate_sync([CONVERSATIONS[0]], params)[0]
+    saved = hf_policy.eos_token_ids
+    hf_policy.eos_token_ids = [full.token_ids[2]]  # pretend the third token is eos
+    try:
+        ended = hf_policy.generate_sync([CONVERSATIONS[0]], params)[0]
+    finally:
+        hf_policy.eos_token_ids = saved
+    assert ended.finish_reason == "stop"
+    assert ended.token_ids == full.token_ids[: full.token_ids.index(full.token_ids[2]) + 1]
+
+
+def test_hf_bad_conversation_fails_alone(hf_policy):
+    bad = [{"role": "assistant", "content": "starts with the assistant"}]
+    out = hf_policy.generate_sync([CONVERSATIONS[0], bad], GenerationParams(max_new_tokens=4))
+    assert out[0].finish_reason == "length" and out[0].text
+    assert out[1].finish_reason == "error" and "alternate" in out[1].error
+
+
+def test_hf_sampling_and_context_limit(hf_policy):
+    sampled = hf_policy.generate_sync(
+        CONVERSATIONS[:2], GenerationParams(temperature=1.0, max_new_tokens=8)
+    )
+    assert all(c.finish_reason in ("stop", "length") and c.token_ids for c in sampled)
+    too_long = GenerationParams(max_new_tokens=hf_policy.context_window)
+    overflow = hf_policy.generate_sync(CONVERSATIONS[:1], too_long)[0]
+    assert overflow.finish_reason == "context_limit" and "context window" in overflow.error
+
+
+def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ImportError, match=r"pip install 'agentray\[vllm\]'"):
+            VLLMPolicy(tiny_model_dir)
+    if not torch.cuda.is_available():  # vllm importable (a stand-in here), still no GPU
+        monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+        with pytest.raises(RuntimeError, match="CUDA GPU"):
+            VLLMPolicy(tiny_model_dir)
+
+
+@pytest.mark.skipif("vllm" not in POLICIES, reason="registry line for vllm not added yet")
+def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
+    assert policy_class("vllm") is VLLMPolicy
+    cfg = PolicyConfig(backend="vllm", model=tiny_model_dir)
+    with pytest.raises((ImportError, RuntimeError), match="vllm|GPU"):
+        make_policy(cfg)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_policy_returns_errors_instead_of_raising(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    policy = OpenAIPolicy(
+        "agentray", base_url=f"http://127.0.0.1:{_closed_port()}/v1", timeout_s=5, max_retries=0
+    )
+
+    async def run():
+        try:
+            return await policy.generate(CONVERSATIONS[:2], GenerationParams())
+        finally:
+            await policy.aclose()
+
+    out = asyncio.run(run())
+    assert [c.finish_reason for c in out] == ["error", "error"]
+    assert all("Connection" in c.error for c in out)
+
+
+def test_openai_policy_needs_a_key_for_remote_endpoints(monkeypatch):
+    monkeypatch.delenv("AGENTRAY_TEST_KEY", raising=False)
+    with pytest.raises(ValueError, match="AGENTRAY_TEST_KEY"):
+        OpenAIPolicy(
+            "gpt-4", base_url="https://api.example.com/v1", api_key_env="AGENTRAY_TEST_KEY"
+        )
+    monkeypatch.setenv("AGENTRAY_TEST_KEY", "sk-test")
+    assert OpenAIPolicy("gpt-4", api_key_env="AGENTRAY_TEST_KEY").client.api_key == "sk-test"
+
+
+def test_registry_and_config(tiny_model_dir):
+    assert policy_class("expert") is ExpertPolicy
+    assert policy_kwargs(PolicyConfig(families=["db"])) == {"families": ["db"]}
+    cfg = PolicyConfig(backend="openai", model="agentray", base_url="http://localhost:1/v1")
+    assert isinstance(make_policy(cfg), OpenAIPolicy)
+    hf = make_policy(PolicyConfig(backend="hf", model=tiny_model_dir, max_batch_size=2))
+    assert isinstance(hf, HFPolicy) and hf.max_batch_size == 2
+    assert hf.describe() == {"name": tiny_model_dir, "backend": "hf", "device": "cpu"}
+
+    with pytest.raises(ValidationError, match="allowed"):
+        PolicyConfig(backend="gpt")
+    with pytest.raises(ValidationError, match="model"):
+        PolicyConfig(backend="openai")
+    with pytest.raises(ValidationError, match="extra"):
+        PolicyConfig(temprature=0.5)

@@ -1,0 +1,195 @@
+"""Packed training rows: the trainer's own batches and loss give every example the loss it
+has alone, and a packed ZeRO-3 run's first step sees exactly the unpacked loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from test_train import tokenized_rows
+
+from agentray.process.packing import PACK_COLUMNS, pack_examples
+from agentray.train.batches import (
+    IGNORE_INDEX,
+    FlatPackCollate,
+    PadCollate,
+    attention_pairs,
+    examples_in,
+    forward_loss,
+    is_packed,
+    make_collate,
+    token_losses,
+)
+from agentray.train.config import TrainConfig
+
+
+def _model(path: str, attn: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
+
+
+def _ragged(rows: list[dict], key: str) -> np.ndarray:
+    out = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        out[i] = np.asarray(row[key], dtype=np.int64)
+    return out
+
+
+def _batch(rows: list[dict], keys) -> dict:
+    return {key: _ragged(rows, key) for key in keys}
+
+
+def _alone(model, examples: list[dict]) -> dict[str, tuple[float, int]]:
+    """(loss sum, loss tokens) of each example in a batch of its own, unpadded."""
+    out = {}
+    with torch.no_grad():
+        for ex in examples:
+            batch = PadCollate(pad_id=3, max_seq_len=4096)(_batch([ex], ("input_ids", "labels")))
+            loss_sum, n = forward_loss(model, batch)
+            out[ex["id"]] = (float(loss_sum), int(n))
+    return out
+
+
+def _per_example(model, batch: dict, example_ids: list[str]) -> dict[str, tuple[float, int]]:
+    """Split a packed batch's token losses by example (segment ids are 1..k per pack row,
+    or unique over the flattened row)."""
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    with torch.no_grad():
+        losses = token_losses(model(**inputs, use_cache=False).logits, batch["labels"])
+    segments = batch["segment_ids"][:, 1:]
+    labeled = batch["labels"][:, 1:] != IGNORE_INDEX
+    keys = sorted(
+        {(r, int(s)) for r in range(segments.size(0)) for s in segments[r].unique() if s > 0}
+    )
+    assert len(keys) == len(example_ids)
+    out = {}
+    for example_id, (row, seg) in zip(example_ids, keys, strict=True):
+        where = (segments[row] == seg) & labeled[row]
+        out[example_id] = (float(losses[row][where].sum()), int(where.sum()))
+    return out
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "flat"])
+def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, attn):
+    """The trainer's collate for each attention kernel + its forward_loss: every example's
+    loss inside a pack equals its loss alone, and so does the batch total."""
+    examples = tokenized_rows(prompt_sensitive_model_dir, repeats=1)
+    # unpacked rows never train their first label either (it is a prompt token here), so
+    # the packer's -100 on each example's first label changes nothing
+    assert all(ex["labels"][0] == IGNORE_INDEX for ex in examples)
+    lengths = [len(ex["input_ids"]) for ex in examples]
+    packs = pack_examples(examples, max(lengths) + min(lengths) + 4)
+    assert len(packs) < len(examples) and max(p["num_examples"] for p in packs) >= 2
+
+    model = _model(prompt_sensitive_model_dir, "eager" if attn == "eager" else "sdpa")
+    # "flat": the one-row batch flash-attention gets, run here on sdpa
+    collate = FlatPackCollate(512) if attn == "flat" else make_collate(True, 3, 512, attn)
+    batch = collate(_batch(packs, ("input_ids", "labels", "position_ids", "segment_ids")))
+    example_ids = [i for p in packs for i in p["example_ids"]]
+    if attn == "flat":
+        assert batch["input_ids"].size(0) == 1 and "attention_mask" not in batch
+        assert batch["input_ids"].size(1) == sum(lengths)  # no padding at all
+    else:
+        assert (batch["segment_ids"] == 0).any()  # packs of unequal length: one is padded
+
+    alone = _alone(model, examples)
+    packed = _per_example(model, batch, example_ids)
+    for example_id, (loss, n) in alone.items():
+        assert packed[example_id][1] == n, example_id
+        assert packed[example_id][0] == pytest.approx(loss, rel=1e-4, abs=1e-4), example_id
+    with torch.no_grad():
+        total, count = forward_loss(model, batch)
+    assert int(count) == sum(n for _, n in alone.values())
+    assert float(total) == pytest.approx(sum(s for s, _ in alone.values()), rel=1e-5)
+    assert examples_in(batch) == len(examples)
+    assert float(attention_pairs(batch)) == sum(n * n for n in lengths)
+
+
+def test_collate_choice_and_schema_detection():
+    from agentray.process.packing import PackedCollate
+
+    assert is_packed(PACK_COLUMNS) and not is_packed(["input_ids", "labels", "num_tokens"])
+    assert isinstance(make_collate(False, 0, 64, "flash_attention_2"), PadCollate)
+    assert isinstance(make_collate(True, 0, 64, "flash_attention_2"), FlatPackCollate)
+    assert make_collate(True, 0, 64, "sdpa").mask == "bool"
+    assert make_collate(True, 0, 64, "eager").mask == "float"
+    assert isinstance(make_collate(True, 0, 64, "sdpa"), PackedCollate)
+
+
+# ---------------------------------------------------------------- a packed run end to end
+
+
+def write_packed_shards(tokenizer_dir: str, out_dir: Path, groups: int = 4) -> list[dict]:
+    """``groups`` packs of 3 examples each (packed by the project's packer), one shard per
+    two packs; returns the examples."""
+    examples = tokenized_rows(tokenizer_dir, repeats=2)[: 3 * groups]
+    packs = []
+    for g in range(groups):
+        members = examples[3 * g : 3 * g + 3]
+        width = sum(len(ex["input_ids"]) for ex in members)
+        (pack,) = pack_examples(members, width)
+        packs.append({key: _plain(pack[key]) for key in PACK_COLUMNS})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(0, groups, 2):
+        pq.write_table(pa.Table.from_pylist(packs[k : k + 2]), out_dir / f"part-{k}.parquet")
+    return examples
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+@pytest.mark.slow
+def test_packed_zero3_run_starts_at_the_unpacked_loss_and_learns(
+    tmp_path, tiny_model_dir, ray_local
+):
+    from transformers import AutoModelForCausalLM
+
+    from agentray.train.trainer import run_train
+
+    examples = write_packed_shards(tiny_model_dir, tmp_path / "packs")
+    model = _model(tiny_model_dir, "sdpa")
+    alone = _alone(model, examples)
+    unpacked_loss = sum(s for s, _ in alone.values()) / sum(n for _, n in alone.values())
+
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        data=str(tmp_path / "packs"),
+        output=str(tmp_path / "out"),
+        num_workers=2,
+        zero_stage=3,
+        # partition every parameter, however small, so a wrong save would show
+        deepspeed={"zero_optimization": {"stage3_param_persistence_threshold": 0}},
+        micro_batch_size=2,  # 2 workers x 2 packs: every step sees all 12 examples
+        epochs=6,
+        lr=3e-3,
+        warmup_ratio=0.0,
+        max_seq_len=256,
+        shuffle=False,
+    )
+    longest = max(len(ex["input_ids"]) for ex in examples)
+    with pytest.raises(ValueError, match=r"train.max_seq_len=\d+ is shorter than the longest pack"):
+        run_train(cfg.model_copy(update={"max_seq_len": longest}), tmp_path, progress=False)
+
+    summary = run_train(cfg, tmp_path, progress=False)
+    history = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["packed"] is True and summary["steps"] == 6
+    assert all(r["sequences"] == 12 for r in history)  # examples, not packs
+    assert history[0]["tokens"] == sum(len(ex["input_ids"]) for ex in examples)
+    # step 1 runs on the initial weights: packed, split over two ranks, it is the loss of
+    # the twelve examples each computed alone
+    assert history[0]["loss"] == pytest.approx(unpacked_loss, rel=1e-4)
+    assert history[-1]["loss"] < history[0]["loss"] - 0.5
+    assert all(r["grad_norm"] > 0 for r in history)
+
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").state_dict()
+    initial = model.state_dict()
+    for name, tensor in trained.items():
+        assert tensor.shape == initial[name].shape, name
+    assert any(not initial[k].equal(trained[k]) for k in initial)
