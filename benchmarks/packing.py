@@ -33,9 +33,9 @@ from rich.table import Table
 
 from agentray.envs.play import play_expert
 from agentray.envs.registry import family_names, make_env
+from agentray.model.packing import pack_examples, packing_efficiency
 from agentray.model.tiny import TINY_MODEL
 from agentray.process.general import classify_general, iter_sharegpt
-from agentray.process.packing import pack_examples, packing_efficiency
 from agentray.process.tokenize import encode_conversation, load_tokenizer
 from agentray.records import to_conversations
 

@@ -30,12 +30,12 @@ from rich.table import Table
 from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.play import expert_trajectory
 from agentray.envs.registry import family_names, make_env
+from agentray.model.packing import pack_examples
 from agentray.model.tiny import TINY_MODEL
 from agentray.process.agentinstruct import classify_trajectory, drop_duplicates
 from agentray.process.config import ProcessConfig
 from agentray.process.general import classify_general, iter_general
 from agentray.process.mix import plan_mix
-from agentray.process.packing import pack_examples
 from agentray.process.run import run_process
 from agentray.process.tokenize import encode_pieces, load_tokenizer
 from agentray.ray_utils import ensure_ray

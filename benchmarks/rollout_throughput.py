@@ -37,8 +37,8 @@ from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine
 from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.registry import TaskIndex, make_env
+from agentray.model.chat import chat_messages
 from agentray.policies.expert import expert_reply
-from agentray.policies.hf import chat_messages
 from agentray.policies.registry import PolicyConfig
 from agentray.ray_utils import ensure_ray
 from agentray.testing.expert_endpoint import EndpointConfig, EndpointProcess

@@ -46,7 +46,7 @@ def packed_rows(model: str, max_seq_len: int, general: int, agent_per_family: in
     from packing import expert_conversations, general_conversations, tokenize
 
     from agentray.envs.registry import family_names
-    from agentray.process.packing import pack_examples
+    from agentray.model.packing import pack_examples
     from agentray.process.tokenize import load_tokenizer
 
     tokenizer = load_tokenizer(model)
@@ -57,7 +57,7 @@ def packed_rows(model: str, max_seq_len: int, general: int, agent_per_family: in
 
 
 def write_packs(packs: list[dict], folder: Path) -> None:
-    from agentray.process.packing import PACK_COLUMNS
+    from agentray.model.packing import PACK_COLUMNS
 
     folder.mkdir(parents=True)
     plain = [

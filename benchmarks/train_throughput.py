@@ -6,7 +6,7 @@
 Data: the paper's mix (eta = 0.2) of expert trajectories of every env family and ShareGPT
 records, tokenized with the model's Llama-2-chat template and cut at --max-seq-len (the
 helpers of benchmarks/packing.py), one example per row; the packed run reads the same
-examples packed by best-fit into --pack-len rows (agentray.process.packing.pack_examples).
+examples packed by best-fit into --pack-len rows (agentray.model.packing.pack_examples).
 
 Runs, all on the same examples in the same order and the same model (the tiny default
 unless --model):
@@ -45,8 +45,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agentray.envs.registry import family_names
+from agentray.model.packing import PACK_COLUMNS, pack_examples, packing_efficiency
 from agentray.model.tiny import TINY_MODEL, resolve_model
-from agentray.process.packing import PACK_COLUMNS, pack_examples, packing_efficiency
 from agentray.process.tokenize import load_tokenizer
 
 THREADS = 2

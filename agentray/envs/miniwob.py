@@ -149,7 +149,7 @@ def _browser_environment() -> None:
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
         raise RuntimeError(f"no chromium / chromedriver on PATH; {INSTALL_HINT}")
-    from agentray.model.tiny import default_home
+    from agentray.paths import default_home
 
     wrapper = default_home() / "miniwob" / "chromium-with-owner.sh"
     if not wrapper.exists() or wrapper.read_text() != _CHROMIUM_WRAPPER:

@@ -343,7 +343,7 @@ def _record_demo(simulator: Any, payload: dict[str, Any]) -> dict[str, Any]:
 def _cache_path(config: ScienceWorldConfig) -> Path:
     from importlib.metadata import version
 
-    from agentray.model.tiny import default_home
+    from agentray.paths import default_home
 
     fields = config.model_dump(exclude={"one_shot", "jvm_options"})
     key = json.dumps([version("scienceworld"), fields], sort_keys=True)

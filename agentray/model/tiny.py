@@ -15,14 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agentray.model.templates import LLAMA2_CHAT_TEMPLATE
+from agentray.paths import default_home
 
 TINY_MODEL = "agentray/tiny-llama"  # the name configs use for the locally built default
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("AGENTRAY_HOME", Path.home() / ".cache" / "agentray"))
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -49,7 +46,7 @@ def _corpus(max_sharegpt_records: int = 3000) -> Iterator[str]:
                 yield "\n".join(env.expert_actions(task))
     except Exception:  # the tokenizer still trains on the rest
         pass
-    from agentray.process.general import iter_sharegpt
+    from agentray.sharegpt import iter_sharegpt
 
     for i, record in enumerate(iter_sharegpt()):
         if i >= max_sharegpt_records:

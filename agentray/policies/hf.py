@@ -24,20 +24,17 @@ from abc import abstractmethod
 from collections import Counter
 from typing import Any
 
+from agentray.model.chat import (
+    ContextLimitError,
+    StopStrings,
+    check_fits,
+    encode_chat,
+    left_pad,
+    truncate_at_stop,
+)
 from agentray.model.tiny import TINY_MODEL, resolve_model
 from agentray.policies.base import Policy
 from agentray.types import Completion, GenerationParams, Message
-
-
-class ContextLimitError(ValueError):
-    """The conversation no longer fits the model's context window (AgentBench's
-    ``agent_context_limit``)."""
-
-
-def chat_messages(messages: list[Message]) -> list[dict[str, str]]:
-    """Plain ``{"role", "content"}`` dicts: drops the ``loss`` marker before templating."""
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
 
 STAT_KEYS = ("generate_calls", "conversations", "prompt_tokens", "completion_tokens", "errors")
 MIN_SHARED_PREFIX = 16  # tokens; shorter shared prefixes are recomputed, not copied
@@ -49,51 +46,6 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
         if a[k] != b[k]:
             return k
     return n
-
-
-def left_pad(prompts: list[list[int]], pad_token_id: int):
-    """``(input_ids, attention_mask)``: prompts right-aligned, padding masked out."""
-    import torch
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    return ids, mask
-
-
-class StopStrings:
-    """A ``generate`` stopping criterion: a row is done once its generated text (never the
-    prompt) contains a stop string, the same test the completion is cut with afterwards.
-    Each step decodes only the last few tokens of each row, and confirms a hit on the
-    row's whole text."""
-
-    def __init__(self, tokenizer: Any, stop: list[str], prompt_width: int) -> None:
-        self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self.prompt_width = prompt_width
-        # a stop string of b bytes lies within the last b tokens (each holds >= 1 byte)
-        self.window = max((len(s.encode()) for s in self.stop), default=0) + 2
-        self.done: list[bool] = []
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        generated = input_ids[:, self.prompt_width :]
-        if not self.done:
-            self.done = [False] * generated.shape[0]
-        rows = [r for r, done in enumerate(self.done) if not done]
-        tails = generated[rows, -self.window :].tolist()
-        for row, text in zip(rows, self._decode(tails), strict=True):
-            if truncate_at_stop(text, self.stop)[1]:
-                full = self._decode([generated[row].tolist()])[0]
-                self.done[row] = truncate_at_stop(full, self.stop)[1]
-        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
-
-    def _decode(self, rows: list[list[int]]) -> list[str]:
-        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
 
 def _take_group(queue: list, max_size: int) -> tuple[list, list]:
@@ -108,12 +60,6 @@ def _take_group(queue: list, max_size: int) -> tuple[list, list]:
         else:
             rest.append(item)
     return group, rest
-
-
-def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    """Cut ``text`` before the earliest stop string; says whether one was found."""
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 class ChatTemplatePolicy(Policy):
@@ -217,17 +163,10 @@ class ChatTemplatePolicy(Policy):
 
     def encode(self, messages: list[Message]) -> list[int]:
         """Prompt token ids of a conversation, ending with the assistant's turn opening."""
-        ids = self.tokenizer.apply_chat_template(
-            chat_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        return list(ids)
+        return encode_chat(self.tokenizer, messages)
 
     def check_fits(self, prompt_len: int, max_new_tokens: int) -> None:
-        if self.context_window and prompt_len + max_new_tokens > self.context_window:
-            raise ContextLimitError(
-                f"prompt of {prompt_len} tokens + max_new_tokens {max_new_tokens} exceeds "
-                f"the context window of {self.context_window} tokens"
-            )
+        check_fits(self.context_window, prompt_len, max_new_tokens)
 
     @abstractmethod
     def generate_ids(

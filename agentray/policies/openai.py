@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 import openai
 from openai.types.chat import ChatCompletion
 
+from agentray.model.chat import chat_messages
 from agentray.policies.base import Policy
-from agentray.policies.hf import chat_messages
 from agentray.types import Completion, GenerationParams, Message
 
 try:  # the transport the installed openai client is built on

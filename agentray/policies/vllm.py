@@ -21,8 +21,9 @@ import threading
 import time
 from typing import Any
 
+from agentray.model.chat import truncate_at_stop
 from agentray.model.tiny import TINY_MODEL, resolve_model
-from agentray.policies.hf import ChatTemplatePolicy, truncate_at_stop
+from agentray.policies.hf import ChatTemplatePolicy
 from agentray.types import Completion, GenerationParams, Message
 
 INSTALL_HINT = (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentray.model.packing import PackingConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.process.mix import Balance, MixBy
-from agentray.process.packing import PackingConfig
 from agentray.process.tokenize import TooLong
 
 # The paper keeps trajectories with reward 1, except Mind2Web where r >= 2/3 counts.

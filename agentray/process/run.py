@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentray.manifest import write_manifest
+from agentray.model.packing import pack_dataset
 from agentray.process.agentinstruct import (
     classify_agentinstruct,
     classify_trajectory,
@@ -34,7 +35,6 @@ from agentray.process.config import ProcessConfig
 from agentray.process.data_card import card_stats, write_data_card
 from agentray.process.general import classify_general, iter_general
 from agentray.process.mix import MixPlan, plan_mix
-from agentray.process.packing import pack_dataset
 from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.ray_utils import ensure_ray
 

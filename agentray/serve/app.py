@@ -18,7 +18,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -32,7 +31,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentray.serve.config import ServeConfig
+from agentray.serve.config import ServeConfig, resolve_api_key
 from agentray.serve.decode import DecodeRequest, StepEvent
 from agentray.serve.model_server import HFModelServer
 from agentray.serve.protocol import (
@@ -349,16 +348,6 @@ def ingress_deployment_options(cfg: ServeConfig) -> dict[str, Any]:
         "ray_actor_options": {"num_cpus": cfg.ingress_num_cpus},
         "logging_config": {"enable_access_log": cfg.access_log},
     }
-
-
-def resolve_api_key(cfg: ServeConfig) -> str | None:
-    """The key clients must send: ``api_key``, else the ``api_key_env`` variable of the
-    process that starts the server, else None (no auth)."""
-    if cfg.api_key is not None:
-        return cfg.api_key.get_secret_value()
-    if cfg.api_key_env:
-        return os.environ.get(cfg.api_key_env) or None
-    return None
 
 
 def start_server(cfg: ServeConfig) -> str:

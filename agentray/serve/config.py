@@ -3,6 +3,7 @@ scale and push back, and who may call it."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -161,3 +162,13 @@ class ServeConfig(BaseModel):
         """Where clients reach the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}{self.route_prefix.rstrip('/')}/v1"
+
+
+def resolve_api_key(cfg: ServeConfig) -> str | None:
+    """The key clients must send: ``api_key``, else the ``api_key_env`` variable of the
+    process that starts the server, else None (no auth)."""
+    if cfg.api_key is not None:
+        return cfg.api_key.get_secret_value()
+    if cfg.api_key_env:
+        return os.environ.get(cfg.api_key_env) or None
+    return None

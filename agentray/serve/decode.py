@@ -27,7 +27,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentray.policies.hf import HFPolicy, left_pad, truncate_at_stop
+from agentray.model.chat import left_pad, truncate_at_stop
+from agentray.policies.hf import HFPolicy
 from agentray.types import Completion, GenerationParams
 
 

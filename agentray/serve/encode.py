@@ -1,34 +1,23 @@
-"""Prompts to token ids in the ingress: the templating half of ``HFPolicy`` (tokenizer and
+"""Prompts to token ids in the ingress: the model layer's chat encoder (tokenizer and
 context window, no weights), so model replicas only decode."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from agentray.model.chat import ChatEncoder, ContextLimitError
 from agentray.model.tiny import resolve_model
-from agentray.policies.hf import ChatTemplatePolicy, ContextLimitError
 from agentray.serve.protocol import APIError
-from agentray.types import Completion, GenerationParams
 
 
-class PromptEncoder(ChatTemplatePolicy):
-    """``encode`` and ``check_fits`` exactly as ``HFPolicy`` has them (inherited), with
-    OpenAI-style 400 errors; it generates nothing."""
-
-    backend = "tokenizer"
+class PromptEncoder(ChatEncoder):
+    """The chat encoder with OpenAI-style 400 errors; it generates nothing."""
 
     def __init__(self, model: str) -> None:
-        from transformers import AutoConfig, AutoTokenizer
-
-        path = resolve_model(model)
+        loaded = ChatEncoder.load(resolve_model(model))
+        super().__init__(loaded.tokenizer, loaded.context_window)
         self.name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        config = AutoConfig.from_pretrained(path)
-        self.context_window = int(getattr(config, "max_position_embeddings", 0) or 0)
         self.vocab_size = len(self.tokenizer)
-
-    def generate_ids(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
-        raise NotImplementedError("PromptEncoder only encodes prompts")
 
     def encode_chat(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
         try:

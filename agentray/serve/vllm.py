@@ -60,7 +60,7 @@ def llm_config(cfg: ServeConfig) -> dict[str, Any]:
 
 
 def build_vllm_app(cfg: ServeConfig) -> Any:
-    from agentray.serve.app import resolve_api_key
+    from agentray.serve.config import resolve_api_key
 
     if resolve_api_key(cfg) is not None:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Training batches: padded rows or packs, and the loss over their label tokens.
 
 The process stage writes either one example per row (``input_ids``, ``labels``) or packs of
-several examples per row (``agentray.process.packing.PACK_COLUMNS``: ``position_ids`` restart
+several examples per row (``agentray.model.packing.PACK_COLUMNS``: ``position_ids`` restart
 at 0 for every example, ``segment_ids`` number them 1..k, 0 is padding). The trainer tells
 them apart by the schema and picks the collate that keeps attention inside each example:
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from agentray.process.packing import PackedCollate, PackingError
+from agentray.model.packing import PackedCollate, PackingError
 
 IGNORE_INDEX = -100
 UNPACKED_COLUMNS = ("input_ids", "labels")

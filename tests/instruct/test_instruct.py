@@ -39,7 +39,7 @@ from agentray.instruct.config import InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex, rouge_l, words
 from agentray.instruct.generate import run_instruct
 from agentray.instruct.prompts import parse_reply
-from agentray.policies.hf import chat_messages
+from agentray.model.chat import chat_messages
 from agentray.policies.registry import PolicyConfig
 from agentray.testing.expert_endpoint import ExpertEndpoint
 from agentray.testing.instruct_teacher import FAMILY_FAULTS, FAULT_REASONS

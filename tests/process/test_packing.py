@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agentray.process.packing import (
+from agentray.model.packing import (
     IGNORE_INDEX,
     PackedCollate,
     PackingConfig,

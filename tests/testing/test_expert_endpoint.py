@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from agentray.envs.registry import make_env
-from agentray.policies.hf import chat_messages
+from agentray.model.chat import chat_messages
 from agentray.testing.expert_endpoint import (
     EndpointConfig,
     EndpointProcess,

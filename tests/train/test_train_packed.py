@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_train import tokenized_rows
 
-from agentray.process.packing import PACK_COLUMNS, pack_examples
+from agentray.model.packing import PACK_COLUMNS, pack_examples
 from agentray.train.batches import (
     IGNORE_INDEX,
     FlatPackCollate,
@@ -112,7 +112,7 @@ def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, a
 
 
 def test_collate_choice_and_schema_detection():
-    from agentray.process.packing import PackedCollate
+    from agentray.model.packing import PackedCollate
 
     assert is_packed(PACK_COLUMNS) and not is_packed(["input_ids", "labels", "num_tokens"])
     assert isinstance(make_collate(False, 0, 64, "flash_attention_2"), PadCollate)
