@@ -3,7 +3,7 @@
 # jobs are submitted to it exactly as to a remote cluster.
 #   bash clusters/local.sh up [--worker]    # start (head at 127.0.0.1:6379, dashboard :8265)
 #   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-#       python -m jobs.pipeline --config configs/quickstart.yaml
+#       python -m jobs pipeline --config configs/quickstart.yaml
 #   bash clusters/local.sh down
 set -euo pipefail
 PORT="${RAY_PORT:-6379}"

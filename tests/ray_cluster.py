@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_job(stage: str, config: Path, address: str, env: dict[str, str], timeout: float):
-    """``python -m jobs.<stage> --config ...`` as a Ray job driver of the cluster at
+    """``python -m jobs <stage> --config ...`` as a Ray job driver of the cluster at
     ``address``; asserts it exits 0 (its output tail in the message) and returns it."""
     result = subprocess.run(
-        [sys.executable, "-m", f"jobs.{stage}", "--config", str(config)],
+        [sys.executable, "-m", "jobs", stage, "--config", str(config)],
         cwd=REPO,
         env={**env, "RAY_ADDRESS": address},
         capture_output=True,

@@ -114,7 +114,8 @@ def test_collect_job_submitted_to_local_cluster_succeeds(local_cluster, tmp_path
         "--",
         sys.executable,
         "-m",
-        "jobs.collect",
+        "jobs",
+        "collect",
         "--config",
         str(config),
     ]

@@ -176,7 +176,7 @@ def _write_config(path: Path, run_dir: Path, base_url: str, family: dict) -> Non
 def _driver(config: Path, address: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.collect", "--config", str(config)],
+        [sys.executable, "-m", "jobs", "collect", "--config", str(config)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,4 +1,10 @@
-"""Shared entrypoint: load the config, attach to the cluster (RAY_ADDRESS), run one stage."""
+"""The Ray job entrypoint of every stage:
+
+    ray job submit --working-dir . -- python -m jobs <stage> --config CONFIG [--run-dir DIR]
+
+stages: instruct, collect, process, train, serve, eval, pipeline. It loads the config,
+attaches to the job's cluster (RAY_ADDRESS, set by Ray for a job driver), runs the stage
+and prints its result as JSON."""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ import sys
 
 from agentray.config import ConfigError, load_config
 
+STAGES = ("instruct", "collect", "process", "train", "serve", "eval", "pipeline")
 
-def main(stage: str, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m jobs.{stage}")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs")
+    parser.add_argument("stage", choices=STAGES, help="the stage to run")
     parser.add_argument("--config", default=None, help="pipeline YAML (default: built-in defaults)")
     parser.add_argument("--run-dir", default=None, help="override run_dir")
     args = parser.parse_args(argv)
@@ -21,6 +30,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
         return 2
     from agentray import pipeline
 
+    stage = args.stage
     if stage == "pipeline":
         result = pipeline.run_pipeline(cfg)
     elif stage == "serve":
@@ -29,3 +39,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
         result = getattr(pipeline, f"stage_{stage}")(cfg)
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

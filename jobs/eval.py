@@ -1,8 +1,0 @@
-"""`ray job submit --working-dir . -- python -m jobs.eval --config CONFIG`"""
-
-import sys
-
-from jobs._entry import main
-
-if __name__ == "__main__":
-    sys.exit(main("eval"))
