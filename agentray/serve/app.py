@@ -330,11 +330,7 @@ def model_deployment_options(cfg: ServeConfig) -> dict[str, Any]:
             "status_code": cfg.overload_status_code,
             "retry_after_s": cfg.retry_after_s,
         }
-    if cfg.autoscaling:
-        options["autoscaling_config"] = cfg.autoscaling.serve_config(cfg.max_batch_size)
-    else:
-        options["num_replicas"] = cfg.num_replicas
-    return options
+    return {**options, **cfg.scaling()}
 
 
 def ingress_deployment_options(cfg: ServeConfig) -> dict[str, Any]:

@@ -163,6 +163,12 @@ class ServeConfig(BaseModel):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}{self.route_prefix.rstrip('/')}/v1"
 
+    def scaling(self) -> dict[str, Any]:
+        """A deployment's replica count, or its autoscaling config when one is set."""
+        if self.autoscaling:
+            return {"autoscaling_config": self.autoscaling.serve_config(self.max_batch_size)}
+        return {"num_replicas": self.num_replicas}
+
 
 def resolve_api_key(cfg: ServeConfig) -> str | None:
     """The key clients must send: ``api_key``, else the ``api_key_env`` variable of the

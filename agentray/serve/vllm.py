@@ -40,11 +40,8 @@ def llm_config(cfg: ServeConfig) -> dict[str, Any]:
     deployment: dict[str, Any] = {
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "max_queued_requests": cfg.max_queued_requests,
+        **cfg.scaling(),
     }
-    if cfg.autoscaling:
-        deployment["autoscaling_config"] = cfg.autoscaling.serve_config(cfg.max_batch_size)
-    else:
-        deployment["num_replicas"] = cfg.num_replicas
     engine = {"max_num_seqs": cfg.max_batch_size, "dtype": cfg.dtype, **cfg.vllm_engine_kwargs}
     config: dict[str, Any] = {
         "model_loading_config": {
