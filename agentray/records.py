@@ -202,7 +202,6 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
 
 
 TRAJECTORY_SCHEMA = arrow_schema(Trajectory)
-CONVERSATION_TYPE = TRAJECTORY_SCHEMA.field("conversations").type
 
 _ROLE_TO_FROM = {"user": "human", "system": "human", "assistant": "gpt"}
 _FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}

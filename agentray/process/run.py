@@ -328,9 +328,9 @@ def _agent_dataset(cfg: ProcessConfig, run_dir: Path):
     if sources:
         parts.append(
             # the model's columns only: those of older runs (response_token_ids) are ignored
-            ray.data.read_parquet(sources, columns=TRAJECTORY_SCHEMA.names).map(
-                classify_trajectory, fn_kwargs={"cfg": cfg}
-            )
+            ray.data.read_parquet(sources)
+            .select_columns(TRAJECTORY_SCHEMA.names)
+            .map(classify_trajectory, fn_kwargs={"cfg": cfg})
         )
     if cfg.agentinstruct:
         records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))
