@@ -9,9 +9,10 @@ crosses Ray's object store and parquet unchanged.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict  # pydantic validates these only (Python < 3.12)
 
 
 class _MessageBase(TypedDict):

@@ -39,7 +39,7 @@ from rich.table import Table
 
 from agentray.envs.registry import family_names, make_env
 from agentray.model.tiny import TINY_MODEL, resolve_model
-from agentray.types import GenerationParams, Message
+from agentray.types import Completion, GenerationParams, Message
 
 GOAL = 8.0
 
@@ -76,13 +76,13 @@ def scenario_prompts(name: str, n: int) -> list[list[Message]]:
     return out
 
 
-def run_batched(actor: Any, prompts: list[list[Message]], params: dict) -> list[dict]:
+def run_batched(actor: Any, prompts: list[list[Message]], params: dict) -> list[Completion]:
     import ray
 
     return ray.get([actor.generate.remote(p, params) for p in prompts])
 
 
-def run_one_at_a_time(actor: Any, prompts: list[list[Message]], params: dict) -> list[dict]:
+def run_one_at_a_time(actor: Any, prompts: list[list[Message]], params: dict) -> list[Completion]:
     import ray
 
     return [ray.get(actor.generate.remote(p, params)) for p in prompts]
@@ -103,7 +103,7 @@ def measure_actor(actor: Any, prompts: list[list[Message]], params: dict, rounds
     seconds = dict.fromkeys(modes, 0.0)
     tokens = dict.fromkeys(modes, 0)
     calls: dict[str, int | None] = dict.fromkeys(modes, 0)
-    outputs: dict[str, list[dict]] = {}
+    outputs: dict[str, list[Completion]] = {}
     per_round = []
     for _ in range(rounds):
         took = {}
@@ -114,7 +114,7 @@ def measure_actor(actor: Any, prompts: list[list[Message]], params: dict, rounds
             took[mode] = time.perf_counter() - start
             after = actor_batches(actor)
             seconds[mode] += took[mode]
-            tokens[mode] += sum(c["completion_tokens"] for c in outputs[mode])
+            tokens[mode] += sum(c.completion_tokens for c in outputs[mode])
             if before is None or after is None or calls[mode] is None:
                 calls[mode] = None
             else:
@@ -228,11 +228,11 @@ def _table(args: argparse.Namespace) -> Table:
 
 
 def _add_rows(table: Table, name: str, prompts: list, m: dict, args: argparse.Namespace) -> float:
-    lengths = [c["prompt_tokens"] for c in m["outputs"]["batched"]]
+    lengths = [c.prompt_tokens for c in m["outputs"]["batched"]]
     expected = args.max_new_tokens * len(prompts) * args.rounds
     assert all(t == expected for t in m["tokens"].values()), m["tokens"]
     same = sum(
-        a["token_ids"] == b["token_ids"]
+        a.token_ids == b.token_ids
         for a, b in zip(m["outputs"]["batched"], m["outputs"]["one at a time"], strict=True)
     )
     rate = {mode: m["tokens"][mode] / m["seconds"][mode] for mode in m["seconds"]}

@@ -130,8 +130,8 @@ def engine_run(
     rows = read_trajectories(out)
     statuses: dict[str, int] = {}
     for row in rows:
-        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    result = outcome([r["turns"] for r in rows], [r["reward"] for r in rows], wall)
+        statuses[row.status.value] = statuses.get(row.status.value, 0) + 1
+    result = outcome([r.turns for r in rows], [r.reward for r in rows], wall)
     return result, {"statuses": statuses, "summary": summary}
 
 

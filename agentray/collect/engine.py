@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -36,7 +35,7 @@ from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
 from agentray.envs.registry import make_env
 from agentray.policies.registry import PolicyConfig
-from agentray.records import to_conversations
+from agentray.records import EpisodeResult, Trajectory, env_version_of
 from agentray.types import Status, TaskSpec
 
 ENV_POOL, POLICY = "env_pool", POLICY_LOST
@@ -264,11 +263,11 @@ class RolloutEngine:
             self._running.discard(task.id)
             self.metrics.in_flight(len(self._running))
             stats.add(record, tokens)
-            self.metrics.finished(record["task"], record["status"])
+            self.metrics.finished(record.task, record.status.value)
             bar.update(1)
             bar.set_postfix(stats.postfix(), refresh=False)
 
-    async def _episode(self, task: TaskSpec) -> tuple[dict[str, Any], dict[str, int]]:
+    async def _episode(self, task: TaskSpec) -> tuple[Trajectory, dict[str, int]]:
         """Attempts until one ends (any status) or the retries for dead actors run out."""
         start = time.perf_counter()
         failures: list[str] = []
@@ -281,25 +280,25 @@ class RolloutEngine:
                     self._retries[lost.kind] += 1
                     self.metrics.retry(lost.kind)
                 continue
-            result["timings"]["attempts"] = attempt + 1
+            result.timings["attempts"] = attempt + 1
             return self._record(task, result, start), _tokens(result)
         error = f"gave up after {len(failures)} attempts: " + " | ".join(failures)
-        result = _failed(error)
-        result["timings"]["attempts"] = len(failures)
+        result = EpisodeResult.failed(error)
+        result.timings["attempts"] = len(failures)
         return self._record(task, result, start), _tokens(result)
 
-    async def _attempt(self, task: TaskSpec, attempt: int) -> dict[str, Any]:
+    async def _attempt(self, task: TaskSpec, attempt: int) -> EpisodeResult:
         """One run of ``task`` on the least-loaded EnvPool and PolicyActor; raises
         ActorLost (after replacing the actor) if either died."""
         try:
             pool = self.pools.acquire()
         except NoLiveActors as e:
-            return _failed(str(e))
+            return EpisodeResult.failed(str(e))
         try:
             policy = self.policies.acquire()
         except NoLiveActors as e:
             self.pools.release(pool)
-            return _failed(str(e))
+            return EpisodeResult.failed(str(e))
         pool_actor, policy_actor = pool.actor, policy.actor
         timeout = self.cfg.episode_timeout_s
         ref = pool_actor.run_episode.remote(
@@ -323,36 +322,24 @@ class RolloutEngine:
                 ENV_POOL, f"env_pool actor stuck: no answer in {timeout + _POOL_GRACE_S}s"
             ) from None
         except Exception as e:  # a bug in the pool itself: recorded, not retried
-            return _failed(error_text(e))
+            return EpisodeResult.failed(error_text(e))
         finally:
             self.pools.release(pool)
             self.policies.release(policy)
-        if result.get("lost") == POLICY_LOST:
+        if result.lost == POLICY_LOST:
             self.policies.lost(policy, policy_actor)
-            raise ActorLost(POLICY, result["error"])
+            raise ActorLost(POLICY, result.error or "policy actor lost")
         return result
 
-    def _record(self, task: TaskSpec, result: dict[str, Any], start: float) -> dict[str, Any]:
-        timings = {**result["timings"], "wall_s": time.perf_counter() - start}
-        messages = result["messages"]
-        agent_turns = sum(
-            1 for m in messages if m["role"] == "assistant" and m.get("loss") is not False
+    def _record(self, task: TaskSpec, result: EpisodeResult, start: float) -> Trajectory:
+        timings = {**result.timings, "wall_s": time.perf_counter() - start}
+        return Trajectory.from_episode(
+            task,
+            result,
+            env_version=make_env_version(task.family),
+            policy=self._policy_desc,
+            timings={k: round(v, 4) for k, v in timings.items()},
         )
-        return {
-            "id": task.id,
-            "task": task.family,
-            "split": task.split,
-            "env_version": make_env_version(task.family),
-            "conversations": to_conversations(messages),
-            "reward": float(result["reward"]),
-            "status": result["status"],
-            "turns": agent_turns,
-            "policy": json.dumps(self._policy_desc),
-            "seed": task.seed,
-            "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}),
-            "error": result["error"],
-            "response_token_ids": result["token_ids"],
-        }
 
     async def _pool_nodes(self) -> list[str | None]:
         """The node id of each live EnvPool (None where its actor does not answer)."""
@@ -408,22 +395,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _failed(error: str) -> dict[str, Any]:
-    """An attempt that produced no conversation."""
-    return {
-        "messages": [],
-        "token_ids": [],
-        "reward": 0.0,
-        "status": Status.TASK_ERROR.value,
-        "error": error,
-        "timings": {"env_s": 0.0, "policy_s": 0.0},
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-    }
-
-
-def _tokens(result: dict[str, Any]) -> dict[str, int]:
-    return {key: result[key] for key in ("prompt_tokens", "completion_tokens")}
+def _tokens(result: EpisodeResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
 
 
 def _kill(actor: Any) -> None:
@@ -434,7 +407,7 @@ def _kill(actor: Any) -> None:
 def make_env_version(family: str) -> str:
     from agentray.envs.registry import env_class
 
-    return f"{family}-v{env_class(family).version}"
+    return env_version_of(family, env_class(family).version)
 
 
 class FamilyTally:
@@ -446,14 +419,14 @@ class FamilyTally:
         self.statuses: Counter[str] = Counter()
         self.tokens = {"prompt_tokens": 0, "completion_tokens": 0}
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, record: Trajectory, tokens: dict[str, int] | None = None) -> None:
         self.count += 1
-        self.successes += row["reward"] >= 1.0
-        self.reward += row["reward"]
-        self.turns += row["turns"]
-        self.statuses[row["status"]] += 1
+        self.successes += record.reward >= 1.0
+        self.reward += record.reward
+        self.turns += record.turns
+        self.statuses[record.status.value] += 1
         for key in self.tokens:
-            self.tokens[key] += row.get(key) or 0
+            self.tokens[key] += (tokens or {}).get(key) or 0
 
     def summary(self) -> dict[str, Any]:
         n = max(self.count, 1)
@@ -466,11 +439,11 @@ class FamilyTally:
         }
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """count, success_rate, mean_reward, mean_turns and statuses of trajectory rows."""
+def summarize(records: Iterable[Trajectory]) -> dict[str, Any]:
+    """count, success_rate, mean_reward, mean_turns and statuses of trajectory records."""
     tally = FamilyTally()
-    for row in rows:
-        tally.add(row)
+    for record in records:
+        tally.add(record)
     return tally.summary()
 
 
@@ -481,11 +454,11 @@ class _Stats:
         self.started = time.perf_counter()
         self._done = self._ok = self._errors = 0
 
-    def add(self, record: dict[str, Any], tokens: dict[str, int]) -> None:
-        self.by_family[record["task"]].add({**record, **tokens})
+    def add(self, record: Trajectory, tokens: dict[str, int]) -> None:
+        self.by_family[record.task].add(record, tokens)
         self._done += 1
-        self._ok += record["reward"] >= 1.0
-        self._errors += record["status"] == Status.TASK_ERROR.value
+        self._ok += record.reward >= 1.0
+        self._errors += record.status == Status.TASK_ERROR
 
     def postfix(self) -> dict[str, str]:
         rate = self._done / max(time.perf_counter() - self.started, 1e-9)

@@ -33,7 +33,8 @@ from ray.exceptions import RayActorError
 from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env
 from agentray.envs.registry import make_env
-from agentray.types import Message, Status, StepResult, TaskSpec
+from agentray.records import EpisodeResult
+from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
 POLICY_LOST = "policy"
 _PROBE_CALLS = 20  # env calls of a family timed on threads before it may run inline
@@ -83,7 +84,7 @@ class _Link:
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task] = set()
 
-    async def generate(self, messages: list[Message]) -> dict[str, Any]:
+    async def generate(self, messages: list[Message]) -> Completion:
         loop = asyncio.get_running_loop()
         turn_id, future = next(self._ids), loop.create_future()
         self._futures[turn_id] = future
@@ -105,7 +106,7 @@ class _Link:
     async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
         raise NotImplementedError
 
-    def _deliver(self, turn_id: int, completion: dict[str, Any]) -> None:
+    def _deliver(self, turn_id: int, completion: Completion) -> None:
         future = self._futures.get(turn_id)
         if future is not None and not future.done():
             future.set_result(completion)
@@ -191,32 +192,31 @@ class EnvPool:
         params: dict[str, Any],
         timeout_s: float,
         batch_turns: bool = True,
-    ) -> dict[str, Any]:
+    ) -> EpisodeResult:
         """Reset, then policy turn / env step until done, within ``timeout_s``.
 
-        Returns the conversation and outcome: ``messages, token_ids, reward, status, error,
-        timings {env_s, policy_s}, prompt_tokens, completion_tokens``, and ``lost`` =
-        "policy" when the PolicyActor died (the caller restarts the episode elsewhere).
+        Returns the conversation and outcome, with ``lost`` = "policy" when the PolicyActor
+        died (the caller restarts the episode elsewhere).
         """
         spec = TaskSpec(**task)
-        ep = _new_result()
+        ep = EpisodeResult()
         try:
             loop = self._loop(ep, episode_id, spec, policy, params, batch_turns)
             await asyncio.wait_for(loop, timeout_s)
         except asyncio.TimeoutError:
-            _finish(ep, 0.0, Status.TASK_ERROR, f"episode timed out after {timeout_s}s")
+            ep.finish(0.0, Status.TASK_ERROR, f"episode timed out after {timeout_s}s")
         except RayActorError as e:
-            ep["lost"] = POLICY_LOST
-            _finish(ep, 0.0, Status.TASK_ERROR, f"policy actor lost: {error_text(e)}")
+            ep.lost = POLICY_LOST
+            ep.finish(0.0, Status.TASK_ERROR, f"policy actor lost: {error_text(e)}")
         except Exception as e:  # an env raised: this episode's error, not the pool's
-            _finish(ep, 0.0, Status.TASK_ERROR, error_text(e))
+            ep.finish(0.0, Status.TASK_ERROR, error_text(e))
         finally:
             await self.close(episode_id)
         return ep
 
     async def _loop(
         self,
-        ep: dict[str, Any],
+        ep: EpisodeResult,
         episode_id: str,
         task: TaskSpec,
         policy: Any,
@@ -224,33 +224,26 @@ class EnvPool:
         batch_turns: bool,
     ) -> None:
         t0 = time.perf_counter()
-        messages = ep["messages"] = await self.reset(episode_id, task)
+        messages = ep.messages = await self.reset(episode_id, task)
         self._timed(ep, "env_reset", t0)
         link = self._link(policy, params, batch_turns)
         while True:
             t0 = time.perf_counter()
             completion = await link.generate(messages)
             self._timed(ep, "policy", t0)
-            ep["prompt_tokens"] += completion.get("prompt_tokens") or len(
-                completion.get("prompt_token_ids") or []
-            )
-            ep["completion_tokens"] += completion.get("completion_tokens") or len(
-                completion.get("token_ids") or []
-            )
-            if completion["finish_reason"] == "error":
-                return _finish(
-                    ep, 0.0, Status.TASK_ERROR, completion.get("error") or "policy error"
-                )
-            if completion["finish_reason"] == "context_limit":
-                return _finish(ep, 0.0, Status.AGENT_CONTEXT_LIMIT)
-            text = completion["text"]
+            ep.prompt_tokens += completion.prompt_tokens or len(completion.prompt_token_ids or [])
+            ep.completion_tokens += completion.completion_tokens or len(completion.token_ids or [])
+            if completion.finish_reason == "error":
+                return ep.finish(0.0, Status.TASK_ERROR, completion.error or "policy error")
+            if completion.finish_reason == "context_limit":
+                return ep.finish(0.0, Status.AGENT_CONTEXT_LIMIT)
+            text = completion.text
             messages.append({"role": "assistant", "content": text})
-            ep["token_ids"].append(completion.get("token_ids") or [])
             t0 = time.perf_counter()
             result: StepResult = await self._call(task.family, self._envs[episode_id].step, text)
             self._timed(ep, "env_step", t0)
             if result.done:
-                return _finish(ep, result.reward, result.status)
+                return ep.finish(result.reward, result.status)
             messages.append({"role": "user", "content": result.observation or ""})
 
     def _link(self, policy: Any, params: dict[str, Any], batch_turns: bool) -> _Link:
@@ -266,9 +259,9 @@ class EnvPool:
                 self._links[key] = _MailboxLink(policy, params, forget, inbox=self._inbox)
         return self._links[key]
 
-    def _timed(self, ep: dict[str, Any], kind: str, t0: float) -> None:
+    def _timed(self, ep: EpisodeResult, kind: str, t0: float) -> None:
         elapsed = time.perf_counter() - t0
-        ep["timings"]["policy_s" if kind == "policy" else "env_s"] += elapsed
+        ep.timings["policy_s" if kind == "policy" else "env_s"] += elapsed
         self._metrics.latency(kind, elapsed)
 
     async def _call(self, family: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -336,24 +329,6 @@ class EnvPool:
 def _timed_call(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
     t0 = time.perf_counter()
     return fn(*args), time.perf_counter() - t0
-
-
-def _new_result() -> dict[str, Any]:
-    return {
-        "messages": [],
-        "token_ids": [],
-        "reward": 0.0,
-        "status": Status.TASK_ERROR.value,
-        "error": None,
-        "lost": None,
-        "timings": {"env_s": 0.0, "policy_s": 0.0},
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-    }
-
-
-def _finish(ep: dict[str, Any], reward: float, status: Status, error: str | None = None) -> None:
-    ep.update(reward=float(reward), status=Status(status).value, error=error)
 
 
 def env_pool_factory(

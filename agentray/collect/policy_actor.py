@@ -33,11 +33,11 @@ class _Outbox:
     """Completions waiting for one EnvPool's ``collect``."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[int, dict[str, Any]]] = []
+        self.items: list[tuple[int, Completion]] = []
         self.ready = asyncio.Event()
 
     def put(self, turn_id: int, completion: Completion) -> None:
-        self.items.append((turn_id, completion.model_dump(mode="json")))
+        self.items.append((turn_id, completion))
         self.ready.set()
 
 
@@ -91,12 +91,12 @@ class PolicyActor:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    async def generate(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, messages: list[Message], params: dict[str, Any]) -> Completion:
         return (await self.generate_batch([messages], params))[0]
 
     async def generate_batch(
         self, batch: list[list[Message]], params: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+    ) -> list[Completion]:
         """One completion per conversation."""
         self._calls["generate_batch"] += 1
         gen_params = GenerationParams(**params)
@@ -105,7 +105,7 @@ class PolicyActor:
         else:
             singles = await asyncio.gather(*(self._generate([m], gen_params) for m in batch))
             completions = [single[0] for single in singles]
-        return [c.model_dump(mode="json") for c in completions]
+        return completions
 
     async def submit(
         self, inbox: str, turns: list[tuple[int, list[Message]]], params: dict[str, Any]
@@ -118,7 +118,7 @@ class PolicyActor:
         for turn_id, messages in turns:
             self._spawn(self._answer(outbox, turn_id, messages, gen_params))
 
-    async def collect(self, inbox: str) -> list[tuple[int, dict[str, Any]]]:
+    async def collect(self, inbox: str) -> list[tuple[int, Completion]]:
         """The completions ready for ``inbox`` (waits for at least one)."""
         self._calls["collect"] += 1
         outbox = self._outboxes.setdefault(inbox, _Outbox())

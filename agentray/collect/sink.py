@@ -2,12 +2,12 @@
 
 A finished episode is written once; a rerun over the same folder reads the ids already
 there and skips them, so a killed driver loses at most the unflushed buffer (redone on
-rerun) and never writes an id twice.
+rerun) and never writes an id twice. Rows are ``Trajectory`` records, written with the
+schema derived from the model and read back through ``Trajectory.from_row``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentray.records import TRAJECTORY_SCHEMA
+from agentray.records import TRAJECTORY_SCHEMA, Trajectory
 
 
 def finished_ids(out_dir: str | Path) -> set[str]:
@@ -30,12 +30,14 @@ def finished_ids(out_dir: str | Path) -> set[str]:
     return ids
 
 
-def read_trajectories(out_dir: str | Path) -> list[dict[str, Any]]:
-    shards = sorted(Path(out_dir).glob("*.parquet"))
-    rows: list[dict[str, Any]] = []
-    for shard in shards:
-        rows.extend(pq.read_table(shard).to_pylist())
-    return rows
+def read_trajectories(out_dir: str | Path) -> list[Trajectory]:
+    """Every record in the folder (only the model's columns are read: columns of older
+    runs, such as ``response_token_ids``, are ignored)."""
+    records: list[Trajectory] = []
+    for shard in sorted(Path(out_dir).glob("*.parquet")):
+        table = pq.read_table(shard, columns=TRAJECTORY_SCHEMA.names)
+        records.extend(Trajectory.from_row(row) for row in table.to_pylist())
+    return records
 
 
 class ParquetSink:
@@ -58,14 +60,16 @@ class ParquetSink:
         self._buffer: list[dict[str, Any]] = []
         self._oldest = 0.0
 
-    def add(self, record: dict[str, Any]) -> bool:
+    def add(self, record: Trajectory) -> bool:
         """Queue a finished episode; False if its id was already written (kept once)."""
-        if record["id"] in self.written:
+        if not isinstance(record, Trajectory):
+            raise TypeError(f"ParquetSink.add takes a Trajectory, not {type(record).__name__}")
+        if record.id in self.written:
             return False
-        self.written.add(record["id"])
+        self.written.add(record.id)
         if not self._buffer:
             self._oldest = time.monotonic()
-        self._buffer.append(_normalise(record))
+        self._buffer.append(record.to_row())
         if len(self._buffer) >= self.flush_every or self._too_old():
             self.flush()
         return True
@@ -86,11 +90,3 @@ class ParquetSink:
         os.replace(tmp, self.out_dir / name)
         self._buffer = []
         self.shards_written += 1
-
-
-def _normalise(record: dict[str, Any]) -> dict[str, Any]:
-    out = dict(record)
-    for key in ("policy", "timings"):
-        if not isinstance(out.get(key), str):
-            out[key] = json.dumps(out.get(key) or {})
-    return out

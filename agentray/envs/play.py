@@ -5,10 +5,8 @@ The offline way to get a real trajectory: benchmarks, tests and data fixtures us
 
 from __future__ import annotations
 
-from typing import Any
-
 from agentray.envs.base import Env
-from agentray.records import to_conversations
+from agentray.records import EpisodeResult, Trajectory, env_version_of
 from agentray.types import Message, StepResult, TaskSpec
 
 
@@ -28,21 +26,14 @@ def play_expert(
     return messages, result
 
 
-def expert_trajectory(env: Env, task: TaskSpec) -> dict[str, Any]:
+def expert_trajectory(env: Env, task: TaskSpec) -> Trajectory:
     """A trajectory record (the parquet row collection writes) of the expert on ``task``."""
     messages, result = play_expert(env, task)
-    return {
-        "id": task.id,
-        "task": task.family,
-        "split": task.split,
-        "env_version": env.version,
-        "conversations": to_conversations(messages),
-        "reward": result.reward,
-        "status": result.status.value,
-        "turns": sum(1 for m in messages if m["role"] == "assistant" and m.get("loss", True)),
-        "policy": '{"name": "expert"}',
-        "seed": task.seed,
-        "timings": "{}",
-        "error": None,
-        "response_token_ids": [],
-    }
+    episode = EpisodeResult(messages=messages, timings={})  # not timed
+    episode.finish(result.reward, result.status)
+    return Trajectory.from_episode(
+        task,
+        episode,
+        env_version=env_version_of(task.family, env.version),
+        policy={"name": "expert", "backend": "expert"},  # as ExpertPolicy.describe() says
+    )

@@ -18,6 +18,7 @@ from agentray.collect.engine import summarize
 from agentray.eval import plots
 from agentray.eval.doc import Doc
 from agentray.eval.overall import CATEGORIES, ReferenceScores, category_overall
+from agentray.records import Trajectory
 
 ENV_METRICS = {
     "db": "success rate (%)",
@@ -30,12 +31,12 @@ ENV_METRICS = {
 CATEGORY_TITLES = plots.CATEGORY_TITLES
 
 
-def env_task_scores(rows: list[dict[str, Any]], families: Iterable[str]) -> dict[str, Any]:
+def env_task_scores(records: list[Trajectory], families: Iterable[str]) -> dict[str, Any]:
     """Per family of ``families``: the rollout summary plus ``score`` = mean reward x 100."""
-    by_family: dict[str, list[dict[str, Any]]] = {f: [] for f in families}
-    for row in rows:
-        if row["task"] in by_family:
-            by_family[row["task"]].append(row)
+    by_family: dict[str, list[Trajectory]] = {f: [] for f in families}
+    for record in records:
+        if record.task in by_family:
+            by_family[record.task].append(record)
     tasks = {}
     for family, family_rows in by_family.items():
         if not family_rows:
@@ -86,7 +87,7 @@ def build_scores(
 def write_report(
     out_dir: Path,
     scores: dict[str, Any],
-    env_rows: list[dict[str, Any]],
+    env_rows: list[Trajectory],
     general_results: dict[str, list[dict[str, Any]]],
     samples: int,
 ) -> dict[str, Path]:
@@ -104,7 +105,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def render_report(
     scores: dict[str, Any],
-    env_rows: list[dict[str, Any]],
+    env_rows: list[Trajectory],
     general_results: dict[str, list[dict[str, Any]]],
     samples: int,
 ) -> Doc:
@@ -225,7 +226,7 @@ def _notes_section(doc: Doc, scores: dict[str, Any]) -> None:
 
 def _samples_section(
     doc: Doc,
-    env_rows: list[dict[str, Any]],
+    env_rows: list[Trajectory],
     general_results: dict[str, list[dict[str, Any]]],
     per_task: int,
 ) -> None:
@@ -233,12 +234,12 @@ def _samples_section(
         return
     doc.heading("Sample trajectories")
     seen: dict[str, int] = {}
-    for row in sorted(env_rows, key=lambda r: r["id"]):
-        if seen.get(row["task"], 0) >= per_task:
+    for row in sorted(env_rows, key=lambda r: r.id):
+        if seen.get(row.task, 0) >= per_task:
             continue
-        seen[row["task"]] = seen.get(row["task"], 0) + 1
-        doc.heading(f"{row['id']}: reward {row['reward']:.2f}, status `{row['status']}`", 3)
-        for turn in _episode_turns(row["conversations"])[-6:]:
+        seen[row.task] = seen.get(row.task, 0) + 1
+        doc.heading(f"{row.id}: reward {row.reward:.2f}, status `{row.status.value}`", 3)
+        for turn in _episode_turns(list(row.conversations))[-6:]:
             doc.code(_shown(turn["value"]), f"**{turn['from']}**:")
     for results in general_results.values():
         for result in results[:per_task]:

@@ -15,6 +15,7 @@ from agentray.eval.general.runner import run_general
 from agentray.eval.overall import load_reference
 from agentray.eval.report import build_scores, env_task_scores, write_report
 from agentray.manifest import write_manifest
+from agentray.records import Trajectory
 
 
 def run_eval(
@@ -67,7 +68,7 @@ def run_eval(
 
 def _run_env_families(
     cfg: EvalConfig, traj_dir: Path, progress: bool, fresh: bool
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[Trajectory], int]:
     """Held-in and held-out episodes in one engine run (Ray starts only if there are any)."""
     families = [*cfg.families, *cfg.held_out]
     if fresh and traj_dir.exists():

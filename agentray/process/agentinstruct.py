@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentray.process.config import ProcessConfig
+from agentray.records import Trajectory
 
 SPEAKERS = ("human", "gpt")
 
@@ -49,17 +53,16 @@ def _speaker(turn: Any) -> Any:
     return turn.get("from") if isinstance(turn, dict) else type(turn).__name__
 
 
-def trajectory_reject_reason(row: dict[str, Any], cfg: ProcessConfig) -> str | None:
-    status = row.get("status")
+def trajectory_reject_reason(record: Trajectory, cfg: ProcessConfig) -> str | None:
+    status = record.status.value
     if status not in cfg.keep_statuses:
         return f"status {status}"
-    reward = row.get("reward")
-    if reward is None or (isinstance(reward, float) and math.isnan(reward)):
+    if math.isnan(record.reward):
         return "malformed: no reward"
-    threshold = cfg.threshold_for(row.get("task") or "")
-    if reward < threshold:
+    threshold = cfg.threshold_for(record.task)
+    if record.reward < threshold:
         return f"reward below {threshold:.3g}"
-    return conversation_problem(_conversations(row))
+    return conversation_problem(list(record.conversations))
 
 
 def _conversations(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,18 +70,30 @@ def _conversations(row: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(t) if isinstance(t, dict) else t for t in turns]
 
 
-def classify_trajectory(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
-    """One output row per trajectory: the AgentInstruct record, or the reason it was not kept.
+def classify_trajectory(row: Mapping[str, Any] | Trajectory, cfg: ProcessConfig) -> dict[str, Any]:
+    """One output row per trajectory (a ``Trajectory`` or a parquet row of one): the
+    AgentInstruct record, or the reason it was not kept (a row that is not a valid
+    ``Trajectory`` is kept out as malformed).
 
     ``conversations`` travels as JSON text between stages of the Ray Data pipeline, so
     kept and rejected rows share one flat schema."""
-    reason = trajectory_reject_reason(row, cfg)
-    turns = [] if reason else _clean_turns(_conversations(row))
-    family = str(row.get("task") or "unknown")
+    try:
+        record = Trajectory.from_row(row)
+    except ValidationError as e:
+        assert isinstance(row, Mapping)
+        family = str(row.get("task") or "unknown")
+        return _classified(str(row.get("id")), family, [], _malformed(e), origin="collect")
+    reason = trajectory_reject_reason(record, cfg)
+    turns = [] if reason else _clean_turns(list(record.conversations))
+    family = record.task
     reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
-    return _classified(
-        str(row.get("id")), family, turns, reason, origin="collect", reward=_reward(row)
-    )
+    return _classified(record.id, family, turns, reason, origin="collect", reward=record.reward)
+
+
+def _malformed(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "row"
+    return f"malformed: {where}: {first['msg']}"
 
 
 def classify_agentinstruct(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
@@ -115,11 +130,6 @@ def _action_format_problem(
             if problem:
                 return f"invalid action format in turn {i}: {problem}"
     return None
-
-
-def _reward(row: dict[str, Any]) -> float:
-    reward = row.get("reward")
-    return float(reward) if isinstance(reward, int | float) else math.nan
 
 
 def _classified(

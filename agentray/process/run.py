@@ -37,6 +37,7 @@ from agentray.process.general import classify_general, iter_general
 from agentray.process.mix import MixPlan, plan_mix
 from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.ray_utils import ensure_ray
+from agentray.records import TRAJECTORY_SCHEMA
 
 
 class ProcessError(RuntimeError):
@@ -326,7 +327,10 @@ def _agent_dataset(cfg: ProcessConfig, run_dir: Path):
     sources = trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
     if sources:
         parts.append(
-            ray.data.read_parquet(sources).map(classify_trajectory, fn_kwargs={"cfg": cfg})
+            # the model's columns only: those of older runs (response_token_ids) are ignored
+            ray.data.read_parquet(sources)
+            .select_columns(TRAJECTORY_SCHEMA.names)
+            .map(classify_trajectory, fn_kwargs={"cfg": cfg})
         )
     if cfg.agentinstruct:
         records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))

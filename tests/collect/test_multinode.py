@@ -43,6 +43,6 @@ def test_env_pools_spread_over_two_nodes_and_the_run_completes(two_node_cluster,
     counts = json.loads((run_dir / "collect" / "manifest.json").read_text())["counts"]
     assert sorted(set(counts["env_pool_nodes"])) == sorted(nodes), counts["env_pool_nodes"]
     rows = read_trajectories(run_dir / "collect" / "trajectories")
-    assert sorted(r["id"] for r in rows) == sorted(f"db_{i}" for i in range(n_tasks))
-    assert all(r["status"] == "completed" for r in rows)
+    assert sorted(r.id for r in rows) == sorted(f"db_{i}" for i in range(n_tasks))
+    assert all(r.status == "completed" for r in rows)
     assert counts["families"]["db"]["count"] == n_tasks

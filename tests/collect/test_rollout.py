@@ -14,6 +14,7 @@ from agentray.collect.engine import RolloutEngine, load_tasks, merge_stats
 from agentray.collect.run import run_collect
 from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
 from agentray.policies.registry import PolicyConfig
+from agentray.records import Trajectory
 
 
 def test_policy_stats_of_several_actors_are_summed():
@@ -31,22 +32,18 @@ def test_policy_stats_of_several_actors_are_summed():
     }
 
 
-def _record(task_id: str) -> dict:
-    return {
-        "id": task_id,
-        "task": "db",
-        "split": "train",
-        "env_version": "db-v1",
-        "conversations": [{"from": "human", "loss": None, "value": "q"}],
-        "reward": 1.0,
-        "status": "completed",
-        "turns": 1,
-        "policy": {},
-        "seed": 0,
-        "timings": {},
-        "error": None,
-        "response_token_ids": [],
-    }
+def _record(task_id: str) -> Trajectory:
+    return Trajectory(
+        id=task_id,
+        task="db",
+        split="train",
+        env_version="db-v1",
+        conversations=[{"from": "human", "loss": None, "value": "q"}],
+        reward=1.0,
+        status="completed",
+        turns=1,
+        seed=0,
+    )
 
 
 def test_sink_keeps_one_record_per_id_and_flushes_by_age(tmp_path):
@@ -78,20 +75,22 @@ def _collect_cfg(**rollout) -> CollectConfig:
 def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path):
     summary = run_collect(_collect_cfg(), tmp_path, progress=False)
     rows = read_trajectories(tmp_path / "collect" / "trajectories")
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     assert len(ids) == len(set(ids)) == 12
-    assert all(r["reward"] == 1.0 and r["status"] == "completed" for r in rows), [
-        (r["id"], r["status"], r["error"]) for r in rows if r["reward"] != 1.0
+    assert all(r.reward == 1.0 and r.status == "completed" for r in rows), [
+        (r.id, r.status, r.error) for r in rows if r.reward != 1.0
     ]
     assert summary["families"]["db"]["success_rate"] == 1.0
     for row in rows:
-        turns = row["conversations"]
+        assert row.env_version == f"{row.task}-v1"
+        turns = row.conversations
         assert {t["from"] for t in turns} == {"human", "gpt"}
         assert all(t["loss"] is None for t in turns if t["from"] == "human")
         assert any(t["loss"] is False for t in turns)  # the 1-shot demonstration
         assert turns[-1]["from"] == "gpt" and turns[-1]["loss"] is True
-        assert row["turns"] == sum(t["loss"] is True for t in turns)
-        assert json.loads(row["policy"])["backend"] == "expert"
+        assert row.turns == sum(t["loss"] is True for t in turns)
+        assert row.policy["backend"] == "expert"
+        assert {"wall_s", "env_s", "policy_s", "attempts"} <= set(row.timings)
     manifest = json.loads((tmp_path / "collect" / "manifest.json").read_text())
     assert manifest["counts"]["written_total"] == 12
 
@@ -105,10 +104,11 @@ def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path
 def test_untrained_model_gets_invalid_action_status(ray_local, tmp_path, tiny_model_dir):
     """A random tiny model answers nonsense: agent_invalid_action records, not a crash."""
     policy = PolicyConfig(backend="hf", model=tiny_model_dir, params={"max_new_tokens": 12})
-    records = _run_engine(policy, tmp_path)
-    assert {r["status"] for r in records} == {"agent_invalid_action"}
-    assert all(r["reward"] == 0.0 and r["turns"] == 1 for r in records)
-    assert all(len(r["response_token_ids"][0]) > 0 for r in records)  # token ids kept
+    records, summary = _run_engine(policy, tmp_path)
+    assert {r.status for r in records} == {"agent_invalid_action"}
+    assert all(r.reward == 0.0 and r.turns == 1 for r in records)
+    tokens = summary["families"]["db"]["tokens"]  # counted from the model's token ids
+    assert 0 < tokens["completion_tokens"] <= 12 * len(records) and tokens["prompt_tokens"] > 0
 
 
 @pytest.mark.slow
@@ -120,9 +120,9 @@ def test_unreachable_teacher_ends_every_episode_with_task_error(ray_local, tmp_p
         max_retries=0,
         timeout_s=2,
     )
-    records = _run_engine(policy, tmp_path)
-    assert {r["status"] for r in records} == {"task_error"}
-    assert all(r["error"] for r in records)
+    records, _ = _run_engine(policy, tmp_path)
+    assert {r.status for r in records} == {"task_error"}
+    assert all(r.error for r in records)
 
 
 @pytest.mark.slow
@@ -180,15 +180,15 @@ def _wait_for_metric(ray, at_least: float, name: str, *labels: str) -> None:
     raise AssertionError(f"{name}{{{', '.join(labels)}}} = {total}, expected >= {at_least}")
 
 
-def _run_engine(policy: PolicyConfig, tmp_path) -> list[dict]:
+def _run_engine(policy: PolicyConfig, tmp_path) -> tuple[list[Trajectory], dict]:
     cfg = _collect_cfg()
     engine = RolloutEngine(cfg.rollout, policy, SMALL)
     sink = ParquetSink(tmp_path / "t")
     tasks = load_tasks(["db"], "test", SMALL)
     try:
-        asyncio.run(engine.run(tasks, sink, progress=False))
+        summary = asyncio.run(engine.run(tasks, sink, progress=False))
     finally:
         engine.shutdown()
     records = read_trajectories(tmp_path / "t")
-    assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
-    return records
+    assert sorted(r.id for r in records) == sorted(t.id for t in tasks)
+    return records, summary

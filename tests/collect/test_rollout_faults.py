@@ -51,7 +51,7 @@ def _run_with(engine: RolloutEngine, tasks, sink: ParquetSink, chaos) -> dict:
 
 
 def _ids(out_dir: Path) -> Counter:
-    return Counter(r["id"] for r in read_trajectories(out_dir))
+    return Counter(r.id for r in read_trajectories(out_dir))
 
 
 @pytest.mark.parametrize("teacher", ["expert", "endpoint"])
@@ -89,13 +89,13 @@ def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
     ids = _ids(tmp_path / "out")
     assert ids == Counter({t.id: 1 for t in tasks})  # every id, exactly once
     rows = read_trajectories(tmp_path / "out")
-    assert {r["status"] for r in rows} == {"completed"}, [r["error"] for r in rows if r["error"]]
+    assert {r.status for r in rows} == {"completed"}, [r.error for r in rows if r.error]
     # the episodes in flight on the killed actors were restarted from reset on replacements
     assert summary["actor_replacements"] == {"env_pool": 1, "policy": 1}
     assert summary["retries"]["env_pool"] >= 1 and summary["retries"]["policy"] >= 1
-    retried = [json.loads(r["timings"])["attempts"] for r in rows]
+    retried = [r.timings["attempts"] for r in rows]
     assert max(retried) >= 2
-    assert all(r["turns"] == 2 for r in rows)  # a restart does not keep the dead attempt's turns
+    assert all(r.turns == 2 for r in rows)  # a restart does not keep the dead attempt's turns
 
 
 def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_path):
@@ -111,13 +111,13 @@ def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_
     summary = _run_with(engine, tasks, sink, chaos)
     assert _ids(tmp_path / "out") == Counter({t.id: 1 for t in tasks})
     rows = read_trajectories(tmp_path / "out")
-    errors = [r for r in rows if r["status"] == "task_error"]
+    errors = [r for r in rows if r.status == "task_error"]
     assert errors, "no episode was in flight on the killed pool"
-    assert all("env_pool actor lost" in r["error"] for r in errors)
-    assert all(r["reward"] == 0.0 for r in errors)
+    assert all("env_pool actor lost" in r.error for r in errors)
+    assert all(r.reward == 0.0 for r in errors)
     # the replacement pool took the episodes that came after
     assert summary["actor_replacements"]["env_pool"] == 1
-    assert sum(r["status"] == "completed" for r in rows) > len(tasks) - 16
+    assert sum(r.status == "completed" for r in rows) > len(tasks) - 16
 
 
 def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_path):
@@ -159,7 +159,7 @@ def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_
     assert tokens["prompt_tokens"] > 0 and tokens["completion_tokens"] > 0
     # the teacher's own accounting, fetched from its PolicyActor: every turn was requested
     assert summary["policy_stats"]["requests"] >= sum(
-        r["turns"] for r in read_trajectories(tmp_path / "out")
+        r.turns for r in read_trajectories(tmp_path / "out")
     )
 
 

@@ -15,7 +15,7 @@ from agentray.envs.os_env import OSConfig, OSEnv
 from agentray.envs.registry import TaskIndex, family_names, make_env
 from agentray.envs.sandbox import bwrap_available
 from agentray.policies.expert import ExpertPolicy
-from agentray.records import to_conversations
+from agentray.records import EpisodeResult, Trajectory, env_version_of, to_conversations
 from agentray.types import GenerationParams, Message, StepResult
 
 CONFIGS = {name: {"n_train": 12, "n_test": 4, "seed": 1} for name in family_names()}
@@ -101,14 +101,11 @@ def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_
     messages: list[Message] = []
     result = _play(env, task, ExpertPolicy(index=TaskIndex({family: CONFIGS[family]})), messages)
     env.close()
-    row = {
-        "id": task.id,
-        "task": family,
-        "status": result.status.value,
-        "reward": result.reward,
-        "conversations": to_conversations(messages),
-    }
-    kept = classify_trajectory(row, ProcessConfig())
+    episode = EpisodeResult(messages=messages)
+    episode.finish(result.reward, result.status)
+    version = env_version_of(family, env.version)
+    record = Trajectory.from_episode(task, episode, version, {"name": "expert"})
+    kept = classify_trajectory(record, ProcessConfig())
     assert kept["reject_reason"] == ""
     conversations = json.loads(kept["conversations"])
     assert conversations == to_conversations(messages)

@@ -151,7 +151,7 @@ def test_expert_episodes_run_through_the_rollout_engine(ray_local, tmp_path):
     finally:
         engine.shutdown()
     records = read_trajectories(tmp_path / "t")
-    assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
+    assert sorted(r.id for r in records) == sorted(t.id for t in tasks)
     for record in records:
-        assert (record["status"], record["reward"]) == ("completed", 1.0), record["error"]
-        assert any(t["loss"] is False for t in record["conversations"])
+        assert (record.status, record.reward) == ("completed", 1.0), record.error
+        assert any(t["loss"] is False for t in record.conversations)

@@ -405,7 +405,7 @@ def test_collect_plays_generated_tasks_with_the_expert_teacher(generated, ray_lo
     )
     result = run_collect(cfg, tmp_path, progress=False)
     rows = read_trajectories(tmp_path / "collect" / "trajectories")
-    by_id = {row["id"]: row for row in rows}
+    by_id = {row.id: row for row in rows}
     for family in FAMILIES:
         generated_ids = {t.id for t in make_env(family, families[family]).tasks("train")} - {
             f"{family}_0",
@@ -413,6 +413,6 @@ def test_collect_plays_generated_tasks_with_the_expert_teacher(generated, ray_lo
         }
         assert len(generated_ids) >= 3 and generated_ids <= set(by_id)
         for task_id in generated_ids:
-            assert by_id[task_id]["reward"] == 1.0 and by_id[task_id]["status"] == "completed"
+            assert by_id[task_id].reward == 1.0 and by_id[task_id].status == "completed"
     expected = sum(len(make_env(f, families[f]).tasks("train")) for f in FAMILIES)
     assert result["written_total"] == len(rows) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,6 +23,7 @@ from agentray.process.tokenize import (
     encode_conversation,
     load_tokenizer,
 )
+from agentray.records import TRAJECTORY_SCHEMA, Trajectory
 
 DEMO_AND_AGENT = [
     {"from": "human", "loss": None, "value": "You are an agent. Answer with Action: ..."},
@@ -129,12 +131,20 @@ def test_template_checker_refuses_unusable_templates(tiny_model_dir):
 
 
 def _row(**kw):
+    """A trajectory row as read from parquet."""
     row = {
         "id": "x_0",
         "task": "db",
+        "split": "train",
+        "env_version": "db-v1",
         "status": "completed",
         "reward": 1.0,
         "conversations": DEMO_AND_AGENT,
+        "turns": 2,
+        "policy": '{"name": "expert"}',
+        "seed": 0,
+        "timings": "{}",
+        "error": None,
     }
     return row | kw
 
@@ -155,7 +165,9 @@ def _row(**kw):
         (_row(conversations=[]), "malformed: empty conversation"),
         (_row(conversations=DEMO_AND_AGENT[:2]), "malformed: no assistant turn to train on"),
         (_row(conversations=DEMO_AND_AGENT[1:]), "malformed: turn 0 is 'gpt', expected 'human'"),
-        (_row(reward=None), "malformed: no reward"),
+        (_row(reward=float("nan")), "malformed: no reward"),
+        (_row(reward=None), "malformed: reward: Input should be a valid number"),
+        (_row(conversations=[{"from": "human"}]), "malformed: conversations.0.loss: Field"),
     ],
 )
 def test_trajectory_filter_gives_reasons(row, reason):
@@ -196,7 +208,7 @@ def test_general_count_for_eta():
     assert general_records_for(100, 1.0, available=10_000, cap=None) == 0
 
 
-def _expert_trajectories(family: str, n: int) -> list[dict]:
+def _expert_trajectories(family: str, n: int) -> list[Trajectory]:
     """Real episodes of the expert, played directly against the env (no Ray needed)."""
     env = make_env(family)
     rows = [expert_trajectory(env, task) for task in env.tasks("train")[:n]]
@@ -204,18 +216,32 @@ def _expert_trajectories(family: str, n: int) -> list[dict]:
     return rows
 
 
+def _with(record: Trajectory, **changes) -> Trajectory:
+    return Trajectory.model_validate(record.model_dump() | changes)
+
+
+def _write_old_shard(path, record: Trajectory) -> None:
+    """A shard as collection wrote it before ``response_token_ids`` was dropped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = TRAJECTORY_SCHEMA.append(pa.field("response_token_ids", pa.list_(pa.list_(pa.int32()))))
+    row = record.to_row() | {"response_token_ids": [[1, 2, 3]]}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), path)
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tokenizer):
     from agentray.process.run import run_process
 
     rows = _expert_trajectories("db", 30)
-    assert all(r["reward"] == 1.0 for r in rows)
-    rows[0] |= {"reward": 0.0, "status": "completed"}
-    rows[1] |= {"status": "agent_invalid_action", "reward": 0.0}
-    rows[2] |= {"conversations": []}
-    rows.append(rows[5] | {"id": "db_999"})  # the same task again under another id
-    sink = ParquetSink(tmp_path / "collect" / "trajectories", flush_every=7)
-    for row in rows:
+    assert all(r.reward == 1.0 for r in rows)
+    rows[0] = _with(rows[0], reward=0.0, status="completed")
+    rows[1] = _with(rows[1], status="agent_invalid_action", reward=0.0)
+    rows[2] = _with(rows[2], conversations=[])
+    rows.append(_with(rows[5], id="db_999"))  # the same task again under another id
+    trajectories = tmp_path / "collect" / "trajectories"
+    _write_old_shard(trajectories / "part-old.parquet", rows[3])  # a run from before
+    sink = ParquetSink(trajectories, flush_every=7)
+    for row in rows[:3] + rows[4:]:
         sink.add(row)
     sink.flush()
     # three records in the public AgentInstruct schema, written by hand; one repeats an id
@@ -247,10 +273,10 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     reasons = {r["id"]: r["reject_reason"] for r in rejected if r["source"] == "agent"}
     assert reasons == {
-        rows[0]["id"]: "reward below 1",
-        rows[1]["id"]: "status agent_invalid_action",
-        rows[2]["id"]: "malformed: empty conversation",
-        "db_999": f"duplicate problem of {rows[5]['id']}",
+        rows[0].id: "reward below 1",
+        rows[1].id: "status agent_invalid_action",
+        rows[2].id: "malformed: empty conversation",
+        "db_999": f"duplicate problem of {rows[5].id}",
         "os_1": "duplicate task id",
     }
     assert stats["rejected"] == len(rejected)
