@@ -39,7 +39,7 @@ from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.registry import TaskIndex, make_env
 from agentray.policies.expert import expert_reply
 from agentray.policies.hf import chat_messages
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.ray_utils import ensure_ray
 from agentray.testing.expert_endpoint import EndpointConfig, EndpointProcess
 from agentray.types import TaskSpec
@@ -211,8 +211,7 @@ def main() -> None:
         )
 
         ensure_ray()
-        policy = PolicyConfig(
-            backend="openai",
+        policy = OpenAIConfig(
             model="expert",
             base_url=ep.base_url,
             max_concurrency=args.in_flight,
@@ -231,7 +230,7 @@ def main() -> None:
 
         expert_engine = RolloutEngine(
             rollout_config(args.in_flight, args.env_pools),
-            PolicyConfig(backend="expert", families=families),
+            ExpertConfig(),
             family_configs,
         )
         try:

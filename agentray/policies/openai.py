@@ -28,7 +28,8 @@ from urllib.parse import urlparse
 import openai
 from openai.types.chat import ChatCompletion
 
-from agentray.policies.base import Policy
+from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.config import OpenAIConfig
 from agentray.policies.hf import chat_messages
 from agentray.types import Completion, GenerationParams, Message
 
@@ -187,8 +188,15 @@ class OpenAIPolicy(Policy):
         self._waits = dict.fromkeys(self._waits, 0.0)
         return before
 
+    @classmethod
+    def from_config(cls, cfg: OpenAIConfig) -> OpenAIPolicy:
+        return cls(**cfg.model_dump(exclude={"backend", "params"}))
+
     async def generate(
-        self, batch: list[list[Message]], params: GenerationParams
+        self,
+        batch: list[list[Message]],
+        params: GenerationParams,
+        tasks: list[EpisodeTask | None] | None = None,
     ) -> list[Completion]:
         return list(await asyncio.gather(*(self._one(messages, params) for messages in batch)))
 
