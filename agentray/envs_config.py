@@ -59,6 +59,14 @@ def family_config_dicts(envs: BaseModel | dict[str, Any] | None) -> dict[str, di
     return as_envs(envs).model_dump(mode="json")
 
 
+def played_envs(
+    envs: BaseModel | dict[str, Any] | None, families: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    """The settings of ``families`` (what a stage's manifest records of ``envs``)."""
+    configs = family_config_dicts(envs)
+    return {family: configs.get(family) for family in families}
+
+
 def check_families(value: list[str], held_out: bool = True) -> list[str]:
     """``value`` if every name is a registered family (held-out ones too when ``held_out``)
     or a ``package.module:Class`` naming an Env subclass."""

@@ -87,7 +87,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     timings["serve"] = time.perf_counter() - start
     console.print(f"serving {serve_cfg.model} at {base_url}")
     try:
-        cfg.eval.policy = served_policy(cfg.eval.policy, base_url, serve_cfg.served_model_name)
+        cfg.eval.policy = served_policy(
+            cfg.eval.policy, base_url, serve_cfg.served_model_name, cfg.serve.api_key_env
+        )
         results["eval"] = _timed("eval", stage_eval, cfg, timings)
     finally:
         stop_server(serve_cfg.app_name)
@@ -95,12 +97,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     return results
 
 
-def served_policy(policy: AnyPolicyConfig, base_url: str, model: str) -> OpenAIConfig:
-    """``policy`` pointed at the served model (an openai config; other backends' ``params``
-    are kept)."""
+def served_policy(
+    policy: AnyPolicyConfig, base_url: str, model: str, api_key_env: str | None = None
+) -> OpenAIConfig:
+    """``policy`` pointed at the served model: an openai config (of another backend's,
+    only its ``params`` are kept, and the key is the one serve requires)."""
     if isinstance(policy, OpenAIConfig):
         return policy.model_copy(update={"base_url": base_url, "model": model})
-    return OpenAIConfig(model=model, base_url=base_url, params=policy.params)
+    key = {"api_key_env": api_key_env} if api_key_env else {}
+    return OpenAIConfig(model=model, base_url=base_url, params=policy.params, **key)
 
 
 def _timed(name: str, fn, cfg: PipelineConfig, timings: dict[str, float]) -> Any:

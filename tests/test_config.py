@@ -258,3 +258,27 @@ def test_config_reference_documents_families_and_every_backend():
         assert f"**collect.policy (backend: {backend})**" in text
     assert "`collect.policy.base_url`" in text and "`envs.webshop.n_products`" in text
     assert "family_configs" not in text
+
+
+def test_a_family_can_be_named_by_import_path(tmp_path):
+    from agentray.envs.registry import env_class
+    from agentray.testing.per_process_env import NAME, PerProcessDBEnv
+
+    assert env_class(NAME) is PerProcessDBEnv
+    cfg = load_config(_write(tmp_path, {"collect": {"families": ["db", NAME]}}))
+    assert cfg.collect.families == ["db", NAME]
+    for bad in ("agentray.nothing_here:Env", "agentray.config:PipelineConfig"):
+        with pytest.raises(ConfigError) as err:
+            load_config(_write(tmp_path, {"collect": {"families": [bad]}}))
+        assert "collect.families" in str(err.value) and bad in str(err.value)
+
+
+def test_the_pipeline_points_eval_at_the_served_model():
+    from agentray.pipeline import served_policy
+    from agentray.policies.config import ExpertConfig, OpenAIConfig
+
+    served = served_policy(OpenAIConfig(model="x", max_retries=7), "http://h/v1", "agentray")
+    assert (served.model, served.base_url, served.max_retries) == ("agentray", "http://h/v1", 7)
+    served = served_policy(ExpertConfig(params={"max_new_tokens": 9}), "http://h/v1", "m", "KEY")
+    assert isinstance(served, OpenAIConfig) and served.api_key_env == "KEY"
+    assert served.params.max_new_tokens == 9

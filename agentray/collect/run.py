@@ -10,7 +10,7 @@ from typing import Any
 from agentray.collect.config import CollectConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
-from agentray.envs_config import EnvsConfig, as_envs
+from agentray.envs_config import EnvsConfig, as_envs, played_envs
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
 
@@ -49,7 +49,7 @@ def run_collect(
         Path(run_dir) / "collect",
         "collect",
         cfg,
-        inputs={"tasks": len(tasks)},
+        inputs={"tasks": len(tasks), "envs": played_envs(envs, cfg.families)},
         counts=summary,
         outputs={"trajectories": str(out)},
         started_at=started,

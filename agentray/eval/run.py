@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentray.envs_config import EnvsConfig, as_envs
+from agentray.envs_config import EnvsConfig, as_envs, played_envs
 from agentray.eval.config import EvalConfig
 from agentray.eval.general.runner import run_general
 from agentray.eval.overall import load_reference
@@ -60,6 +60,7 @@ def run_eval(
         cfg,
         inputs={
             "env_tasks": n_tasks,
+            "envs": played_envs(envs, [*cfg.families, *cfg.held_out]),
             "general_items": {k: len(v) for k, v in general["results"].items()},
         },
         counts={t: s["count"] for c in task_scores.values() for t, s in c.items()},

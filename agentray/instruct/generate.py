@@ -393,7 +393,10 @@ def run_instruct(
         out,
         "instruct",
         cfg,
-        inputs={"seed_tasks": {run.family: len(run.seeds) for run in runs}},
+        inputs={
+            "seed_tasks": {run.family: len(run.seeds) for run in runs},
+            "envs": {run.family: run.family_config for run in runs},
+        },
         counts=summary,
         outputs={"tasks": str(out / "tasks"), "rejected": str(out / "rejected.jsonl")},
         started_at=started,
