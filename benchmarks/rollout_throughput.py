@@ -36,8 +36,8 @@ import openai
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine
 from agentray.collect.sink import ParquetSink, read_trajectories
-from agentray.envs.registry import TaskIndex, make_env
-from agentray.policies.expert import expert_reply
+from agentray.envs.registry import make_env
+from agentray.policies.expert import next_action
 from agentray.policies.hf import chat_messages
 from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.ray_utils import ensure_ray
@@ -149,7 +149,8 @@ def rollout_config(in_flight: int, pools: int) -> RolloutConfig:
 
 
 def raw_loop(tasks: list[TaskSpec], family_configs: dict) -> dict[str, float]:
-    index = TaskIndex(family_configs)
+    """The expert on each task in this process (it plays the task it is given, as in the
+    engine, where the task travels with its episode)."""
     envs = {f: make_env(f, cfg) for f, cfg in family_configs.items()}
     turns, rewards = [], []
     start = time.perf_counter()
@@ -158,7 +159,7 @@ def raw_loop(tasks: list[TaskSpec], family_configs: dict) -> dict[str, float]:
         messages = env.reset(task)
         n = 0
         while True:
-            text = expert_reply(index, messages)
+            text = next_action(env, task, messages)
             n += 1
             messages.append({"role": "assistant", "content": text})
             result = env.step(text)
