@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import typer
 
-from agentray.config import ConfigError, PipelineConfig, dump_config, load_config
+from agentray.config import (
+    ConfigDeprecationWarning,
+    ConfigError,
+    PipelineConfig,
+    dump_config,
+    load_config,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -20,11 +27,29 @@ RunDirOpt = typer.Option(None, "--run-dir", help="override run_dir of the config
 
 
 def _load(config: Path | None, run_dir: str | None) -> PipelineConfig:
-    try:
-        return load_config(config, overrides={"run_dir": run_dir} if run_dir else None)
-    except ConfigError as e:
-        typer.secho(str(e), fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+    return _load_with(config, {"run_dir": run_dir} if run_dir else None)
+
+
+def _load_with(config: Path | None, overrides: dict | None) -> PipelineConfig:
+    """The config, or exit 2 naming every bad field; deprecated keys print a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigDeprecationWarning)
+        try:
+            cfg = load_config(config, overrides=overrides)
+        except ConfigError as e:
+            cfg = None
+            error = str(e)
+    for warning in caught:
+        if issubclass(warning.category, ConfigDeprecationWarning):
+            typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if cfg is None:
+        typer.secho(error, fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    return cfg
 
 
 def _show(result: dict) -> None:
@@ -72,7 +97,7 @@ def instruct(
     ),
 ) -> None:
     """Teacher-written DB / OS tasks (self-instruct, task derivation), each verified in the
-    real env -> task files that collect reads through family_configs.<family>.task_files."""
+    real env -> task files that collect reads through envs.<family>.task_files."""
     from agentray.instruct.generate import InstructError, run_instruct
     from agentray.pipeline import run_dir_of
 
@@ -81,13 +106,9 @@ def instruct(
         "instruct.teacher.base_url": base_url,
         "instruct.teacher.model": model,
     }
+    cfg = _load_with(config, {k: v for k, v in given.items() if v})
     try:
-        cfg = load_config(config, overrides={k: v for k, v in given.items() if v})
-    except ConfigError as e:
-        typer.secho(str(e), fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
-    try:
-        _show(run_instruct(cfg.instruct, run_dir_of(cfg)))
+        _show(run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs))
     except InstructError as e:
         typer.secho(f"instruct: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

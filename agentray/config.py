@@ -1,12 +1,18 @@
 """The pipeline config: one YAML, one typed section per stage.
 
 Every stage command reads the same file type and runs its own section, so one file drives
-the whole loop, and a file with only ``run_dir`` and one section drives one stage. A bad
-field fails before any work starts, naming the field and what is allowed.
+the whole loop, and a file with only ``run_dir`` and one section drives one stage. The env
+families' settings are one typed section, ``envs:``, that every stage playing tasks reads.
+A bad field, down to the leaves, fails before any work starts, naming the field and what
+is allowed.
 """
 
 from __future__ import annotations
 
+import copy
+import types
+import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +20,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentray.collect.config import CollectConfig
+from agentray.envs_config import EnvsConfig
 from agentray.eval.config import EvalConfig
 from agentray.instruct.config import InstructConfig
 from agentray.model.tiny import TINY_MODEL
+from agentray.policies.config import OpenAIConfig
 from agentray.process.config import ProcessConfig
 from agentray.serve.config import ServeConfig
 from agentray.train.config import TrainConfig
@@ -26,11 +34,35 @@ class ConfigError(ValueError):
     """A config that does not validate; the message names every bad field."""
 
 
+class ConfigDeprecationWarning(FutureWarning):
+    """A config key that still works but has moved; the message names the new key."""
+
+
+# Old homes of the families' settings, moved into ``envs:`` (for one release).
+DEPRECATED_FAMILY_KEYS: tuple[tuple[str, ...], ...] = (
+    ("collect", "family_configs"),
+    ("eval", "family_configs"),
+    ("instruct", "family_configs"),
+    ("collect", "policy", "family_configs"),
+    ("eval", "policy", "family_configs"),
+)
+# Keys that no longer mean anything (the expert gets each episode's task): dropped.
+DROPPED_KEYS: tuple[tuple[str, ...], ...] = (
+    ("collect", "policy", "families"),
+    ("eval", "policy", "families"),
+)
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field("runs/quickstart", description="all stage outputs go under this folder")
     model: str = Field(TINY_MODEL, description="HF name or path of the model to tune")
+    envs: EnvsConfig = Field(  # type: ignore[valid-type]
+        default_factory=EnvsConfig,
+        description="each env family's settings (tasks, limits, prompts), read by collect, "
+        "eval, instruct and the expert",
+    )
     # not part of `pipeline`/`quickstart` (they use the procedural tasks, no teacher):
     # `agentray instruct` runs it, and collect reads its output through task_files
     instruct: InstructConfig = Field(default_factory=InstructConfig)
@@ -40,23 +72,91 @@ class PipelineConfig(BaseModel):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _move_deprecated_keys(cls, data: Any) -> Any:
+        """``<stage>.family_configs`` and ``<stage>.policy.family_configs`` move into
+        ``envs:`` (an error where two places set one family differently); the expert's
+        ``policy.families`` is dropped. Each prints a deprecation warning."""
+        if not isinstance(data, dict):
+            return data
+        data = copy.deepcopy(data)
+        envs = data.get("envs")
+        if envs is None:
+            envs = {}
+        if not isinstance(envs, dict):
+            return data  # the envs field reports it
+        set_by = dict.fromkeys(envs, "envs")
+        for path in DEPRECATED_FAMILY_KEYS:
+            found, value = _pop_path(data, path)
+            if not found:
+                continue
+            key = ".".join(path)
+            warnings.warn(
+                f"{key} is deprecated: give the families' settings under envs "
+                f"(envs.<family>.<field>); moved there for this run",
+                ConfigDeprecationWarning,
+                stacklevel=2,
+            )
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}: expected a mapping of family -> settings")
+            for family, settings in value.items():
+                if family in envs and not _same_settings(family, envs[family], settings):
+                    raise ValueError(
+                        f"{key}.{family} disagrees with {set_by[family]}.{family}; give the "
+                        f"family's settings once, under envs.{family}"
+                    )
+                envs[family] = settings
+                set_by[family] = f"{key}"
+        for path in DROPPED_KEYS:
+            found, _ = _pop_path(data, path)
+            if found:
+                warnings.warn(
+                    f"{'.'.join(path)} is deprecated and ignored: the expert plays each "
+                    "episode's own task (family settings: envs.<family>)",
+                    ConfigDeprecationWarning,
+                    stacklevel=2,
+                )
+        if envs or "envs" in data:
+            data["envs"] = envs
+        return data
+
     @model_validator(mode="after")
     def _propagate_shared(self) -> PipelineConfig:
-        """Stages that did not name a model use the pipeline's; eval plays the tasks in the
-        format collection used, and instruct seeds and deduplicates against collection's
-        tasks, unless they set their own family configs; eval's client reads the key serve
-        requires."""
+        """Stages that did not name a model use the pipeline's; eval's client reads the key
+        serve requires."""
         for section in (self.process, self.train):
             if "model" not in section.model_fields_set:
                 section.model = self.model
-        if "family_configs" not in self.eval.model_fields_set:
-            self.eval.family_configs = dict(self.collect.family_configs)
-        if "family_configs" not in self.instruct.model_fields_set:
-            self.instruct.family_configs = dict(self.collect.family_configs)
         # eval talks to this pipeline's own served model: it sends the key serve requires
-        if "api_key_env" not in self.eval.policy.model_fields_set and self.serve.api_key_env:
-            self.eval.policy.api_key_env = self.serve.api_key_env
+        policy = self.eval.policy
+        if (
+            isinstance(policy, OpenAIConfig)
+            and "api_key_env" not in policy.model_fields_set
+            and self.serve.api_key_env
+        ):
+            policy.api_key_env = self.serve.api_key_env
         return self
+
+
+def _pop_path(data: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    node: Any = data
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or path[-1] not in node:
+        return False, None
+    return True, node.pop(path[-1])
+
+
+def _same_settings(family: str, a: Any, b: Any) -> bool:
+    """Whether two settings of ``family`` mean the same (compared as validated, if they are)."""
+    config_cls = getattr(EnvsConfig.model_fields.get(family), "annotation", None)
+    try:
+        return config_cls.model_validate(a or {}) == config_cls.model_validate(b or {})
+    except Exception:
+        return a == b
 
 
 def load_config(
@@ -87,10 +187,13 @@ def validate_config(data: dict[str, Any], source: str = "config") -> PipelineCon
 def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for err in error.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        path, model = _resolve(err["loc"][:-1]) if err["loc"] else ([], PipelineConfig)
+        shown = [*path, str(err["loc"][-1])] if err["loc"] else []
+        field = ".".join(shown) or "<root>"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = f"unknown field; allowed here: {', '.join(_allowed_fields(err['loc']))}"
+            allowed = sorted(getattr(model, "model_fields", {}))
+            message = f"unknown field; allowed here: {', '.join(allowed)}"
         got = err.get("input")
         got_text = "" if err["type"] == "extra_forbidden" else f" (got {got!r})"
         lines.append(f"  {field}: {message}{got_text}")
@@ -98,13 +201,70 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 
 
 def _allowed_fields(loc: tuple) -> list[str]:
-    model: Any = PipelineConfig
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None or not isinstance(field.annotation, type):
-            return []
-        model = field.annotation
+    """The field names allowed next to the last part of ``loc`` (an error's location)."""
+    _, model = _resolve(loc[:-1])
     return sorted(getattr(model, "model_fields", {}))
+
+
+def _resolve(loc: tuple) -> tuple[list[str], Any]:
+    """Walk ``loc`` from PipelineConfig: the path as the config spells it (a union's tag,
+    which pydantic puts in the location, left out) and the model it ends at (None where it
+    leaves the models)."""
+    shown: list[str] = []
+    node: Any = PipelineConfig
+    for part in loc:
+        members = _members(node)
+        if members is not None:  # a union: ``part`` names the member (tag or class name)
+            chosen = _member_for(members, part)
+            if chosen is not None:
+                node = chosen
+                continue
+            node = None
+        shown.append(str(part))
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = _unwrap(node.model_fields[part].annotation)
+        elif typing.get_origin(node) is dict:
+            node = _unwrap(typing.get_args(node)[1])
+        elif typing.get_origin(node) is list and isinstance(part, int):
+            node = _unwrap(typing.get_args(node)[0])
+        else:
+            node = None
+    members = _members(node)
+    if members is not None and len(members) == 1:
+        node = members[0]
+    return shown, node
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Drop ``Annotated`` and ``None`` from an annotation."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if _is_union(annotation):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+        return typing.Union[tuple(_unwrap(a) for a in args)]  # noqa: UP007
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _members(node: Any) -> list[type[BaseModel]] | None:
+    """The models of a union of models, else None."""
+    if not _is_union(node):
+        return None
+    args = [a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return args or None
+
+
+def _member_for(members: list[type[BaseModel]], part: Any) -> type[BaseModel] | None:
+    for member in members:
+        backend = member.model_fields.get("backend")
+        if (backend is not None and backend.default == part) or member.__name__ == part:
+            return member
+    return None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -126,12 +286,43 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _reference_section(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
-    nested: list[tuple[str, type[BaseModel]]] = []
+def _reference_section(
+    model: type[BaseModel],
+    prefix: str,
+    lines: list[str],
+    title: str | None = None,
+    seen: set[tuple[str, type]] | None = None,
+) -> None:
+    """``model``'s fields as one table, then its nested models' tables (a union of configs,
+    e.g. a policy: one table per member; a nested model that two members share, e.g. their
+    ``params``, once)."""
+    seen = set() if seen is None else seen
+    nested: list[tuple[str, type[BaseModel], str | None]] = []
     rows = []
     for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            nested.append((f"{prefix}{name}", field.annotation))
+        annotation = _unwrap(field.annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            nested.append((f"{prefix}{name}", annotation, None))
+            continue
+        members = _members(annotation)
+        if members is not None and len(members) > 1:
+            # a union of configs (a policy): one row, then one section per member
+            default = field.get_default(call_default_factory=True)
+            tags = [_tag(m) for m in members]
+            type_text = "backend: " + " / ".join(t.removeprefix("backend: ") for t in tags)
+            if typing.get_origin(field.annotation) is not typing.Annotated and any(
+                a is type(None) for a in typing.get_args(field.annotation)
+            ):
+                type_text += " / None"
+            default_text = default if default is None else _tag(type(default))
+            if isinstance(default_text, str):
+                default_text = default_text.removeprefix("backend: ")
+            rows.append(
+                f"| `{prefix}{name}` | `{type_text}` | `{default_text!r}` | "
+                f"{(field.description or '').replace('|', '/')} |"
+            )
+            for member, tag in zip(members, tags, strict=True):
+                nested.append((f"{prefix}{name}", member, f"{prefix}{name} ({tag})"))
             continue
         default = field.get_default(call_default_factory=True)
         rows.append(
@@ -139,7 +330,7 @@ def _reference_section(model: type[BaseModel], prefix: str, lines: list[str]) ->
             f"{(field.description or '').replace('|', '/')} |"
         )
     if rows:
-        title = prefix.rstrip(".") or "top level"
+        title = title or prefix.rstrip(".") or "top level"
         lines += [
             f"**{title}**",
             "",
@@ -148,8 +339,16 @@ def _reference_section(model: type[BaseModel], prefix: str, lines: list[str]) ->
             *rows,
             "",
         ]
-    for name, sub in nested:
-        _reference_section(sub, f"{name}.", lines)
+    for name, sub, sub_title in nested:
+        if (name, sub) in seen:
+            continue
+        seen.add((name, sub))
+        _reference_section(sub, f"{name}.", lines, sub_title, seen)
+
+
+def _tag(member: type[BaseModel]) -> str:
+    backend = member.model_fields.get("backend")
+    return f"backend: {backend.default}" if backend is not None else member.__name__
 
 
 def _type_name(annotation: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from agentray.config import PipelineConfig, validate_config
+from agentray.policies.config import AnyPolicyConfig, OpenAIConfig
 
 console = Console()
 
@@ -25,13 +26,13 @@ def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:
     """Teacher-written tasks (not part of the offline loop: it needs a teacher endpoint)."""
     from agentray.instruct.generate import run_instruct
 
-    return run_instruct(cfg.instruct, run_dir_of(cfg))
+    return run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs)
 
 
 def stage_collect(cfg: PipelineConfig) -> dict[str, Any]:
     from agentray.collect.run import run_collect
 
-    return run_collect(cfg.collect, run_dir_of(cfg))
+    return run_collect(cfg.collect, run_dir_of(cfg), envs=cfg.envs)
 
 
 def stage_process(cfg: PipelineConfig) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def stage_serve(cfg: PipelineConfig, block: bool = True) -> dict[str, Any]:
 def stage_eval(cfg: PipelineConfig) -> dict[str, Any]:
     from agentray.eval.run import run_eval
 
-    return run_eval(cfg.eval, run_dir_of(cfg))
+    return run_eval(cfg.eval, run_dir_of(cfg), envs=cfg.envs)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -86,13 +87,25 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     timings["serve"] = time.perf_counter() - start
     console.print(f"serving {serve_cfg.model} at {base_url}")
     try:
-        cfg.eval.policy.base_url = base_url
-        cfg.eval.policy.model = serve_cfg.served_model_name
+        cfg.eval.policy = served_policy(
+            cfg.eval.policy, base_url, serve_cfg.served_model_name, cfg.serve.api_key_env
+        )
         results["eval"] = _timed("eval", stage_eval, cfg, timings)
     finally:
         stop_server(serve_cfg.app_name)
     results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     return results
+
+
+def served_policy(
+    policy: AnyPolicyConfig, base_url: str, model: str, api_key_env: str | None = None
+) -> OpenAIConfig:
+    """``policy`` pointed at the served model: an openai config (of another backend's,
+    only its ``params`` are kept, and the key is the one serve requires)."""
+    if isinstance(policy, OpenAIConfig):
+        return policy.model_copy(update={"base_url": base_url, "model": model})
+    key = {"api_key_env": api_key_env} if api_key_env else {}
+    return OpenAIConfig(model=model, base_url=base_url, params=policy.params, **key)
 
 
 def _timed(name: str, fn, cfg: PipelineConfig, timings: dict[str, float]) -> Any:
@@ -108,11 +121,9 @@ def quickstart_config(run_dir: str, families: list[str] | None = None) -> Pipeli
     """Small, offline defaults that run the whole loop in minutes on a laptop CPU."""
     data: dict[str, Any] = {
         "run_dir": run_dir,
-        "collect": {
-            "max_tasks_per_family": 8,
-            # one demonstration instead of three keeps Mind2Web inside the tiny model's window
-            "family_configs": {"mind2web": {"n_shots": 1}},
-        },
+        # one demonstration instead of three keeps Mind2Web inside the tiny model's window
+        "envs": {"mind2web": {"n_shots": 1}},
+        "collect": {"max_tasks_per_family": 8},
         "process": {
             "max_general_records": 400,
             "max_seq_len": 2048,

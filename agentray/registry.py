@@ -24,11 +24,30 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def target(self, name: str) -> str:
-        """The ``module:Class`` behind ``name``."""
-        if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}")
-        return self._entries[name]
+        """The ``module:Class`` behind ``name`` (a ``module:Class`` name is its own)."""
+        if name in self._entries:
+            return self._entries[name]
+        if is_import_path(name):
+            return name
+        raise KeyError(
+            f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)} "
+            "(or a 'package.module:Class' name)"
+        )
 
     def get(self, name: str) -> type[T]:
+        """The class registered as ``name``, or the one ``name`` = ``"pkg.mod:Class"`` names."""
         module, cls = self.target(name).split(":")
-        return getattr(importlib.import_module(module), cls)
+        try:
+            return getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError) as e:
+            if name in self._entries:
+                raise
+            raise KeyError(f"{self.kind} {name!r} cannot be imported: {e}") from None
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` has the form ``package.module:Class``."""
+    module, _, cls = name.partition(":")
+    return bool(module and cls.isidentifier()) and all(
+        part.isidentifier() for part in module.split(".")
+    )

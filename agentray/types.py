@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic validates these only (Python < 3.12)
 
 
@@ -54,6 +54,8 @@ class StepResult(BaseModel):
 
 
 class GenerationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt knob must not silently do nothing
+
     max_new_tokens: int = Field(512, description="tokens generated per turn at most")
     temperature: float = Field(0.0, description="0 = greedy")
     top_p: float = Field(1.0, description="nucleus sampling mass")

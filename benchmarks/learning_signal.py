@@ -55,7 +55,8 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return validate_config(
         {
             "run_dir": str(args.run_dir),
-            "collect": {"families": families, "family_configs": family_configs},
+            "envs": family_configs,  # collect and eval play the same tasks: test stays apart
+            "collect": {"families": families},
             "process": {
                 "eta": 1.0,
                 "max_seq_len": 2048,
@@ -74,7 +75,6 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             "serve": {"port": free_port(), "max_batch_size": 32},
             "eval": {
                 "families": families,
-                "family_configs": family_configs,  # the same tasks: test stays apart
                 "general": {"suites": []},
                 "sample_trajectories": 2,
                 "policy": {
@@ -114,7 +114,7 @@ def evaluate(cfg: PipelineConfig, model: str, label: str) -> dict[str, Any]:
     eval_cfg.policy.model = serve_cfg.served_model_name
     try:
         start = time.perf_counter()
-        scores = run_eval(eval_cfg, Path(cfg.run_dir) / label, progress=True)
+        scores = run_eval(eval_cfg, Path(cfg.run_dir) / label, progress=True, envs=cfg.envs)
         print(f"[eval {label}] {time.perf_counter() - start:.0f}s")
     finally:
         stop_server(serve_cfg.app_name)

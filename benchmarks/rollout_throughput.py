@@ -36,10 +36,10 @@ import openai
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine
 from agentray.collect.sink import ParquetSink, read_trajectories
-from agentray.envs.registry import TaskIndex, make_env
+from agentray.envs.registry import make_env
 from agentray.model.chat import chat_messages
-from agentray.policies.expert import expert_reply
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.expert import next_action
+from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.ray_utils import ensure_ray
 from agentray.testing.expert_endpoint import EndpointConfig, EndpointProcess
 from agentray.types import TaskSpec
@@ -149,7 +149,8 @@ def rollout_config(in_flight: int, pools: int) -> RolloutConfig:
 
 
 def raw_loop(tasks: list[TaskSpec], family_configs: dict) -> dict[str, float]:
-    index = TaskIndex(family_configs)
+    """The expert on each task in this process (it plays the task it is given, as in the
+    engine, where the task travels with its episode)."""
     envs = {f: make_env(f, cfg) for f, cfg in family_configs.items()}
     turns, rewards = [], []
     start = time.perf_counter()
@@ -158,7 +159,7 @@ def raw_loop(tasks: list[TaskSpec], family_configs: dict) -> dict[str, float]:
         messages = env.reset(task)
         n = 0
         while True:
-            text = expert_reply(index, messages)
+            text = next_action(env, task, messages)
             n += 1
             messages.append({"role": "assistant", "content": text})
             result = env.step(text)
@@ -211,8 +212,7 @@ def main() -> None:
         )
 
         ensure_ray()
-        policy = PolicyConfig(
-            backend="openai",
+        policy = OpenAIConfig(
             model="expert",
             base_url=ep.base_url,
             max_concurrency=args.in_flight,
@@ -231,7 +231,7 @@ def main() -> None:
 
         expert_engine = RolloutEngine(
             rollout_config(args.in_flight, args.env_pools),
-            PolicyConfig(backend="expert", families=families),
+            ExpertConfig(),
             family_configs,
         )
         try:

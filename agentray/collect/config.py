@@ -1,21 +1,20 @@
-"""Collect-stage config: which tasks, which policy, how much in flight."""
+"""Collect-stage config: which tasks, which policy, how much in flight.
+
+The families' own settings live in the pipeline config's ``envs:`` section."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentray.envs.registry import family_names
-from agentray.policies.registry import PolicyConfig
+from agentray.envs_config import check_families
+from agentray.policies.config import ExpertConfig, PolicyConfig
 
 
 def _check_families(value: list[str]) -> list[str]:
-    known = family_names(held_out=True)
-    unknown = [f for f in value if f not in known]
-    if unknown:
-        raise ValueError(f"unknown env families {unknown}; allowed: {known}")
-    return value
+    return check_families(value, held_out=True)
 
 
 class RolloutConfig(BaseModel):
@@ -80,17 +79,11 @@ class CollectConfig(BaseModel):
     max_tasks_per_family: int | None = Field(
         None, gt=0, description="first N tasks of each family (default: all)"
     )
-    family_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-family settings, e.g. {db: {n_train: 100}}"
+    policy: PolicyConfig = Field(
+        default_factory=ExpertConfig,
+        description="the teacher: backend expert (default), openai, hf or vllm",
     )
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     output: str | None = Field(None, description="default: <run_dir>/collect/trajectories")
 
     _families = field_validator("families")(_check_families)
-
-    @field_validator("family_configs")
-    @classmethod
-    def _known_family_configs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        _check_families(list(value))
-        return value

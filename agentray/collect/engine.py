@@ -34,7 +34,8 @@ from agentray.collect.metrics import RolloutMetrics
 from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
 from agentray.envs.registry import make_env
-from agentray.policies.registry import PolicyConfig
+from agentray.envs_config import EnvsConfig, as_envs, family_config, family_config_dicts
+from agentray.policies.config import AnyPolicyConfig, parse_policy_config
 from agentray.records import EpisodeResult, Trajectory, env_version_of
 from agentray.types import Status, TaskSpec
 
@@ -46,21 +47,24 @@ _POOL_GRACE_S = 30.0
 def load_tasks(
     families: list[str],
     split: str,
-    family_configs: dict[str, dict[str, Any]] | None = None,
+    envs: EnvsConfig | dict[str, Any] | None = None,
     max_per_family: int | None = None,
 ) -> list[TaskSpec]:
-    return list(iter_tasks(families, split, family_configs, max_per_family))
+    return list(iter_tasks(families, split, envs, max_per_family))
 
 
 def iter_tasks(
     families: list[str],
     split: str,
-    family_configs: dict[str, dict[str, Any]] | None = None,
+    envs: EnvsConfig | dict[str, Any] | None = None,
     max_per_family: int | None = None,
 ) -> Iterator[TaskSpec]:
-    """The tasks of each family in turn, built one family at a time."""
+    """The tasks of each family in turn, built one family at a time with its settings in
+    ``envs`` (an EnvsConfig or a partial dict of per-family settings). Tasks are built
+    here, once, and travel with their episodes: no other process rebuilds them."""
+    envs = as_envs(envs)
     for family in families:
-        env = make_env(family, (family_configs or {}).get(family))
+        env = make_env(family, family_config(envs, family))
         yield from env.tasks(split)[:max_per_family]
 
 
@@ -142,14 +146,13 @@ class RolloutEngine:
     def __init__(
         self,
         rollout: RolloutConfig,
-        policy: PolicyConfig,
-        family_configs: dict[str, dict[str, Any]] | None = None,
+        policy: AnyPolicyConfig | dict[str, Any],
+        envs: EnvsConfig | dict[str, Any] | None = None,
     ) -> None:
         self.cfg = rollout
-        self.family_configs = family_configs or {}
-        if policy.backend == "expert" and policy.family_configs is None and self.family_configs:
-            # the expert must know the very tasks these envs generate
-            policy = policy.model_copy(update={"family_configs": self.family_configs})
+        self.envs = as_envs(envs)
+        self.family_configs = family_config_dicts(self.envs)
+        policy = parse_policy_config(policy)
         self.policy_cfg = policy
         self.metrics = RolloutMetrics(rollout.metrics)
         self.pools = ActorSet(
@@ -183,6 +186,7 @@ class RolloutEngine:
         self._params = policy.params.model_dump(mode="json")
         self._policy_desc: dict[str, Any] = {}
         self._batch_turns = True
+        self._send_tasks = False
         self._running: set[str] = set()
         self._retries: Counter[str] = Counter()
         self._episode_ids = itertools.count()  # unique per engine, so per pool
@@ -208,8 +212,11 @@ class RolloutEngine:
             sum(1 for t in tasks if t.id not in sink.written) if isinstance(tasks, Sized) else None
         )
         first_policy = self.policies.live_actors()[0]
-        desc, self._batch_turns, nodes_at_start = await asyncio.gather(
-            first_policy.describe.remote(), first_policy.turn_batching.remote(), self._pool_nodes()
+        desc, self._batch_turns, self._send_tasks, nodes_at_start = await asyncio.gather(
+            first_policy.describe.remote(),
+            first_policy.turn_batching.remote(),
+            first_policy.needs_tasks.remote(),
+            self._pool_nodes(),
         )
         self._policy_desc = {**desc, "params": self._params}
         self._retries.clear()
@@ -308,6 +315,7 @@ class RolloutEngine:
             self._params,
             timeout,
             self._batch_turns,
+            self._send_tasks,
         )
         try:
             # the pool enforces the timeout itself; this one catches a pool that hangs

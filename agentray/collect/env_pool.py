@@ -33,6 +33,7 @@ from ray.exceptions import RayActorError
 from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env
 from agentray.envs.registry import make_env
+from agentray.policies.base import EpisodeTask
 from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
@@ -79,19 +80,24 @@ class _Link:
         self.policy = policy
         self.params = params
         self._on_lost = on_lost
-        self._outgoing: list[tuple[int, list[Message]]] = []
+        # (turn id, conversation, its episode's task or None)
+        self._outgoing: list[tuple[int, list[Message], dict[str, Any] | None]] = []
         self._futures: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task] = set()
 
-    async def generate(self, messages: list[Message]) -> Completion:
+    async def generate(
+        self, messages: list[Message], task: dict[str, Any] | None = None
+    ) -> Completion:
+        """The completion of one turn; ``task`` (an ``EpisodeTask`` as a dict) goes along
+        for a policy that acts on its episode's task."""
         loop = asyncio.get_running_loop()
         turn_id, future = next(self._ids), loop.create_future()
         self._futures[turn_id] = future
         future.add_done_callback(lambda _: self._futures.pop(turn_id, None))
         if not self._outgoing:
             loop.call_soon(self._flush)
-        self._outgoing.append((turn_id, messages))
+        self._outgoing.append((turn_id, messages, task))
         return await future
 
     def _flush(self) -> None:
@@ -103,7 +109,7 @@ class _Link:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+    async def _send(self, batch: list[tuple[int, list[Message], dict[str, Any] | None]]) -> None:
         raise NotImplementedError
 
     def _deliver(self, turn_id: int, completion: Completion) -> None:
@@ -123,14 +129,16 @@ class _Link:
 class _BatchLink(_Link):
     """For a policy that answers a batch at once: one ``generate_batch`` call per batch."""
 
-    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+    async def _send(self, batch: list[tuple[int, list[Message], dict[str, Any] | None]]) -> None:
         try:
-            ref = self.policy.generate_batch.remote([m for _, m in batch], self.params)
+            ref = self.policy.generate_batch.remote(
+                [m for _, m, _ in batch], self.params, _tasks_of(batch)
+            )
             completions = await ref
         except Exception as e:  # the PolicyActor died (RayActorError) or failed
-            self._fail([turn_id for turn_id, _ in batch], e)
+            self._fail([turn_id for turn_id, _, _ in batch], e)
             return
-        for (turn_id, _), completion in zip(batch, completions, strict=True):
+        for (turn_id, _, _), completion in zip(batch, completions, strict=True):
             self._deliver(turn_id, completion)
 
 
@@ -144,14 +152,15 @@ class _MailboxLink(_Link):
         self.inbox = inbox
         self._collecting = False
 
-    async def _send(self, batch: list[tuple[int, list[Message]]]) -> None:
+    async def _send(self, batch: list[tuple[int, list[Message], dict[str, Any] | None]]) -> None:
         if not self._collecting:
             self._collecting = True
             self._spawn(self._collect())
         try:
-            await self.policy.submit.remote(self.inbox, batch, self.params)
+            turns = [(turn_id, messages) for turn_id, messages, _ in batch]
+            await self.policy.submit.remote(self.inbox, turns, self.params, _tasks_of(batch))
         except Exception as e:
-            self._fail([turn_id for turn_id, _ in batch], e)
+            self._fail([turn_id for turn_id, _, _ in batch], e)
 
     async def _collect(self) -> None:
         try:
@@ -192,8 +201,11 @@ class EnvPool:
         params: dict[str, Any],
         timeout_s: float,
         batch_turns: bool = True,
+        send_task: bool = False,
     ) -> EpisodeResult:
-        """Reset, then policy turn / env step until done, within ``timeout_s``.
+        """Reset, then policy turn / env step until done, within ``timeout_s``. With
+        ``send_task`` each turn goes to the policy with the episode's task and its family's
+        settings (an ``EpisodeTask``), for a policy that acts on the task (the expert).
 
         Returns the conversation and outcome, with ``lost`` = "policy" when the PolicyActor
         died (the caller restarts the episode elsewhere).
@@ -201,7 +213,7 @@ class EnvPool:
         spec = TaskSpec(**task)
         ep = EpisodeResult()
         try:
-            loop = self._loop(ep, episode_id, spec, policy, params, batch_turns)
+            loop = self._loop(ep, episode_id, spec, policy, params, batch_turns, send_task)
             await asyncio.wait_for(loop, timeout_s)
         except asyncio.TimeoutError:
             ep.finish(0.0, Status.TASK_ERROR, f"episode timed out after {timeout_s}s")
@@ -222,14 +234,16 @@ class EnvPool:
         policy: Any,
         params: dict[str, Any],
         batch_turns: bool,
+        send_task: bool = False,
     ) -> None:
         t0 = time.perf_counter()
         messages = ep.messages = await self.reset(episode_id, task)
         self._timed(ep, "env_reset", t0)
         link = self._link(policy, params, batch_turns)
+        episode_task = self.episode_task(task) if send_task else None
         while True:
             t0 = time.perf_counter()
-            completion = await link.generate(messages)
+            completion = await link.generate(messages, episode_task)
             self._timed(ep, "policy", t0)
             ep.prompt_tokens += completion.prompt_tokens or len(completion.prompt_token_ids or [])
             ep.completion_tokens += completion.completion_tokens or len(completion.token_ids or [])
@@ -245,6 +259,11 @@ class EnvPool:
             if result.done:
                 return ep.finish(result.reward, result.status)
             messages.append({"role": "user", "content": result.observation or ""})
+
+    def episode_task(self, task: TaskSpec) -> dict[str, Any]:
+        """``task`` with the family settings this pool's envs use (an ``EpisodeTask``)."""
+        config = self.family_configs.get(task.family) or {}
+        return EpisodeTask(task=task, family_config=config).model_dump(mode="json")
 
     def _link(self, policy: Any, params: dict[str, Any], batch_turns: bool) -> _Link:
         key = (policy, repr(sorted(params.items())))  # handles compare by actor id
@@ -324,6 +343,14 @@ class EnvPool:
             "peak_active": self._peak,
             "inline_families": self.inline_families(),
         }
+
+
+def _tasks_of(
+    batch: list[tuple[int, list[Message], dict[str, Any] | None]],
+) -> list[dict[str, Any] | None] | None:
+    """The turns' tasks, or None where no turn carries one."""
+    tasks = [task for _, _, task in batch]
+    return tasks if any(t is not None for t in tasks) else None
 
 
 def _timed_call(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:

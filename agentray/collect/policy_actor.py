@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from agentray.policies.base import EpisodeTask
 from agentray.types import Completion, GenerationParams, Message
 
 BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
@@ -43,14 +44,17 @@ class _Outbox:
 
 class PolicyActor:
     def __init__(self, policy_config: dict[str, Any], max_batch_size: int, batch_wait_s: float):
-        from agentray.policies.registry import PolicyConfig, make_policy
+        from agentray.policies.registry import make_policy, parse_policy_config
 
-        self.config = PolicyConfig(**policy_config)
+        self.config = parse_policy_config(policy_config)
         self.policy = make_policy(self.config)
         self.batched = answers_in_batches(self.policy)
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
-        self._pending: list[tuple[list[Message], GenerationParams, str, asyncio.Future]] = []
+        # (conversation, params, params key, future, its episode's task or None)
+        self._pending: list[
+            tuple[list[Message], GenerationParams, str, asyncio.Future, EpisodeTask | None]
+        ] = []
         self._has_work: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()  # keeps batch tasks referenced until done
@@ -64,6 +68,10 @@ class PolicyActor:
     def turn_batching(self) -> bool:
         """Whether callers should send turns in batches (see ``answers_in_batches``)."""
         return self.batched
+
+    def needs_tasks(self) -> bool:
+        """Whether callers should send each turn's task along (``Policy.needs_tasks``)."""
+        return bool(getattr(self.policy, "needs_tasks", False))
 
     async def stats(self) -> dict[str, Any]:
         """The policy's own accounting (requests, retries, tokens, cost), if it keeps any."""
@@ -91,32 +99,52 @@ class PolicyActor:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    async def generate(self, messages: list[Message], params: dict[str, Any]) -> Completion:
-        return (await self.generate_batch([messages], params))[0]
+    async def generate(
+        self,
+        messages: list[Message],
+        params: dict[str, Any],
+        task: dict[str, Any] | None = None,
+    ) -> Completion:
+        return (await self.generate_batch([messages], params, [task]))[0]
 
     async def generate_batch(
-        self, batch: list[list[Message]], params: dict[str, Any]
+        self,
+        batch: list[list[Message]],
+        params: dict[str, Any],
+        tasks: list[dict[str, Any] | None] | None = None,
     ) -> list[Completion]:
-        """One completion per conversation."""
+        """One completion per conversation; ``tasks[i]`` is conversation i's episode task
+        (an ``EpisodeTask`` as a dict), for a policy that acts on it."""
         self._calls["generate_batch"] += 1
         gen_params = GenerationParams(**params)
+        episodes = _episode_tasks(tasks, len(batch))
         if self.batched:
-            completions = await self._join_batch(batch, gen_params)
+            completions = await self._join_batch(batch, gen_params, episodes)
         else:
-            singles = await asyncio.gather(*(self._generate([m], gen_params) for m in batch))
+            singles = await asyncio.gather(
+                *(
+                    self._generate([m], gen_params, [t])
+                    for m, t in zip(batch, episodes, strict=True)
+                )
+            )
             completions = [single[0] for single in singles]
         return completions
 
     async def submit(
-        self, inbox: str, turns: list[tuple[int, list[Message]]], params: dict[str, Any]
+        self,
+        inbox: str,
+        turns: list[tuple[int, list[Message]]],
+        params: dict[str, Any],
+        tasks: list[dict[str, Any] | None] | None = None,
     ) -> None:
-        """Start ``turns`` (id, conversation); their completions go to ``inbox``'s
-        mailbox, read with ``collect``."""
+        """Start ``turns`` (id, conversation; ``tasks`` as in ``generate_batch``); their
+        completions go to ``inbox``'s mailbox, read with ``collect``."""
         self._calls["submit"] += 1
         outbox = self._outboxes.setdefault(inbox, _Outbox())
         gen_params = GenerationParams(**params)
-        for turn_id, messages in turns:
-            self._spawn(self._answer(outbox, turn_id, messages, gen_params))
+        episodes = _episode_tasks(tasks, len(turns))
+        for (turn_id, messages), episode in zip(turns, episodes, strict=True):
+            self._spawn(self._answer(outbox, turn_id, messages, gen_params, episode))
 
     async def collect(self, inbox: str) -> list[tuple[int, Completion]]:
         """The completions ready for ``inbox`` (waits for at least one)."""
@@ -128,12 +156,17 @@ class PolicyActor:
         return items
 
     async def _answer(
-        self, outbox: _Outbox, turn_id: int, messages: list[Message], params: GenerationParams
+        self,
+        outbox: _Outbox,
+        turn_id: int,
+        messages: list[Message],
+        params: GenerationParams,
+        episode: EpisodeTask | None = None,
     ) -> None:
         if self.batched:
-            completion = (await self._join_batch([messages], params))[0]
+            completion = (await self._join_batch([messages], params, [episode]))[0]
         else:
-            completion = (await self._generate([messages], params))[0]
+            completion = (await self._generate([messages], params, [episode]))[0]
         outbox.put(turn_id, completion)
 
     def _spawn(self, coroutine: Any) -> None:
@@ -142,7 +175,10 @@ class PolicyActor:
         task.add_done_callback(self._running.discard)
 
     async def _join_batch(
-        self, batch: list[list[Message]], params: GenerationParams
+        self,
+        batch: list[list[Message]],
+        params: GenerationParams,
+        episodes: list[EpisodeTask | None],
     ) -> list[Completion]:
         if self._has_work is None:
             self._has_work = asyncio.Event()
@@ -151,7 +187,8 @@ class PolicyActor:
         key = params.model_dump_json()
         futures = [loop.create_future() for _ in batch]
         self._pending.extend(
-            (messages, params, key, future) for messages, future in zip(batch, futures, strict=True)
+            (messages, params, key, future, episode)
+            for messages, future, episode in zip(batch, futures, episodes, strict=True)
         )
         self._has_work.set()
         return list(await asyncio.gather(*futures))
@@ -170,24 +207,41 @@ class PolicyActor:
                 self._spawn(self._run(group))
 
     async def _run(self, group: list[tuple]) -> None:
-        completions = await self._generate([item[0] for item in group], group[0][1])
+        completions = await self._generate(
+            [item[0] for item in group], group[0][1], [item[4] for item in group]
+        )
         for item, completion in zip(group, completions, strict=True):
             if not item[3].done():
                 item[3].set_result(completion)
 
     async def _generate(
-        self, batch: list[list[Message]], params: GenerationParams
+        self,
+        batch: list[list[Message]],
+        params: GenerationParams,
+        episodes: list[EpisodeTask | None] | None = None,
     ) -> list[Completion]:
-        """``Policy.generate``; a backend failure fails these turns, not the actor."""
+        """``Policy.generate``; a backend failure fails these turns, not the actor. The
+        turns' tasks go along only where some turn has one."""
         self._turns += len(batch)
         self._batches += 1
         try:
-            completions = await self.policy.generate(batch, params)
+            if episodes is not None and any(e is not None for e in episodes):
+                completions = await self.policy.generate(batch, params, tasks=episodes)
+            else:
+                completions = await self.policy.generate(batch, params)
             if len(completions) != len(batch):
                 raise RuntimeError(f"{len(completions)} completions for {len(batch)} turns")
         except Exception as e:
             return [Completion(text="", finish_reason="error", error=repr(e))] * len(batch)
         return completions
+
+
+def _episode_tasks(tasks: list[dict[str, Any] | None] | None, n: int) -> list[EpisodeTask | None]:
+    if tasks is None:
+        return [None] * n
+    if len(tasks) != n:
+        raise ValueError(f"{len(tasks)} tasks for {n} turns")
+    return [None if t is None else EpisodeTask.model_validate(t) for t in tasks]
 
 
 def _group_by_params(batch: list[tuple]) -> list[list[tuple]]:

@@ -10,6 +10,7 @@ from typing import Any
 from agentray.collect.config import CollectConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
+from agentray.envs_config import EnvsConfig, as_envs, played_envs
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
 
@@ -18,19 +19,26 @@ def trajectories_dir(cfg: CollectConfig, run_dir: Path) -> Path:
     return Path(cfg.output) if cfg.output else Path(run_dir) / "collect" / "trajectories"
 
 
-def run_collect(cfg: CollectConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Collect every task of ``cfg`` not yet in the output folder; returns the run summary
+def run_collect(
+    cfg: CollectConfig,
+    run_dir: Path,
+    progress: bool = True,
+    envs: EnvsConfig | dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Collect every task of ``cfg`` not yet in the output folder, with the families'
+    settings ``envs`` (the pipeline config's ``envs:``; defaults where None); returns the run summary
     (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
     stats, retries, actor replacements and the node of each EnvPool), also written to
     ``<run_dir>/collect/manifest.json`` under ``counts``."""
     started = time.time()
     ensure_ray()
     out = trajectories_dir(cfg, run_dir)
-    tasks = load_tasks(cfg.families, cfg.split, cfg.family_configs, cfg.max_tasks_per_family)
+    envs = as_envs(envs)
+    tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
     sink = ParquetSink(
         out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
     )
-    engine = RolloutEngine(cfg.rollout, cfg.policy, cfg.family_configs)
+    engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         summary = asyncio.run(engine.run(tasks, sink, progress=progress))
     finally:
@@ -41,7 +49,7 @@ def run_collect(cfg: CollectConfig, run_dir: Path, progress: bool = True) -> dic
         Path(run_dir) / "collect",
         "collect",
         cfg,
-        inputs={"tasks": len(tasks)},
+        inputs={"tasks": len(tasks), "envs": played_envs(envs, cfg.families)},
         counts=summary,
         outputs={"trajectories": str(out)},
         started_at=started,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 
 from agentray.envs.base import Env, FamilyConfig
 from agentray.registry import Registry
@@ -82,8 +81,3 @@ class TaskIndex:
 
 def _key(text: str) -> str:
     return hashlib.sha1(text.strip().encode()).hexdigest()
-
-
-@lru_cache(maxsize=8)
-def default_index(families: tuple[str, ...]) -> TaskIndex:
-    return TaskIndex({name: None for name in families})

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentray.collect.config import RolloutConfig, _check_families
 from agentray.envs.registry import family_names
 from agentray.eval.general.config import GeneralConfig
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.config import OpenAIConfig, policy_config_type
+
+# a policy section without ``backend`` is the served model's endpoint (openai)
+ServedPolicyConfig = policy_config_type("openai")
 
 
-def _served_policy() -> PolicyConfig:
-    return PolicyConfig(backend="openai", model="agentray", base_url="http://127.0.0.1:8000/v1")
+def _served_policy() -> OpenAIConfig:
+    return OpenAIConfig(model="agentray", base_url="http://127.0.0.1:8000/v1")
 
 
 class EvalConfig(BaseModel):
@@ -27,8 +30,7 @@ class EvalConfig(BaseModel):
     )
     split: Literal["train", "test"] = "test"
     max_tasks_per_family: int | None = Field(None, gt=0)
-    family_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    policy: PolicyConfig = Field(
+    policy: ServedPolicyConfig = Field(
         default_factory=_served_policy,
         description="the model under evaluation: any OpenAI-compatible endpoint",
     )

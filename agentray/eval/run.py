@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentray.envs_config import EnvsConfig, as_envs, played_envs
 from agentray.eval.config import EvalConfig
 from agentray.eval.general.runner import run_general
 from agentray.eval.overall import load_reference
@@ -19,9 +20,15 @@ from agentray.records import Trajectory
 
 
 def run_eval(
-    cfg: EvalConfig, run_dir: Path, progress: bool = True, fresh: bool = True
+    cfg: EvalConfig,
+    run_dir: Path,
+    progress: bool = True,
+    fresh: bool = True,
+    envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``cfg.policy``; returns the scores dict (also in ``<run_dir>/eval/scores.json``).
+    """Evaluate ``cfg.policy`` on tasks made with the families' settings ``envs`` (the
+    pipeline config's ``envs:``); returns the scores dict (also in
+    ``<run_dir>/eval/scores.json``).
 
     ``fresh`` discards earlier eval results of this run dir (a new model is being scored);
     pass False to resume an interrupted evaluation of the same model.
@@ -29,7 +36,9 @@ def run_eval(
     started = time.time()
     reference = load_reference(cfg.reference_file)  # a bad file fails before any work
     out_dir = Path(run_dir) / "eval"
-    env_rows, n_tasks = _run_env_families(cfg, out_dir / "trajectories", progress, fresh)
+    env_rows, n_tasks = _run_env_families(
+        cfg, as_envs(envs), out_dir / "trajectories", progress, fresh
+    )
     general = run_general(cfg.general, cfg.policy, out_dir / "general", fresh, progress)
     task_scores = {
         "held_in": env_task_scores(env_rows, cfg.families),
@@ -37,8 +46,8 @@ def run_eval(
         "general": general["tasks"],
     }
     meta = {
-        "model": cfg.policy.model,
-        "base_url": cfg.policy.base_url,
+        "model": getattr(cfg.policy, "model", cfg.policy.backend),
+        "base_url": getattr(cfg.policy, "base_url", None),
         "split": cfg.split,
         "general_timings_s": general["timings_s"],
     }
@@ -52,6 +61,7 @@ def run_eval(
         cfg,
         inputs={
             "env_tasks": n_tasks,
+            "envs": played_envs(envs, [*cfg.families, *cfg.held_out]),
             "general_items": {k: len(v) for k, v in general["results"].items()},
         },
         counts={t: s["count"] for c in task_scores.values() for t, s in c.items()},
@@ -67,7 +77,7 @@ def run_eval(
 
 
 def _run_env_families(
-    cfg: EvalConfig, traj_dir: Path, progress: bool, fresh: bool
+    cfg: EvalConfig, envs: EnvsConfig, traj_dir: Path, progress: bool, fresh: bool
 ) -> tuple[list[Trajectory], int]:
     """Held-in and held-out episodes in one engine run (Ray starts only if there are any)."""
     families = [*cfg.families, *cfg.held_out]
@@ -80,9 +90,9 @@ def _run_env_families(
     from agentray.ray_utils import ensure_ray
 
     ensure_ray()
-    tasks = load_tasks(families, cfg.split, cfg.family_configs, cfg.max_tasks_per_family)
+    tasks = load_tasks(families, cfg.split, envs, cfg.max_tasks_per_family)
     sink = ParquetSink(traj_dir, flush_every=cfg.rollout.flush_every)
-    engine = RolloutEngine(cfg.rollout, cfg.policy, cfg.family_configs)
+    engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         asyncio.run(engine.run(tasks, sink, progress=progress))
     finally:

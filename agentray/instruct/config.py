@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from agentray.envs.registry import family_names
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.config import HFConfig, OpenAIConfig, VLLMConfig, policy_config_type
 from agentray.types import GenerationParams
 
 # Families that accept teacher-written tasks: their module has the proposal functions
@@ -24,21 +21,26 @@ class TeacherParams(GenerationParams):
     temperature: float = Field(0.7, description="sampling temperature (Self-Instruct: 0.7)")
 
 
-class TeacherConfig(PolicyConfig):
-    """The policy config with a teacher's defaults: GPT-4, the paper's teacher."""
+class OpenAITeacher(OpenAIConfig):
+    """The teacher at an OpenAI-compatible endpoint: GPT-4, the paper's teacher, by default."""
 
-    backend: str = Field("openai", description="one of openai, hf, vllm (not expert)")
-    model: str | None = Field("gpt-4", description="the teacher model's name")
+    model: str = Field("gpt-4", description="the teacher model's name")
     params: TeacherParams = Field(default_factory=TeacherParams)
 
-    @model_validator(mode="after")
-    def _teacher_writes(self) -> TeacherConfig:
-        if self.backend == "expert":
-            raise ValueError(
-                "backend 'expert' cannot write tasks: use an OpenAI-compatible endpoint "
-                "(backend: openai) or a local model (hf, vllm)"
-            )
-        return self
+
+class HFTeacher(HFConfig):
+    params: TeacherParams = Field(default_factory=TeacherParams)
+
+
+class VLLMTeacher(VLLMConfig):
+    params: TeacherParams = Field(default_factory=TeacherParams)
+
+
+# A policy config with a teacher's defaults; backend openai (default), hf or vllm (the
+# expert cannot write tasks).
+TeacherConfig = policy_config_type(
+    "openai", (OpenAITeacher, HFTeacher, VLLMTeacher), role="write tasks"
+)
 
 
 class InstructConfig(BaseModel):
@@ -52,7 +54,7 @@ class InstructConfig(BaseModel):
         description=f"families to write tasks for; one of {', '.join(INSTRUCT_FAMILIES)}",
     )
     teacher: TeacherConfig = Field(
-        default_factory=TeacherConfig,
+        default_factory=OpenAITeacher,
         description="the teacher: any OpenAI-compatible endpoint (backend openai: model, "
         "base_url, api_key_env, max_concurrency, timeout_s, retries, rate limits, prices)",
     )
@@ -82,11 +84,6 @@ class InstructConfig(BaseModel):
         "proposal is a near-duplicate of a seed, an existing task (train or test) or an "
         "earlier kept one",
     )
-    family_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="the families' settings (seeds, existing tasks and verification limits "
-        "come from them); in a pipeline config, collect's by default",
-    )
     verify_workers: int = Field(2, gt=0, description="threads verifying proposals at once")
     seed: int = Field(0, description="seeds the choice of seed examples")
     output: str | None = Field(None, description="default: <run_dir>/instruct")
@@ -100,12 +97,4 @@ class InstructConfig(BaseModel):
                 f"families {unknown or value} cannot be written by a teacher; "
                 f"allowed: {list(INSTRUCT_FAMILIES)}"
             )
-        return value
-
-    @field_validator("family_configs")
-    @classmethod
-    def _known_family_configs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        unknown = [f for f in value if f not in family_names()]
-        if unknown:
-            raise ValueError(f"unknown env families {unknown}; allowed: {family_names()}")
         return value

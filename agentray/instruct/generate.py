@@ -46,6 +46,7 @@ from agentray.envs.base import file_tasks
 from agentray.envs.proposals import DUPLICATE, NEAR_DUPLICATE, SURPLUS, TEACHER_ERROR, Rejected
 from agentray.envs.registry import make_env
 from agentray.envs.sandbox import SandboxUnavailable
+from agentray.envs_config import EnvsConfig, family_config_dicts
 from agentray.instruct.config import DERIVABLE_FAMILIES, INSTRUCT_FAMILIES, InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex
 from agentray.instruct.prompts import (
@@ -96,8 +97,11 @@ class Candidate:
 class FamilyRun:
     """One family's seeds, known instructions, output file and counts."""
 
-    def __init__(self, family: str, cfg: InstructConfig, out: Path) -> None:
+    def __init__(
+        self, family: str, cfg: InstructConfig, out: Path, family_config: dict[str, Any]
+    ) -> None:
         self.family, self.cfg, self.out = family, cfg, out
+        self.family_config = family_config
         self.module: ModuleType = importlib.import_module(INSTRUCT_FAMILIES[family])
         self.task_file = out / "tasks" / f"{family}.jsonl"
         self.counts: Counter[str] = Counter()
@@ -119,7 +123,7 @@ class FamilyRun:
     def _family_config(self) -> dict[str, Any]:
         """The family's settings, without this run's own output among its task files (a
         rerun reads that file as its own progress, not as existing tasks)."""
-        config = dict(self.cfg.family_configs.get(self.family) or {})
+        config = dict(self.family_config)
         own = self.task_file.resolve()
         files = [f for f in config.get("task_files", []) if Path(f).resolve() != own]
         if "task_files" in config:
@@ -150,7 +154,7 @@ class FamilyRun:
         if isinstance(verdict, Rejected):
             raise InstructError(
                 f"{self.family}: the verifier rejects the family's own task {seed.id} "
-                f"({verdict}); check instruct.family_configs.{self.family}"
+                f"({verdict}); check envs.{self.family}"
             )
 
     @property
@@ -347,17 +351,25 @@ async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -
     return teacher.stats() if hasattr(teacher, "stats") else {}
 
 
-def run_instruct(cfg: InstructConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+def run_instruct(
+    cfg: InstructConfig,
+    run_dir: Path,
+    progress: bool = True,
+    envs: EnvsConfig | dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Ask the teacher for tasks until each family has ``tasks_per_family`` verified ones
-    (or ``max_requests_per_family`` is spent); returns the summary, also written to
-    ``<out>/summary.json`` and under ``counts`` in ``<out>/manifest.json``."""
+    (or ``max_requests_per_family`` is spent); seeds, existing tasks and verification limits
+    come from the families' settings ``envs`` (the pipeline config's ``envs:``). Returns the
+    summary, also written to ``<out>/summary.json`` and under ``counts`` in
+    ``<out>/manifest.json``."""
     started = time.time()
     out = instruct_dir(cfg, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
         if cfg.teacher.backend == "openai":
             resolve_api_key(cfg.teacher.api_key_env, cfg.teacher.base_url)
-        runs = [FamilyRun(family, cfg, out) for family in cfg.families]
+        configs = family_config_dicts(envs)
+        runs = [FamilyRun(family, cfg, out, configs[family]) for family in cfg.families]
     except (ValueError, SandboxUnavailable) as e:
         raise InstructError(str(e)) from e
     teacher_stats = asyncio.run(_run_all(runs, cfg, progress))
@@ -367,9 +379,13 @@ def run_instruct(cfg: InstructConfig, run_dir: Path, progress: bool = True) -> d
         "proposals": sum(f["proposals"] for f in families.values()),
         "kept": sum(f["kept"] for f in families.values()),
         "rejected": sum(f["rejected"] for f in families.values()),
-        "teacher": {"model": cfg.teacher.model, "base_url": cfg.teacher.base_url, **teacher_stats},
-        # what to put in collect.family_configs so collection plays the kept tasks
-        "family_configs": {name: {"task_files": [f["task_file"]]} for name, f in families.items()},
+        "teacher": {
+            "model": cfg.teacher.model,
+            "base_url": getattr(cfg.teacher, "base_url", None),
+            **teacher_stats,
+        },
+        # what to put in envs: so collection plays the kept tasks
+        "envs": {name: {"task_files": [f["task_file"]]} for name, f in families.items()},
         "wall_s": round(time.time() - started, 2),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -377,7 +393,10 @@ def run_instruct(cfg: InstructConfig, run_dir: Path, progress: bool = True) -> d
         out,
         "instruct",
         cfg,
-        inputs={"seed_tasks": {run.family: len(run.seeds) for run in runs}},
+        inputs={
+            "seed_tasks": {run.family: len(run.seeds) for run in runs},
+            "envs": {run.family: run.family_config for run in runs},
+        },
         counts=summary,
         outputs={"tasks": str(out / "tasks"), "rejected": str(out / "rejected.jsonl")},
         started_at=started,

@@ -33,7 +33,8 @@ from agentray.model.chat import (
     truncate_at_stop,
 )
 from agentray.model.tiny import TINY_MODEL, resolve_model
-from agentray.policies.base import Policy
+from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.config import HFConfig
 from agentray.types import Completion, GenerationParams, Message
 
 STAT_KEYS = ("generate_calls", "conversations", "prompt_tokens", "completion_tokens", "errors")
@@ -96,7 +97,10 @@ class ChatTemplatePolicy(Policy):
         counts["completion_tokens"] += sum(c.completion_tokens for c in completions)
 
     async def generate(
-        self, batch: list[list[Message]], params: GenerationParams
+        self,
+        batch: list[list[Message]],
+        params: GenerationParams,
+        tasks: list[EpisodeTask | None] | None = None,
     ) -> list[Completion]:
         """Calls that arrive while the model is busy wait and then share its next call
         (up to ``max_batch_size`` conversations with equal params): a caller such as the
@@ -200,6 +204,10 @@ class HFPolicy(ChatTemplatePolicy):
         self.eos_token_ids = self._eos_token_ids()
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()  # one generate at a time on this model
+
+    @classmethod
+    def from_config(cls, cfg: HFConfig) -> HFPolicy:
+        return cls(cfg.model, device=cfg.device, max_batch_size=cfg.max_batch_size, dtype=cfg.dtype)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backend": self.backend, "device": self.device}

@@ -29,7 +29,8 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from agentray.model.chat import chat_messages
-from agentray.policies.base import Policy
+from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.config import OpenAIConfig
 from agentray.types import Completion, GenerationParams, Message
 
 try:  # the transport the installed openai client is built on
@@ -187,8 +188,15 @@ class OpenAIPolicy(Policy):
         self._waits = dict.fromkeys(self._waits, 0.0)
         return before
 
+    @classmethod
+    def from_config(cls, cfg: OpenAIConfig) -> OpenAIPolicy:
+        return cls(**cfg.model_dump(exclude={"backend", "params"}))
+
     async def generate(
-        self, batch: list[list[Message]], params: GenerationParams
+        self,
+        batch: list[list[Message]],
+        params: GenerationParams,
+        tasks: list[EpisodeTask | None] | None = None,
     ) -> list[Completion]:
         return list(await asyncio.gather(*(self._one(messages, params) for messages in batch)))
 

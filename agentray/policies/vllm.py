@@ -23,6 +23,7 @@ from typing import Any
 
 from agentray.model.chat import truncate_at_stop
 from agentray.model.tiny import TINY_MODEL, resolve_model
+from agentray.policies.config import VLLMConfig
 from agentray.policies.hf import ChatTemplatePolicy
 from agentray.types import Completion, GenerationParams, Message
 
@@ -82,6 +83,10 @@ class VLLMPolicy(ChatTemplatePolicy):
         self.tokenizer = self.llm.get_tokenizer()
         self.context_window = _max_model_len(self.llm) or max_model_len or 0
         self._lock = threading.Lock()  # LLM.generate is not re-entrant
+
+    @classmethod
+    def from_config(cls, cfg: VLLMConfig) -> VLLMPolicy:
+        return cls(**cfg.model_dump(exclude={"backend", "params"}))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backend": self.backend, "device": "cuda"}

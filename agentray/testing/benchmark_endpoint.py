@@ -15,7 +15,7 @@ With ``families`` it also answers env-task conversations, with the scripted expe
 ``gold`` and an unparseable reply under ``wrong``. ``GET /stats`` counts requests per model.
 
     with BenchmarkEndpoint(GeneralConfig(max_items=10)) as ep:
-        PolicyConfig(backend="openai", model="gold", base_url=ep.base_url)
+        OpenAIConfig(model="gold", base_url=ep.base_url)
 """
 
 from __future__ import annotations

@@ -94,9 +94,9 @@ def test_collect_job_submitted_to_local_cluster_succeeds(local_cluster, tmp_path
         yaml.safe_dump(
             {
                 "run_dir": str(run_dir),
+                "envs": {"db": {"n_train": 4, "n_test": 2}},
                 "collect": {
                     "families": ["db"],
-                    "family_configs": {"db": {"n_train": 4, "n_test": 2}},
                     "policy": {"backend": "expert"},
                     "rollout": {"num_env_pools": 1, "max_in_flight": 4},
                 },

@@ -23,9 +23,9 @@ def test_env_pools_spread_over_two_nodes_and_the_run_completes(two_node_cluster,
         yaml.safe_dump(
             {
                 "run_dir": str(run_dir),
+                "envs": {"db": {"n_train": n_tasks, "n_test": 2}},
                 "collect": {
                     "families": ["db"],
-                    "family_configs": {"db": {"n_train": n_tasks, "n_test": 2}},
                     "policy": {"backend": "expert"},
                     "rollout": {
                         "num_env_pools": 2,

@@ -13,7 +13,7 @@ from agentray.collect.config import CollectConfig, RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks, merge_stats
 from agentray.collect.run import run_collect
 from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.registry import ExpertConfig, HFConfig, OpenAIConfig, PolicyConfig
 from agentray.records import Trajectory
 
 
@@ -63,8 +63,7 @@ SMALL = {"db": {"n_train": 6, "n_test": 3}, "os": {"n_train": 6, "n_test": 3}}
 def _collect_cfg(**rollout) -> CollectConfig:
     return CollectConfig(
         families=["db", "os"],
-        family_configs=SMALL,
-        policy=PolicyConfig(backend="expert"),
+        policy=ExpertConfig(),
         rollout=RolloutConfig(
             max_in_flight=8, num_env_pools=2, envs_per_pool=8, flush_every=4, **rollout
         ),
@@ -73,7 +72,7 @@ def _collect_cfg(**rollout) -> CollectConfig:
 
 @pytest.mark.slow
 def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path):
-    summary = run_collect(_collect_cfg(), tmp_path, progress=False)
+    summary = run_collect(_collect_cfg(), tmp_path, progress=False, envs=SMALL)
     rows = read_trajectories(tmp_path / "collect" / "trajectories")
     ids = [r.id for r in rows]
     assert len(ids) == len(set(ids)) == 12
@@ -95,7 +94,7 @@ def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path
     assert manifest["counts"]["written_total"] == 12
 
     # a rerun over the same run dir resumes: nothing is redone or doubled
-    again = run_collect(_collect_cfg(), tmp_path, progress=False)
+    again = run_collect(_collect_cfg(), tmp_path, progress=False, envs=SMALL)
     assert again["skipped_already_done"] == 12 and again["families"] == {}
     assert len(read_trajectories(tmp_path / "collect" / "trajectories")) == 12
 
@@ -103,7 +102,7 @@ def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path
 @pytest.mark.slow
 def test_untrained_model_gets_invalid_action_status(ray_local, tmp_path, tiny_model_dir):
     """A random tiny model answers nonsense: agent_invalid_action records, not a crash."""
-    policy = PolicyConfig(backend="hf", model=tiny_model_dir, params={"max_new_tokens": 12})
+    policy = HFConfig(model=tiny_model_dir, params={"max_new_tokens": 12})
     records, summary = _run_engine(policy, tmp_path)
     assert {r.status for r in records} == {"agent_invalid_action"}
     assert all(r.reward == 0.0 and r.turns == 1 for r in records)
@@ -113,8 +112,7 @@ def test_untrained_model_gets_invalid_action_status(ray_local, tmp_path, tiny_mo
 
 @pytest.mark.slow
 def test_unreachable_teacher_ends_every_episode_with_task_error(ray_local, tmp_path):
-    policy = PolicyConfig(
-        backend="openai",
+    policy = OpenAIConfig(
         model="gpt-4",
         base_url="http://127.0.0.1:9/v1",
         max_retries=0,
@@ -134,7 +132,7 @@ def test_tasks_are_taken_lazily_and_spread_over_actors(ray_local, tmp_path):
     cfg = RolloutConfig(  # envs_per_pool caps the 8 in flight at 2 x 3
         max_in_flight=8, num_env_pools=2, envs_per_pool=3, num_policy_actors=2, flush_every=16
     )
-    engine = RolloutEngine(cfg, PolicyConfig(backend="expert"), family)
+    engine = RolloutEngine(cfg, ExpertConfig(), family)
     sink = ParquetSink(tmp_path / "t", flush_every=16)
     ahead: list[int] = []
 

@@ -21,7 +21,7 @@ import yaml
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.testing.expert_endpoint import ExpertEndpoint
 
 pytestmark = pytest.mark.slow
@@ -64,12 +64,12 @@ def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
     tasks = load_tasks(["db"], "train", family)
     with contextlib.ExitStack() as stack:
         if teacher == "expert":
-            policy = PolicyConfig(backend="expert")
+            policy = ExpertConfig()
         else:
             endpoint = stack.enter_context(
                 ExpertEndpoint(families=["db"], family_configs=family, latency_ms=20)
             )
-            policy = PolicyConfig(backend="openai", model="expert", base_url=endpoint.base_url)
+            policy = OpenAIConfig(model="expert", base_url=endpoint.base_url)
         engine = RolloutEngine(_rollout(), policy, family)
         sink = ParquetSink(tmp_path / "out", flush_every=16)
         killed: dict[str, int] = {}
@@ -101,7 +101,7 @@ def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
 def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_path):
     family = {"db": {"n_train": 60, "n_test": 2}}
     tasks = load_tasks(["db"], "train", family)
-    engine = RolloutEngine(_rollout(max_episode_retries=0), PolicyConfig(backend="expert"), family)
+    engine = RolloutEngine(_rollout(max_episode_retries=0), ExpertConfig(), family)
     sink = ParquetSink(tmp_path / "out", flush_every=16)
 
     async def chaos() -> None:
@@ -133,8 +133,7 @@ def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_
         stall_rate=0.1,
         seed=3,
     ) as endpoint:
-        policy = PolicyConfig(
-            backend="openai",
+        policy = OpenAIConfig(
             model="expert",
             base_url=endpoint.base_url,
             timeout_s=1.0,
@@ -166,11 +165,10 @@ def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_
 def _write_config(path: Path, run_dir: Path, base_url: str, family: dict) -> None:
     collect = {
         "families": ["db"],
-        "family_configs": family,
         "policy": {"backend": "openai", "model": "expert", "base_url": base_url},
         "rollout": {"max_in_flight": 4, "num_env_pools": 1, "flush_every": 4},
     }
-    path.write_text(yaml.safe_dump({"run_dir": str(run_dir), "collect": collect}))
+    path.write_text(yaml.safe_dump({"run_dir": str(run_dir), "envs": family, "collect": collect}))
 
 
 def _driver(config: Path, address: str) -> subprocess.Popen:

@@ -14,6 +14,7 @@ from agentray.envs.db import DBConfig, DBEnv
 from agentray.envs.os_env import OSConfig, OSEnv
 from agentray.envs.registry import TaskIndex, family_names, make_env
 from agentray.envs.sandbox import bwrap_available
+from agentray.policies.base import EpisodeTask
 from agentray.policies.expert import ExpertPolicy
 from agentray.records import EpisodeResult, Trajectory, env_version_of, to_conversations
 from agentray.types import GenerationParams, Message, StepResult
@@ -79,8 +80,8 @@ def test_task_index_finds_every_task_from_its_conversation():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_expert_policy_solves_tasks_from_the_conversation_alone(family):
-    policy = ExpertPolicy(index=TaskIndex(CONFIGS))
+def test_expert_policy_solves_each_task_it_is_given(family):
+    policy = ExpertPolicy()
     env = make_env(family, CONFIGS[family])
     for task in env.tasks("train")[:6] + env.tasks("test")[:3]:
         result = _play(env, task, policy)
@@ -99,7 +100,7 @@ def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_
     env = make_env(family, CONFIGS[family])
     task = env.tasks("test")[0]
     messages: list[Message] = []
-    result = _play(env, task, ExpertPolicy(index=TaskIndex({family: CONFIGS[family]})), messages)
+    result = _play(env, task, ExpertPolicy(), messages)
     env.close()
     episode = EpisodeResult(messages=messages)
     episode.finish(result.reward, result.status)
@@ -123,7 +124,8 @@ def _play(
     messages = messages if messages is not None else []
     messages.extend(env.reset(task))
     for _ in range(max_turns):
-        [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
+        episode = EpisodeTask(task=task, family_config=env.config.model_dump(mode="json"))
+        [completion] = asyncio.run(policy.generate([messages], GenerationParams(), [episode]))
         assert completion.error is None, completion.error
         messages.append({"role": "assistant", "content": completion.text})
         result = env.step(completion.text)

@@ -139,11 +139,11 @@ def test_expert_episodes_run_through_the_rollout_engine(ray_local, tmp_path):
     from agentray.collect.config import RolloutConfig
     from agentray.collect.engine import RolloutEngine, load_tasks
     from agentray.collect.sink import ParquetSink, read_trajectories
-    from agentray.policies.registry import PolicyConfig
+    from agentray.policies.registry import ExpertConfig
 
     configs = {"miniwob": SMALL.model_dump()}
     rollout = RolloutConfig(max_in_flight=2, num_env_pools=1, envs_per_pool=2, flush_every=2)
-    policy = PolicyConfig(backend="expert", families=["miniwob"])
+    policy = ExpertConfig()
     engine = RolloutEngine(rollout, policy, configs)
     tasks = load_tasks(["miniwob"], "test", configs)
     try:

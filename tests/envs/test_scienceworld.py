@@ -138,13 +138,11 @@ def test_expert_episodes_run_through_the_rollout_engine(ray_local, tmp_path):
     from agentray.collect.config import RolloutConfig
     from agentray.collect.engine import RolloutEngine, load_tasks
     from agentray.collect.sink import ParquetSink, read_trajectories
-    from agentray.policies.registry import PolicyConfig
+    from agentray.policies.registry import ExpertConfig
 
     configs = {"scienceworld": SMALL.model_dump()}
     rollout = RolloutConfig(max_in_flight=2, num_env_pools=1, envs_per_pool=2, flush_every=2)
-    engine = RolloutEngine(
-        rollout, PolicyConfig(backend="expert", families=["scienceworld"]), configs
-    )
+    engine = RolloutEngine(rollout, ExpertConfig(), configs)
     tasks = load_tasks(["scienceworld"], "test", configs)
     try:
         asyncio.run(engine.run(tasks, ParquetSink(tmp_path / "t"), progress=False))

@@ -17,7 +17,7 @@ from agentray.eval.general.humaneval import FAILED, PASSED, TIMED_OUT, ProgramRu
 from agentray.eval.general.mmlu import DEMOS_PER_SUBJECT, MMLU, extract_letter
 from agentray.eval.general.mtbench import parse_rating
 from agentray.eval.general.runner import run_general
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.testing.benchmark_endpoint import BenchmarkEndpoint
 
 N = 12
@@ -35,8 +35,8 @@ def requests_by_model(ep: BenchmarkEndpoint) -> dict[str, int]:
     return requests.get(ep.base_url.removesuffix("/v1") + "/stats", timeout=10).json()["requests"]
 
 
-def served(ep: BenchmarkEndpoint, model: str) -> PolicyConfig:
-    return PolicyConfig(backend="openai", model=model, base_url=ep.base_url, max_concurrency=8)
+def served(ep: BenchmarkEndpoint, model: str) -> OpenAIConfig:
+    return OpenAIConfig(model=model, base_url=ep.base_url, max_concurrency=8)
 
 
 @needs_bwrap
@@ -98,7 +98,7 @@ def test_mt_bench_is_scored_by_the_judge_endpoint(endpoint, tmp_path):
 
 
 def test_general_suites_are_skipped_for_the_expert_policy(tmp_path):
-    out = run_general(GENERAL, PolicyConfig(backend="expert"), tmp_path, progress=False)
+    out = run_general(GENERAL, ExpertConfig(), tmp_path, progress=False)
     assert out["tasks"] == {}
     assert set(out["skipped"]) == set(GENERAL.suites)
     assert all("expert policy" in reason for reason in out["skipped"].values())

@@ -40,7 +40,7 @@ from agentray.instruct.dedup import NearDuplicateIndex, rouge_l, words
 from agentray.instruct.generate import run_instruct
 from agentray.instruct.prompts import parse_reply
 from agentray.model.chat import chat_messages
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.registry import ExpertConfig
 from agentray.testing.expert_endpoint import ExpertEndpoint
 from agentray.testing.instruct_teacher import FAMILY_FAULTS, FAULT_REASONS
 from agentray.types import Status, TaskSpec
@@ -294,10 +294,9 @@ def generated(tmp_path_factory):
         proposals_per_request=3,
         derive_share=0.5,
         max_requests_per_family=10,
-        family_configs=SMALL,
     )
     try:
-        summary = run_instruct(cfg, run_dir, progress=False)
+        summary = run_instruct(cfg, run_dir, progress=False, envs=SMALL)
     finally:
         endpoint.stop()
     return run_dir, cfg, summary, endpoint
@@ -345,15 +344,16 @@ def test_teacher_proposals_are_verified_and_every_bad_one_rejected_for_its_fault
 
 def test_the_cli_resumes_and_the_endpoint_replays_generated_tasks(generated, tmp_path):
     run_dir, cfg, summary, _ = generated
-    task_files = {f: summary["family_configs"][f]["task_files"] for f in FAMILIES}
+    task_files = {f: summary["envs"][f]["task_files"] for f in FAMILIES}
     families = {f: {**SMALL[f], "task_files": task_files[f]} for f in FAMILIES}
     with ExpertEndpoint(families=FAMILIES, family_configs=families, seed=2) as endpoint:
         # the CLI: one more task per family, continuing the earlier run's files and ids
         config = {
             "run_dir": str(run_dir),
-            "collect": {"families": FAMILIES, "family_configs": families},
+            "envs": families,
+            "collect": {"families": FAMILIES},
             "instruct": {
-                **cfg.model_dump(mode="json", exclude={"family_configs", "teacher"}),
+                **cfg.model_dump(mode="json", exclude={"teacher"}),
                 "tasks_per_family": 4,
                 "teacher": {"model": "stand-in"},
             },
@@ -396,14 +396,13 @@ def test_collect_plays_generated_tasks_with_the_expert_teacher(generated, ray_lo
     from agentray.collect.sink import read_trajectories
 
     _, _, summary, _ = generated
-    families = {f: {"n_train": 2, "n_test": 1, **summary["family_configs"][f]} for f in FAMILIES}
+    families = {f: {"n_train": 2, "n_test": 1, **summary["envs"][f]} for f in FAMILIES}
     cfg = CollectConfig(
         families=FAMILIES,
-        family_configs=families,
-        policy=PolicyConfig(backend="expert"),
+        policy=ExpertConfig(),
         rollout=RolloutConfig(max_in_flight=8, num_env_pools=1, envs_per_pool=8, metrics=False),
     )
-    result = run_collect(cfg, tmp_path, progress=False)
+    result = run_collect(cfg, tmp_path, progress=False, envs=families)
     rows = read_trajectories(tmp_path / "collect" / "trajectories")
     by_id = {row.id: row for row in rows}
     for family in FAMILIES:

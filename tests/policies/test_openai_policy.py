@@ -10,7 +10,7 @@ import pytest
 
 from agentray.envs.registry import make_env
 from agentray.policies.openai import OpenAIPolicy, TokenBucket
-from agentray.policies.registry import PolicyConfig, make_policy
+from agentray.policies.registry import OpenAIConfig, make_policy
 from agentray.testing.expert_endpoint import ExpertEndpoint
 from agentray.types import Completion, GenerationParams
 
@@ -165,8 +165,7 @@ def test_token_bucket_rate_and_debt():
 
 
 def test_config_fields_reach_the_policy():
-    cfg = PolicyConfig(
-        backend="openai",
+    cfg = OpenAIConfig(
         model="gpt-4",
         base_url="http://localhost:1/v1",
         requests_per_minute=500,

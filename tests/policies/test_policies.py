@@ -18,10 +18,13 @@ from agentray.policies.hf import HFPolicy
 from agentray.policies.openai import OpenAIPolicy
 from agentray.policies.registry import (
     POLICIES,
-    PolicyConfig,
+    ExpertConfig,
+    HFConfig,
+    OpenAIConfig,
+    VLLMConfig,
     make_policy,
+    parse_policy_config,
     policy_class,
-    policy_kwargs,
 )
 from agentray.policies.vllm import VLLMPolicy
 from agentray.types import GenerationParams
@@ -225,7 +228,7 @@ def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):
 @pytest.mark.skipif("vllm" not in POLICIES, reason="registry line for vllm not added yet")
 def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
     assert policy_class("vllm") is VLLMPolicy
-    cfg = PolicyConfig(backend="vllm", model=tiny_model_dir)
+    cfg = VLLMConfig(model=tiny_model_dir)
     with pytest.raises((ImportError, RuntimeError), match="vllm|GPU"):
         make_policy(cfg)
 
@@ -265,16 +268,21 @@ def test_openai_policy_needs_a_key_for_remote_endpoints(monkeypatch):
 
 def test_registry_and_config(tiny_model_dir):
     assert policy_class("expert") is ExpertPolicy
-    assert policy_kwargs(PolicyConfig(families=["db"])) == {"families": ["db"]}
-    cfg = PolicyConfig(backend="openai", model="agentray", base_url="http://localhost:1/v1")
+    assert isinstance(make_policy(ExpertConfig()), ExpertPolicy)
+    assert isinstance(parse_policy_config({"params": {"temperature": 0.5}}), ExpertConfig)
+    cfg = OpenAIConfig(model="agentray", base_url="http://localhost:1/v1")
     assert isinstance(make_policy(cfg), OpenAIPolicy)
-    hf = make_policy(PolicyConfig(backend="hf", model=tiny_model_dir, max_batch_size=2))
+    hf = make_policy(HFConfig(model=tiny_model_dir, max_batch_size=2))
     assert isinstance(hf, HFPolicy) and hf.max_batch_size == 2
     assert hf.describe() == {"name": tiny_model_dir, "backend": "hf", "device": "cpu"}
 
     with pytest.raises(ValidationError, match="allowed"):
-        PolicyConfig(backend="gpt")
+        parse_policy_config({"backend": "gpt"})
     with pytest.raises(ValidationError, match="model"):
-        PolicyConfig(backend="openai")
+        OpenAIConfig()
     with pytest.raises(ValidationError, match="extra"):
-        PolicyConfig(temprature=0.5)
+        parse_policy_config({"temprature": 0.5})
+    with pytest.raises(ValidationError, match="extra"):  # a typo in params, too
+        ExpertConfig(params={"temprature": 0.5})
+    with pytest.raises(ValidationError, match="extra"):  # another backend's field
+        parse_policy_config({"backend": "expert", "model": "gpt-4"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentray.policies.registry import PolicyConfig
+from agentray.policies.config import HFConfig, OpenAIConfig, VLLMConfig, policy_config_type
 from agentray.types import GenerationParams
 
 
@@ -61,8 +61,14 @@ class HumanEvalConfig(SuiteConfig):
     params: GenerationParams = Field(default_factory=GenerationParams)
 
 
+# the judge is a model at an endpoint: a section without ``backend`` is an openai one
+JudgePolicyConfig = policy_config_type(
+    "openai", (OpenAIConfig, HFConfig, VLLMConfig), role="judge answers"
+)
+
+
 class MTBenchConfig(SuiteConfig):
-    judge: PolicyConfig | None = Field(
+    judge: JudgePolicyConfig | None = Field(
         None,
         description="judge model at an OpenAI-compatible endpoint (the paper: GPT-4), e.g. "
         "{backend: openai, model: gpt-4, base_url: ...}; None: MT-Bench is skipped",

@@ -1,0 +1,90 @@
+"""The ``envs:`` section: every registered env family's settings, typed by the family's own
+config class (``env_class(name).config_cls``), so a typo fails when the config loads.
+
+collect, eval, instruct and the expert all play the tasks these settings generate; the
+model is built from the family registry (a new family gets its field by registering).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from agentray.envs.base import Env, FamilyConfig
+from agentray.envs.registry import ENVS, env_class, family_names
+from agentray.registry import is_import_path
+
+
+def build_envs_config() -> type[BaseModel]:
+    """A pydantic model with one field per registered family, typed as its config class."""
+    fields: dict[str, Any] = {}
+    for name in ENVS.names():
+        config_cls = env_class(name).config_cls
+        doc = (config_cls.__doc__ or "").strip().splitlines()
+        fields[name] = (
+            config_cls,
+            Field(
+                default_factory=config_cls,
+                description=f"the {name} family's settings" + (f": {doc[0]}" if doc else ""),
+            ),
+        )
+    return create_model(
+        "EnvsConfig",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Per-family settings, one section per registered env family.",
+        **fields,
+    )
+
+
+EnvsConfig = build_envs_config()
+
+
+def as_envs(envs: BaseModel | dict[str, Any] | None) -> BaseModel:
+    """An ``EnvsConfig`` from itself, a dict of per-family settings (partial), or None."""
+    if isinstance(envs, EnvsConfig):
+        return envs
+    if isinstance(envs, BaseModel):
+        envs = envs.model_dump()
+    return EnvsConfig.model_validate(envs or {})
+
+
+def family_config(envs: BaseModel | dict[str, Any] | None, family: str) -> FamilyConfig | None:
+    """``family``'s settings in ``envs`` (None for a ``module:Class`` family: its defaults)."""
+    return getattr(as_envs(envs), family, None)
+
+
+def family_config_dicts(envs: BaseModel | dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every family's settings as plain data (what crosses Ray to the actors)."""
+    return as_envs(envs).model_dump(mode="json")
+
+
+def played_envs(
+    envs: BaseModel | dict[str, Any] | None, families: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    """The settings of ``families`` (what a stage's manifest records of ``envs``)."""
+    configs = family_config_dicts(envs)
+    return {family: configs.get(family) for family in families}
+
+
+def check_families(value: list[str], held_out: bool = True) -> list[str]:
+    """``value`` if every name is a registered family (held-out ones too when ``held_out``)
+    or a ``package.module:Class`` naming an Env subclass."""
+    known = family_names(held_out=held_out)
+    unknown = [f for f in value if f not in known and not _is_env_class(f)]
+    if unknown:
+        raise ValueError(
+            f"unknown env families {unknown}; allowed: {known} "
+            "(or a 'package.module:Class' naming an Env subclass)"
+        )
+    return value
+
+
+def _is_env_class(name: str) -> bool:
+    if not is_import_path(name):
+        return False
+    try:
+        cls = env_class(name)
+    except KeyError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, Env)

@@ -1,0 +1,149 @@
+"""One typed config per policy backend, and ``PolicyConfig``: their union on ``backend``.
+
+Each backend's class takes only its own config (``Backend.from_config(cfg)``). A section
+that leaves out ``backend`` gets its place's default (``policy_config_field``): the expert
+in collect, the served model (openai) in eval.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+from agentray.model.tiny import TINY_MODEL
+from agentray.types import GenerationParams
+
+
+class _PolicyBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class ExpertConfig(_PolicyBase):
+    """The scripted expert: replays each episode's task's expert actions (offline teacher)."""
+
+    backend: Literal["expert"] = Field("expert", description="the scripted expert")
+
+
+class OpenAIConfig(_PolicyBase):
+    """Any OpenAI-compatible chat completions endpoint."""
+
+    backend: Literal["openai"] = Field("openai", description="OpenAI-compatible endpoint")
+    model: str = Field(..., description="model name at the endpoint, e.g. gpt-4")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. .../v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="env variable holding the API key")
+    max_concurrency: int = Field(16, gt=0, description="requests in flight per policy")
+    timeout_s: float = Field(60.0, gt=0, description="per request attempt, seconds")
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="retries per request on 429 / 408 / 409 / 5xx / timeouts / connection errors",
+    )
+    retry_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="first retry's backoff; doubles per retry, jittered (Retry-After wins)",
+    )
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="longest backoff between retries")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="request rate limit per policy instance (None: unlimited)"
+    )
+    tokens_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="token rate limit per policy instance: prompt estimate + max_new_tokens "
+        "reserved per request, settled to the reported usage (None: unlimited)",
+    )
+    price_per_1m_input: float = Field(
+        0.0, ge=0, description="USD per 1M prompt tokens, for cost accounting (GPT-4 8k: 30)"
+    )
+    price_per_1m_output: float = Field(
+        0.0, ge=0, description="USD per 1M completion tokens, for cost accounting (GPT-4 8k: 60)"
+    )
+
+
+class HFConfig(_PolicyBase):
+    """A local HF transformers model."""
+
+    backend: Literal["hf"] = Field("hf", description="local transformers model")
+    model: str = Field(TINY_MODEL, description="HF hub name or local path")
+    device: str = Field("cpu", description="torch device, e.g. cpu, cuda")
+    dtype: str = Field("auto", description="torch dtype name, or auto (the checkpoint's)")
+    max_batch_size: int = Field(32, gt=0, description="conversations per model.generate call")
+
+
+class VLLMConfig(_PolicyBase):
+    """A local model on vLLM (GPU; pip install 'agentray[vllm]')."""
+
+    backend: Literal["vllm"] = Field("vllm", description="local model on vLLM")
+    model: str = Field(TINY_MODEL, description="HF hub name or local path")
+    dtype: str = Field("auto", description="dtype name, or auto (the checkpoint's)")
+    max_batch_size: int = Field(256, gt=0, description="sequences decoded together (max_num_seqs)")
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1, description="share of GPU memory vLLM may take"
+    )
+    max_model_len: int | None = Field(None, gt=0, description="context window (None: the model's)")
+    enable_prefix_caching: bool = Field(True, description="reuse KV cache of shared prefixes")
+    seed: int = Field(0, description="vLLM's sampling seed")
+
+
+BACKEND_CONFIGS: dict[str, type[_PolicyBase]] = {
+    "expert": ExpertConfig,
+    "openai": OpenAIConfig,
+    "hf": HFConfig,
+    "vllm": VLLMConfig,
+}
+
+AnyPolicyConfig = ExpertConfig | OpenAIConfig | HFConfig | VLLMConfig
+
+
+def _with_default_backend(default: str, allowed: tuple[str, ...], role: str):
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "backend" not in value:
+                value = {"backend": default, **value}
+            backend = value["backend"]
+            if backend == "expert" and "expert" not in allowed:
+                raise ValueError(
+                    f"backend 'expert' cannot {role}: use an OpenAI-compatible endpoint "
+                    "(backend: openai) or a local model (hf, vllm)"
+                )
+            if backend not in allowed:
+                raise ValueError(
+                    f"unknown policy backend {backend!r}; allowed: {', '.join(allowed)}"
+                )
+        return value
+
+    return fill
+
+
+def policy_config_type(
+    default: str = "expert",
+    members: tuple[type[BaseModel], ...] = (),
+    role: str = "play this role",
+) -> Any:
+    """A policy config type: ``members`` (default: every backend's config) told apart by
+    ``backend``, which defaults to ``default`` when a section leaves it out; ``role`` says
+    what the expert, if not a member, cannot do (in the error)."""
+    members = members or tuple(BACKEND_CONFIGS.values())
+    allowed = tuple(m.model_fields["backend"].default for m in members)
+    return Annotated[
+        Union[members],  # noqa: UP007 - a union built from a tuple
+        Field(discriminator="backend"),
+        BeforeValidator(_with_default_backend(default, allowed, role)),
+    ]
+
+
+# The config of any backend, told apart by ``backend`` (the expert when left out).
+PolicyConfig = policy_config_type("expert")
+
+_ADAPTER: TypeAdapter = TypeAdapter(PolicyConfig)
+
+
+def parse_policy_config(data: dict[str, Any] | BaseModel) -> AnyPolicyConfig:
+    """A backend's config from its dict (as it crosses Ray) or any PolicyConfig."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    return _ADAPTER.validate_python(data)
