@@ -40,9 +40,9 @@ def test_expert_plays_the_task_its_episode_carries(ray_local, tmp_path):
     )
     summary = run_collect(cfg, tmp_path, progress=False)
     rows = read_trajectories(tmp_path / "collect" / "trajectories")
-    assert len(rows) == N_TASKS and {r["task"] for r in rows} == {NAME}
-    assert all(r["reward"] == 1.0 and r["status"] == "completed" for r in rows), [
-        (r["id"], r["status"], r["error"]) for r in rows
+    assert len(rows) == N_TASKS and {r.task for r in rows} == {NAME}
+    assert all(r.reward == 1.0 and r.status == "completed" for r in rows), [
+        (r.id, r.status, r.error) for r in rows
     ]
     assert summary["families"][NAME]["success_rate"] == 1.0
 
