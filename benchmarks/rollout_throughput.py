@@ -41,7 +41,8 @@ from agentray.model.chat import chat_messages
 from agentray.policies.expert import next_action
 from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.ray_utils import ensure_ray
-from agentray.testing.expert_endpoint import EndpointConfig, EndpointProcess
+from agentray.testing.endpoint_process import EndpointProcess
+from agentray.testing.expert_endpoint import EndpointConfig
 from agentray.types import TaskSpec
 
 BASELINE_WORKERS = 8  # the AgentBench.old client's default

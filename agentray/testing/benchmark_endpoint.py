@@ -36,12 +36,8 @@ from agentray.eval.general.config import GeneralConfig
 from agentray.eval.general.humaneval import defines_function
 from agentray.eval.general.mtbench import JUDGE_MARK
 from agentray.eval.general.runner import make_suite
-from agentray.testing.expert_endpoint import (
-    ConversationExpert,
-    approx_tokens,
-    chat_completion_body,
-    error_response,
-)
+from agentray.testing.expert_endpoint import ConversationExpert
+from agentray.testing.openai_wire import approx_tokens, chat_completion_body, error_response
 
 MODELS = ("gold", "wrong", "judge")
 WRONG_ENV_REPLY = "I am not sure what to do here."

@@ -27,12 +27,8 @@ import math
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from typing import Any, Literal, get_origin
 
@@ -45,6 +41,13 @@ from starlette.routing import Route
 from agentray.envs.registry import TaskIndex, family_names, make_env
 from agentray.policies.expert import expert_reply
 from agentray.testing.instruct_teacher import FAULT_REASONS, StandInTeacher
+from agentray.testing.openai_wire import (
+    approx_tokens,
+    chat_completion_body,
+    error_response,
+    json_body,
+    request_messages,
+)
 from agentray.types import Message
 
 READY_LINE = "agentray expert endpoint listening on "
@@ -122,14 +125,6 @@ class EndpointConfig(BaseModel):
         if self.error_rate + self.stall_rate > 1:
             raise ValueError("error_rate + stall_rate must be <= 1 (they are disjoint fractions)")
         return self
-
-
-def approx_tokens(text: str) -> int:
-    """Whitespace-separated words: the endpoint's (approximate) token count."""
-    return len(text.split())
-
-
-# -- the expert behind the HTTP API ------------------------------------------------------
 
 
 class ConversationExpert:
@@ -254,7 +249,7 @@ class EndpointState:
             await asyncio.sleep(latency)
             if fate == "error":
                 return self._injected_error(code)
-            return self._answer(await _json_body(request))
+            return self._answer(await json_body(request))
         finally:
             self.counters["in_flight"] -= 1
 
@@ -277,7 +272,7 @@ class EndpointState:
         return error_response(code, f"injected {code}", kind_type, kind, headers)
 
     def _answer(self, body: Any) -> JSONResponse:
-        messages = _messages(body)
+        messages = request_messages(body)
         if messages is None:
             self.counters["bad_requests"] += 1
             return error_response(400, "'messages' must be a list of {role, content} strings")
@@ -317,57 +312,6 @@ class EndpointState:
         return JSONResponse(self.reset_stats())
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        return None
-
-
-def _messages(body: Any) -> list[Message] | None:
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages:
-        return None
-    ok = all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in messages
-    )
-    return [{"role": m["role"], "content": m["content"]} for m in messages] if ok else None
-
-
-def error_response(
-    status: int,
-    message: str,
-    type: str = "invalid_request_error",
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-    param: str | None = None,
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "code": code, "param": param}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def chat_completion_body(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
-
-
 def build_app(state: EndpointState) -> Starlette:
     return Starlette(
         routes=[
@@ -382,7 +326,7 @@ def build_app(state: EndpointState) -> Starlette:
 # -- running it ---------------------------------------------------------------------------
 
 
-def _config(config: EndpointConfig | None, overrides: dict[str, Any]) -> EndpointConfig:
+def endpoint_config(config: EndpointConfig | None, overrides: dict[str, Any]) -> EndpointConfig:
     base = config.model_dump() if config else {}
     return EndpointConfig(**{**base, **overrides})
 
@@ -397,7 +341,7 @@ class ExpertEndpoint:
     def __init__(self, config: EndpointConfig | None = None, **overrides: Any) -> None:
         import uvicorn
 
-        self.config = _config(config, overrides)
+        self.config = endpoint_config(config, overrides)
         self.state = EndpointState(self.config)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -458,67 +402,6 @@ class ExpertEndpoint:
         return self.state.reset_stats()
 
     def __enter__(self) -> ExpertEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def fetch_stats(url: str) -> dict[str, Any]:
-    """``GET /stats`` of an endpoint at ``url`` (with or without the ``/v1`` suffix)."""
-    root = url.removesuffix("/").removesuffix("/v1")
-    with urllib.request.urlopen(f"{root}/stats", timeout=10) as response:
-        return json.loads(response.read())
-
-
-class EndpointProcess:
-    """The CLI in a child process, so the server has its own interpreter (benchmarks)."""
-
-    def __init__(self, config: EndpointConfig | None = None, **overrides: Any) -> None:
-        self.config = _config(config, overrides)
-        self._proc: subprocess.Popen | None = None
-        self.url = ""
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def start(self, timeout_s: float = 120.0) -> EndpointProcess:
-        cmd = [sys.executable, "-m", "agentray.testing.expert_endpoint"]
-        self._proc = subprocess.Popen(
-            [*cmd, "--config-json", self.config.model_dump_json()],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        ready = threading.Event()
-
-        def watch() -> None:  # readline blocks: a thread gives start() its timeout
-            assert self._proc is not None and self._proc.stdout is not None
-            for line in self._proc.stdout:
-                if line.startswith(READY_LINE):
-                    self.url = line[len(READY_LINE) :].strip()
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        if not ready.wait(timeout_s):
-            self.stop()
-            raise RuntimeError("expert endpoint process did not start")
-        return self
-
-    def stats(self) -> dict[str, Any]:
-        return fetch_stats(self.url)
-
-    def stop(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-    def __enter__(self) -> EndpointProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

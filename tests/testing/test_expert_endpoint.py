@@ -10,15 +10,14 @@ import pytest
 
 from agentray.envs.registry import make_env
 from agentray.model.chat import chat_messages
+from agentray.testing.endpoint_process import EndpointProcess, fetch_stats
 from agentray.testing.expert_endpoint import (
     EndpointConfig,
-    EndpointProcess,
     EndpointState,
     ExpertEndpoint,
-    approx_tokens,
-    fetch_stats,
     parse_args,
 )
+from agentray.testing.openai_wire import approx_tokens
 
 FAMILY_CONFIGS = {"db": {"n_train": 8, "n_test": 2}, "kg": {"n_train": 8, "n_test": 2}}
 

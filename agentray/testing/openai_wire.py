@@ -1,0 +1,72 @@
+"""The OpenAI wire format as the stand-in endpoints speak it: request bodies in, chat
+completion and error bodies out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from agentray.types import Message
+
+
+def approx_tokens(text: str) -> int:
+    """Whitespace-separated words: the endpoint's (approximate) token count."""
+    return len(text.split())
+
+
+# -- the expert behind the HTTP API ------------------------------------------------------
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def request_messages(body: Any) -> list[Message] | None:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return None
+    ok = all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages
+    )
+    return [{"role": m["role"], "content": m["content"]} for m in messages] if ok else None
+
+
+def error_response(
+    status: int,
+    message: str,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type, "code": code, "param": param}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def chat_completion_body(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
