@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
@@ -10,23 +9,18 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from agentray.envs.alfworld import (
-    GOALS,
-    INSTRUCTION,
-    OK_REPLY,
-    TASK_TYPES,
-    AlfWorldConfig,
-    AlfWorldEnv,
-    World,
-    listing,
-    parse_action,
-    sentence_bleu,
-    snap_to_admissible,
-)
+from agentray.envs.alfworld import AlfWorldConfig, AlfWorldEnv
+from agentray.envs.alfworld.config import TASK_TYPES
+from agentray.envs.alfworld.parsing import parse_action, sentence_bleu, snap_to_admissible
+from agentray.envs.alfworld.prompt import INSTRUCTION, OK_REPLY
+from agentray.envs.alfworld.scenes import GOALS, listing
+from agentray.envs.alfworld.world import World
 from agentray.envs.base import Env
+from agentray.envs.episode import run_episode
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import ExpertPolicy
-from agentray.types import GenerationParams, Message, Status, TaskSpec
+from agentray.testing.episodes import policy_reply
+from agentray.types import Status, TaskSpec
 
 SAMPLE = AlfWorldConfig(n_train=48, n_test=24, seed=3)
 
@@ -87,15 +81,7 @@ def test_expert_policy_solves_tasks_from_the_conversation_alone():
         index.add(env, task)
     policy = ExpertPolicy(index=index)
     for task in tasks:
-        messages: list[Message] = env.reset(task)
-        for _ in range(SAMPLE.max_rounds):
-            [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
-            assert completion.error is None, completion.error
-            messages.append({"role": "assistant", "content": completion.text})
-            result = env.step(completion.text)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(env, task, policy_reply(policy)).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, (task.id, result)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
@@ -10,23 +9,23 @@ import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
-from agentray.envs.kg import (
+from agentray.envs.episode import run_episode
+from agentray.envs.kg import KGConfig, KGEnv
+from agentray.envs.kg.build import generate_graph
+from agentray.envs.kg.config import QUESTION_TYPES
+from agentray.envs.kg.graph import KnowledgeGraph, parse_number
+from agentray.envs.kg.prompt import (
     INSTRUCTIONS,
     INVALID_VARIABLE,
     NO_FUNCTION,
     NOT_EXECUTED,
     ONE_SHOT,
-    QUESTION_TYPES,
-    KGConfig,
-    KGEnv,
-    KnowledgeGraph,
-    f1_score,
-    generate_graph,
-    parse_number,
 )
+from agentray.envs.kg.score import f1_score
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import ExpertPolicy
-from agentray.types import GenerationParams, Status, TaskSpec
+from agentray.testing.episodes import policy_reply
+from agentray.types import Status, TaskSpec
 
 SAMPLE = KGConfig(n_train=40, n_test=20, seed=3)
 
@@ -386,12 +385,5 @@ def test_expert_policy_replays_tasks_from_the_conversation():
         index.add(env, task)
     policy = ExpertPolicy(index=index)
     for task in tasks:
-        messages = env.reset(task)
-        for _ in range(env.config.max_rounds):
-            [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
-            messages.append({"role": "assistant", "content": completion.text})
-            result = env.step(completion.text)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(env, task, policy_reply(policy)).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, task.id

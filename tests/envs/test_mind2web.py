@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 
@@ -10,20 +9,16 @@ import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
-from agentray.envs.mind2web import (
-    TEMPLATES,
-    Mind2WebConfig,
-    Mind2WebEnv,
-    gold_reply,
-    op_f1,
-    parse_reply,
-    score_step,
-    step_prompt,
-)
+from agentray.envs.episode import run_episode
+from agentray.envs.mind2web import Mind2WebConfig, Mind2WebEnv
+from agentray.envs.mind2web.prompt import gold_reply, step_prompt
+from agentray.envs.mind2web.score import op_f1, parse_reply, score_step
+from agentray.envs.mind2web.tasks import TEMPLATES
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import ExpertPolicy
 from agentray.records import to_conversations
-from agentray.types import GenerationParams, Status
+from agentray.testing.episodes import policy_reply
+from agentray.types import Status
 
 SAMPLE = Mind2WebConfig(n_train=60, n_test=20, seed=3)
 
@@ -230,12 +225,5 @@ def test_expert_policy_replays_tasks_from_the_conversation_alone():
         index.add(env, task)
     policy = ExpertPolicy(families=["mind2web"], index=index)
     for task in env.tasks("train")[:4] + env.tasks("test")[:2]:
-        messages = env.reset(task)
-        while True:
-            [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
-            messages.append({"role": "assistant", "content": completion.text})
-            result = env.step(completion.text)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(env, task, policy_reply(policy)).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, task.id

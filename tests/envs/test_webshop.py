@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 
 import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
+from agentray.envs.episode import run_episode
 from agentray.envs.registry import TaskIndex
-from agentray.envs.webshop import (
-    WebShopConfig,
-    WebShopEnv,
-    catalogue,
-    get_reward,
-    normalize_color,
-    parse_action,
-    problem_text,
-    token_set_ratio,
-)
+from agentray.envs.webshop import WebShopConfig, WebShopEnv
+from agentray.envs.webshop.catalogue import catalogue
+from agentray.envs.webshop.pages import parse_action, problem_text
+from agentray.envs.webshop.score import get_reward, normalize_color, token_set_ratio
 from agentray.policies.expert import ExpertPolicy
-from agentray.types import GenerationParams, Message, Status
+from agentray.testing.episodes import policy_reply
+from agentray.types import Status
 
 SAMPLE = WebShopConfig(n_train=40, n_test=30, seed=3)
 
@@ -337,13 +332,5 @@ def test_expert_policy_replays_the_plan_from_the_conversation():
         index.add(env, task)
     policy = ExpertPolicy(index=index)
     for task in env.tasks("test")[:5]:
-        messages: list[Message] = env.reset(task)
-        for _ in range(env.config.max_rounds):
-            [completion] = asyncio.run(policy.generate([messages], GenerationParams()))
-            assert completion.error is None, completion.error
-            messages.append({"role": "assistant", "content": completion.text})
-            result = env.step(completion.text)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(env, task, policy_reply(policy)).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, task.id
