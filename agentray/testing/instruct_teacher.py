@@ -18,7 +18,7 @@ from typing import Any
 from agentray.envs.db import proposals as db_proposals
 from agentray.envs.db.config import MODIFYING
 from agentray.envs.db.domains import DOMAINS
-from agentray.envs.db.tasks import TEMPLATES, _Ctx, _gold
+from agentray.envs.db.tasks import TEMPLATES, Ctx, _gold
 from agentray.envs.db.tasks import make_payload as db_payload
 from agentray.envs.generate import Redraw
 from agentray.envs.os import proposals as os_proposals
@@ -143,7 +143,7 @@ def _db_payload_over(source: dict[str, Any], rng: random.Random) -> dict[str, An
     domain = next((d for d in DOMAINS if d.columns == names), None)
     if domain is None:
         raise RuntimeError(f"no DB domain has the columns {names}")
-    ctx = _Ctx(rng, domain, source["table"], source["rows"])
+    ctx = Ctx(rng, domain, source["table"], source["rows"])
     draft = rng.choice(TEMPLATES)(ctx)
     payload = {
         **source,

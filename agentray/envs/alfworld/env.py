@@ -13,7 +13,7 @@ from agentray.envs.alfworld.parsing import (
     snap_to_admissible,
 )
 from agentray.envs.alfworld.prompt import INSTRUCTION, OK_REPLY
-from agentray.envs.alfworld.tasks import _all_tasks, demonstration, problem_text
+from agentray.envs.alfworld.tasks import all_tasks, demonstration, problem_text
 from agentray.envs.alfworld.world import World
 from agentray.envs.base import Env, FamilyConfig, InvalidAction
 from agentray.envs.generate import split_tasks
@@ -34,7 +34,7 @@ class AlfWorldEnv(Env):
         self._replies: list[str] = []
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
+        return split_tasks(all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [

@@ -9,8 +9,8 @@ from agentray.envs.alfworld.scenes import (
     LAMP_PLACES,
     PROCESS,
     SCENES,
-    _display_key,
     _number,
+    display_key,
     kind_of,
 )
 from agentray.envs.alfworld.world import World
@@ -46,7 +46,7 @@ class _Planner:
             self.act(f"open {name}", thought)
 
     def _kind_in(self, name: str, kind: str) -> list[str]:
-        contents = sorted(self.world.receptacles[name].contents, key=_display_key)
+        contents = sorted(self.world.receptacles[name].contents, key=display_key)
         return [n for n in contents if kind_of(n) == kind]
 
     def search_order(self, kind: str, places: tuple[str, ...], avoid: str | None) -> list[str]:

@@ -228,14 +228,14 @@ def _number(name: str) -> int:
     return int(name.rsplit(" ", 1)[1])
 
 
-def _display_key(name: str) -> tuple[str, int]:
+def display_key(name: str) -> tuple[str, int]:
     # ALFWorld lists things by kind, higher numbers first ("a soapbar 4, and a soapbar 3")
     return kind_of(name), -_number(name)
 
 
 def listing(names: list[str]) -> str:
     """TextWorld's list: ``nothing``, ``a x``, ``a x, and a y``, ``a x, a y, and a z``."""
-    items = [f"a {name}" for name in sorted(names, key=_display_key)]
+    items = [f"a {name}" for name in sorted(names, key=display_key)]
     if not items:
         return "nothing"
     if len(items) == 1:

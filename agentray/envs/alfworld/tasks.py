@@ -20,7 +20,7 @@ from agentray.envs.alfworld.scenes import (
     SCENES,
     TASK_SPACE,
     Scene,
-    _display_key,
+    display_key,
     kind_of,
 )
 from agentray.envs.alfworld.world import World
@@ -34,7 +34,7 @@ def _draw_receptacles(rng: random.Random, scene: Scene) -> list[list[Any]]:
         for kind, (low, high) in scene.receptacles.items()
         for i in range(1, rng.randint(low, high) + 1)
     ]
-    names.sort(key=_display_key)
+    names.sort(key=display_key)
     locs = rng.sample(range(1, len(names) + 16), len(names))
     return [
         [name, loc, kind_of(name) in OPENABLE, kind_of(name) in OPENABLE and rng.random() < 0.2]
@@ -155,7 +155,7 @@ def problem_text(payload: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = AlfWorldConfig.model_validate_json(config_json)
     return generate_split_tasks(
         "alfworld",

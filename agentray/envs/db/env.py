@@ -10,7 +10,7 @@ from agentray.envs.db.config import MODIFYING, DBConfig
 from agentray.envs.db.database import GuardedDatabase
 from agentray.envs.db.prompt import DEMO, INSTRUCTION
 from agentray.envs.db.score import answers_match, parse_action, parse_answer
-from agentray.envs.db.tasks import _all_tasks, problem_text
+from agentray.envs.db.tasks import all_tasks, problem_text
 from agentray.envs.generate import split_tasks
 from agentray.envs.task_files import file_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
@@ -29,7 +29,7 @@ class DBEnv(Env):
         self._db: GuardedDatabase | None = None
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        generated = _all_tasks(self.config.model_dump_json(exclude={"task_files"}))
+        generated = all_tasks(self.config.model_dump_json(exclude={"task_files"}))
         return split_tasks(generated, split) + file_tasks(self.name, self.config.task_files, split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:

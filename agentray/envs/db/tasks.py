@@ -36,7 +36,7 @@ class Draft:
     thought: str
 
 
-class _Ctx:
+class Ctx:
     """A generated table and helpers for question templates."""
 
     def __init__(self, rng: random.Random, domain: Domain, table: str, rows: list[list[Any]]):
@@ -64,7 +64,7 @@ class _Ctx:
         return int(x) if self.d.sql_type(column) == "INTEGER" else round(x, 1)
 
 
-def _q_count_cat(c: _Ctx) -> Draft:
+def _q_count_cat(c: Ctx) -> Draft:
     column, value = c.cat()
     return Draft(
         f"How many {c.d.entity} have the {column} '{value}'?",
@@ -75,7 +75,7 @@ def _q_count_cat(c: _Ctx) -> Draft:
     )
 
 
-def _q_count_num(c: _Ctx) -> Draft:
+def _q_count_num(c: Ctx) -> Draft:
     column = c.num()
     x = c.threshold(column)
     return Draft(
@@ -90,7 +90,7 @@ def _q_count_num(c: _Ctx) -> Draft:
 _AGGREGATES = {"SUM": "total", "AVG": "average", "MAX": "highest", "MIN": "lowest"}
 
 
-def _q_aggregate(c: _Ctx) -> Draft:
+def _q_aggregate(c: Ctx) -> Draft:
     func = c.rng.choice(list(_AGGREGATES))
     column, value = c.cat()
     n = c.num()
@@ -103,7 +103,7 @@ def _q_aggregate(c: _Ctx) -> Draft:
     )
 
 
-def _q_rank(c: _Ctx) -> Draft:
+def _q_rank(c: Ctx) -> Draft:
     n = c.num()
     highest = c.rng.random() < 0.5
     k = c.rng.choice((1, 1, 2, 3))
@@ -125,7 +125,7 @@ def _q_rank(c: _Ctx) -> Draft:
     )
 
 
-def _q_filter(c: _Ctx) -> Draft:
+def _q_filter(c: Ctx) -> Draft:
     column, value = c.cat()
     n = c.num()
     x = c.threshold(n)
@@ -143,7 +143,7 @@ def _q_filter(c: _Ctx) -> Draft:
     )
 
 
-def _q_lookup(c: _Ctx) -> Draft:
+def _q_lookup(c: Ctx) -> Draft:
     key = c.rng.choice(c.col(c.d.key))
     column = c.rng.choice(c.d.columns[1:])
     return Draft(
@@ -155,7 +155,7 @@ def _q_lookup(c: _Ctx) -> Draft:
     )
 
 
-def _q_group(c: _Ctx) -> Draft:
+def _q_group(c: Ctx) -> Draft:
     column = c.rng.choice(list(c.d.cats))
     counts = sorted((c.col(column).count(v) for v in set(c.col(column))), reverse=True)
     if len(counts) > 1 and counts[0] == counts[1]:
@@ -169,7 +169,7 @@ def _q_group(c: _Ctx) -> Draft:
     )
 
 
-def _q_insert(c: _Ctx) -> Draft:
+def _q_insert(c: Ctx) -> Draft:
     keys = set(c.col(c.d.key))
     key = c.d.make_key(c.rng)
     if key in keys:
@@ -186,7 +186,7 @@ def _q_insert(c: _Ctx) -> Draft:
     )
 
 
-def _q_update(c: _Ctx) -> Draft:
+def _q_update(c: Ctx) -> Draft:
     if c.rng.random() < 0.5:
         key = c.rng.choice(c.col(c.d.key))
         n = c.num()
@@ -210,7 +210,7 @@ def _q_update(c: _Ctx) -> Draft:
     )
 
 
-def _q_delete(c: _Ctx) -> Draft:
+def _q_delete(c: Ctx) -> Draft:
     if c.rng.random() < 0.5:
         key = c.rng.choice(c.col(c.d.key))
         return Draft(
@@ -232,7 +232,7 @@ def _q_delete(c: _Ctx) -> Draft:
 
 
 # Weighted roughly like DBBench: mostly SELECT-type, a third modifications.
-TEMPLATES: tuple[Callable[[_Ctx], Draft], ...] = (
+TEMPLATES: tuple[Callable[[Ctx], Draft], ...] = (
     _q_count_cat,
     _q_count_num,
     _q_aggregate,
@@ -261,7 +261,7 @@ def make_payload(rng: random.Random, min_rows: int = 8, max_rows: int = 18) -> d
     domain = rng.choice(DOMAINS)
     table = rng.choice(domain.tables)
     rows = _rows(rng, domain, rng.randint(min_rows, max_rows))
-    draft = rng.choice(TEMPLATES)(_Ctx(rng, domain, table, rows))
+    draft = rng.choice(TEMPLATES)(Ctx(rng, domain, table, rows))
     payload = {
         "table": table,
         "columns": [[c, domain.sql_type(c)] for c in domain.columns],
@@ -298,7 +298,7 @@ def _gold(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = DBConfig.model_validate_json(config_json)
     return generate_split_tasks(
         "db",

@@ -10,30 +10,30 @@ from pathlib import Path
 from agentray.envs.kg.config import KGConfig
 from agentray.envs.kg.graph import KnowledgeGraph
 from agentray.envs.kg.schema import (
-    _ADJ,
-    _COMPANY_ENDS,
-    _COUNTRY_ENDS,
-    _FIRST,
-    _LAST,
-    _MASCOTS,
-    _NOUN,
-    _PAIRS,
-    _SYL,
+    ADJ,
     ATTRIBUTES,
     CITY,
     COMPANY,
+    COMPANY_ENDS,
     COUNTRY,
+    COUNTRY_ENDS,
     FILM,
+    FIRST,
     GENRE,
     GENRES,
     INDUSTRIES,
     INDUSTRY,
+    LAST,
+    MASCOTS,
+    NOUN,
+    PAIRS,
     PERSON,
     PROFESSION,
     PROFESSIONS,
     RELATIONS,
     SPORT,
     SPORTS,
+    SYL,
     TEAM,
     UNIVERSITY,
 )
@@ -64,17 +64,17 @@ class _Builder:
         return [self.entity(kind, lambda n=n: n) for n in names]
 
     def link(self, forward: str, head: str, tail: str) -> None:
-        fwd, rev = _PAIRS[forward]
+        fwd, rev = PAIRS[forward]
         self.graph.add_edge(head, fwd.name, tail)
         self.graph.add_edge(tail, rev.name, head)
         self.graph.types[head].add(fwd.domain)
         self.graph.types[tail].add(fwd.range)
 
     def place(self) -> str:
-        return "".join(self.rng.choice(_SYL) for _ in range(self.rng.randint(2, 3))).capitalize()
+        return "".join(self.rng.choice(SYL) for _ in range(self.rng.randint(2, 3))).capitalize()
 
     def person(self) -> str:
-        first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
         if self.rng.random() < 0.3:
             return f"{first} {chr(65 + self.rng.randrange(26))}. {last}"
         return f"{first} {last}"
@@ -93,7 +93,7 @@ def generate_graph(seed: int, scale: int = 1) -> KnowledgeGraph:
     b = _Builder(random.Random(f"kg-graph:{seed}:{scale}"))
     rng = b.rng
     countries = [
-        b.entity(COUNTRY, lambda: b.place() + rng.choice(_COUNTRY_ENDS)) for _ in range(8 * scale)
+        b.entity(COUNTRY, lambda: b.place() + rng.choice(COUNTRY_ENDS)) for _ in range(8 * scale)
     ]
     cities = [b.entity(CITY, b.place) for _ in range(48 * scale)]
     for i, city in enumerate(cities):
@@ -139,7 +139,7 @@ def _universities(b: _Builder, people, cities, n: int) -> None:
                 (
                     f"University of {city}",
                     f"{city} State University",
-                    f"{rng.choice(_LAST)} Institute of Technology",
+                    f"{rng.choice(LAST)} Institute of Technology",
                 )
             ),
         )
@@ -154,7 +154,7 @@ def _companies(b: _Builder, people, cities, industries, n: int) -> None:
     rng = b.rng
     companies = [
         b.entity(
-            COMPANY, lambda: f"{rng.choice(_ADJ)} {rng.choice(_NOUN)} {rng.choice(_COMPANY_ENDS)}"
+            COMPANY, lambda: f"{rng.choice(ADJ)} {rng.choice(NOUN)} {rng.choice(COMPANY_ENDS)}"
         )
         for _ in range(n)
     ]
@@ -179,9 +179,9 @@ def _films(b: _Builder, people, countries, genres, n: int) -> None:
             FILM,
             lambda: rng.choice(
                 (
-                    f"The {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
-                    f"{rng.choice(_NOUN)} of the {rng.choice(_NOUN)}",
-                    f"{rng.choice(_ADJ)} {rng.choice(_NOUN)}",
+                    f"The {rng.choice(ADJ)} {rng.choice(NOUN)}",
+                    f"{rng.choice(NOUN)} of the {rng.choice(NOUN)}",
+                    f"{rng.choice(ADJ)} {rng.choice(NOUN)}",
                 )
             ),
         )
@@ -201,7 +201,7 @@ def _teams(b: _Builder, people, cities, sports, n: int) -> None:
     athletes = rng.sample(people, len(people) // 4)
     for _ in range(n):
         city = rng.choice(cities)
-        team = b.entity(TEAM, lambda city=city: f"{city} {rng.choice(_MASCOTS)}")
+        team = b.entity(TEAM, lambda city=city: f"{city} {rng.choice(MASCOTS)}")
         b.link("sports.sports_team.location", team, city)
         b.link("sports.sports_team.sport", team, rng.choice(sports))
         for athlete in rng.sample(athletes, rng.randint(4, 6)):

@@ -21,7 +21,7 @@ QUESTION_TYPES: tuple[QuestionType, ...] = (
 )
 
 
-_TYPE_WEIGHTS = {
+TYPE_WEIGHTS = {
     "one_hop": 2,
     "two_hop": 3,
     "intersection": 2,

@@ -11,10 +11,10 @@ from agentray.envs.kg.config import KGConfig
 from agentray.envs.kg.graph import KnowledgeGraph
 from agentray.envs.kg.prompt import ACKNOWLEDGEMENT, INSTRUCTIONS, INVALID_VARIABLE, ONE_SHOT
 from agentray.envs.kg.score import f1_score
-from agentray.envs.kg.tasks import _all_tasks, problem_text
+from agentray.envs.kg.tasks import all_tasks, problem_text
 from agentray.envs.kg.tools import (
+    Episode,
     Variable,
-    _Episode,
     call_problem,
     clean_reply,
     final_answer_id,
@@ -33,7 +33,7 @@ class KGEnv(Env):
 
     def __init__(self, config: KGConfig | None = None) -> None:
         super().__init__(config)
-        self._episode: _Episode | None = None
+        self._episode: Episode | None = None
         self._invalid = 0
 
     @property
@@ -41,7 +41,7 @@ class KGEnv(Env):
         return graph_for(self.config)
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
+        return split_tasks(all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -58,7 +58,7 @@ class KGEnv(Env):
         return messages
 
     def start(self, task: TaskSpec) -> None:
-        self._episode = _Episode(self.graph, task.payload["entities"])
+        self._episode = Episode(self.graph, task.payload["entities"])
         self._invalid = 0
 
     @staticmethod

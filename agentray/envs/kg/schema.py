@@ -115,7 +115,7 @@ SCHEMA: tuple[tuple[Rel, Rel], ...] = (
 RELATIONS: dict[str, Rel] = {r.name: r for pair in SCHEMA for r in pair}
 
 
-_PAIRS: dict[str, tuple[Rel, Rel]] = {pair[0].name: pair for pair in SCHEMA}
+PAIRS: dict[str, tuple[Rel, Rel]] = {pair[0].name: pair for pair in SCHEMA}
 
 
 # type -> (attribute, low, high, decimals); a tenth of the entities lack each attribute.
@@ -180,44 +180,42 @@ def _items(text: str) -> tuple[str, ...]:
     return tuple(text.split("|"))
 
 
-_FIRST = _words(
+FIRST = _words(
     "Alice Bruno Chloe Dmitri Elena Farid Grace Hiro Ines Jonas Keiko Liam Maya Nikolai Olga "
     "Pedro Quinn Rosa Sven Tara Umar Vera Wendell Ximena Yusuf Zoe Amara Bennett Carmen Dario "
     "Esme Felix Greta Hamid Isla Joaquin Kofi Lena Mateo Nadia"
 )
 
 
-_LAST = _words(
+LAST = _words(
     "Moreno Schmidt Okafor Tanaka Novak Larsen Patel Rossi Kowalski Dubois Haddad Lindqvist "
     "Fischer Costa Nguyen Brennan Ivanova Sato Mendes Kaur Becker Silva Horvat Jensen Adeyemi "
     "Petrov Walsh Yilmaz Romano Hughes Castillo Eriksen Mbeki Farouk Oliveira Szabo"
 )
 
 
-_SYL = _words(
-    "bar cel dor fen gal har ist kor lan mir nor ost pra quin ros sal tor ulm ven wes zar"
-)
+SYL = _words("bar cel dor fen gal har ist kor lan mir nor ost pra quin ros sal tor ulm ven wes zar")
 
 
-_COUNTRY_ENDS = _words("ia land stan onia ovia ara")
+COUNTRY_ENDS = _words("ia land stan onia ovia ara")
 
 
-_ADJ = _words(
+ADJ = _words(
     "Silent Golden Crimson Hidden Northern Broken Distant Electric Iron Silver Wild Quiet "
     "Burning Frozen Velvet Hollow Scarlet Endless Lunar Painted"
 )
 
 
-_NOUN = _words(
+NOUN = _words(
     "River Harbor Compass Orchard Signal Garden Empire Tide Forest Mirror Lantern Frontier "
     "Summit Canyon Meadow Circuit Voyage Horizon Citadel Ember"
 )
 
 
-_COMPANY_ENDS = _words("Labs Group Systems Holdings Works Dynamics Partners Industries")
+COMPANY_ENDS = _words("Labs Group Systems Holdings Works Dynamics Partners Industries")
 
 
-_MASCOTS = _words("Falcons Lions Rovers Comets Wolves Titans Hawks Pilots Bears Mariners")
+MASCOTS = _words("Falcons Lions Rovers Comets Wolves Titans Hawks Pilots Bears Mariners")
 
 
 PROFESSIONS = _items(

@@ -10,7 +10,7 @@ from typing import Any
 
 from agentray.envs.generate import Redraw, generate_split_tasks
 from agentray.envs.kg.build import graph_for
-from agentray.envs.kg.config import _TYPE_WEIGHTS, KGConfig
+from agentray.envs.kg.config import TYPE_WEIGHTS, KGConfig
 from agentray.envs.kg.graph import KnowledgeGraph
 from agentray.envs.kg.schema import ATTRIBUTE_NOUNS, RELATIONS, TYPE_NOUNS
 from agentray.types import TaskSpec
@@ -218,7 +218,7 @@ def make_payload(rng: random.Random, graph: KnowledgeGraph, config: KGConfig) ->
     types = list(dict.fromkeys(config.question_types))
     order: list[str] = []
     while types:
-        pick = rng.choices(types, weights=[_TYPE_WEIGHTS[t] for t in types])[0]
+        pick = rng.choices(types, weights=[TYPE_WEIGHTS[t] for t in types])[0]
         order.append(pick)
         types.remove(pick)
     gen = _Gen(rng, graph, config.max_answers)
@@ -232,7 +232,7 @@ def make_payload(rng: random.Random, graph: KnowledgeGraph, config: KGConfig) ->
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = KGConfig.model_validate_json(config_json)
     graph = graph_for(config)
     return generate_split_tasks(

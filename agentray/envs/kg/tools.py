@@ -29,7 +29,7 @@ class ToolError(Exception):
     """A tool call that AgentBench would answer with "... cannot be executed"."""
 
 
-class _Episode:
+class Episode:
     """The variables and caches of one episode, and the seven tools over them."""
 
     def __init__(self, graph: KnowledgeGraph, entities: list[str]) -> None:
@@ -123,13 +123,13 @@ class _Episode:
 
 
 TOOLS: dict[str, Callable[..., str]] = {
-    "get_relations": _Episode.get_relations,
-    "get_neighbors": _Episode.get_neighbors,
-    "intersection": _Episode.intersection,
-    "get_attributes": _Episode.get_attributes,
-    "argmax": _Episode.argmax,
-    "argmin": _Episode.argmin,
-    "count": _Episode.count,
+    "get_relations": Episode.get_relations,
+    "get_neighbors": Episode.get_neighbors,
+    "intersection": Episode.intersection,
+    "get_attributes": Episode.get_attributes,
+    "argmax": Episode.argmax,
+    "argmin": Episode.argmin,
+    "count": Episode.count,
 }
 
 
@@ -154,7 +154,7 @@ def final_answer_id(text: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def run_action(episode: _Episode, text: str) -> tuple[str, str | None]:
+def run_action(episode: Episode, text: str) -> tuple[str, str | None]:
     """AgentBench's action loop on a cleaned reply: (observation, error or None).
 
     The first line starting with ``Action...:`` is used; its first function call that runs is
@@ -194,7 +194,7 @@ def call_problem(text: str) -> str | None:
     return "the action line calls no known tool with its arguments"
 
 
-def _call(episode: _Episode, name: str, raw_args: list[str]) -> str:
+def _call(episode: Episode, name: str, raw_args: list[str]) -> str:
     if name not in TOOLS or len(raw_args) != _ARITY[name]:
         raise ToolError(f"unknown tool or wrong arity: {name}")
     args = [episode.resolve(a) for a in raw_args]

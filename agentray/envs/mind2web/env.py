@@ -10,7 +10,7 @@ from agentray.envs.mind2web.config import Mind2WebConfig
 from agentray.envs.mind2web.demo import demonstration
 from agentray.envs.mind2web.prompt import INSTRUCTION, gold_reply, problem_text, step_prompt
 from agentray.envs.mind2web.score import parse_reply, score_step
-from agentray.envs.mind2web.tasks import _all_tasks
+from agentray.envs.mind2web.tasks import all_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
@@ -33,7 +33,7 @@ class Mind2WebEnv(Env):
             include={"n_train", "n_test", "seed", "n_candidates", "min_steps", "max_steps"}
         )
         key = Mind2WebConfig(**generation).model_dump_json()
-        return split_tasks(_all_tasks(key), split)
+        return split_tasks(all_tasks(key), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [

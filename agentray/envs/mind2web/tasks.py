@@ -39,7 +39,7 @@ def make_payload(
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = Mind2WebConfig.model_validate_json(config_json)
     return generate_split_tasks(
         "mind2web",

@@ -20,23 +20,23 @@ from agentray.envs.mind2web.pages import (
     txt,
 )
 from agentray.envs.mind2web.vocabulary import (
-    _ADJ,
-    _BRANDS,
-    _CINEMA_BRANDS,
-    _CINEMA_PLACES,
-    _COLORS,
-    _COMPANIES,
-    _CUISINES,
-    _EATERY,
-    _JOB_TYPES,
-    _JOBS,
-    _MOVIE_ADJ,
-    _MOVIE_NOUN,
-    _NOUN,
-    _PRODUCTS,
-    _SIZES,
-    _TIMES,
+    ADJ,
+    BRANDS,
+    CINEMA_BRANDS,
+    CINEMA_PLACES,
     CITIES,
+    COLORS,
+    COMPANIES,
+    CUISINES,
+    EATERY,
+    JOB_TYPES,
+    JOBS,
+    MOVIE_ADJ,
+    MOVIE_NOUN,
+    NOUN,
+    PRODUCTS,
+    SIZES,
+    TIMES,
     _day,
     _long,
     _short,
@@ -46,12 +46,12 @@ from agentray.envs.mind2web.vocabulary import (
 
 def _shopping(rng: random.Random) -> tuple[str, str, list[Step]]:
     site = Site(rng, ("ShopMart", "CartCity", "BuyMore"), "Women Men Kids Sale New-arrivals Brands")
-    product = rng.choice(list(_PRODUCTS))
-    sizes = _SIZES[_PRODUCTS[product]]
-    size, color, qty = rng.choice(sizes), rng.choice(_COLORS), rng.choice((1, 1, 1, 2, 3))
+    product = rng.choice(list(PRODUCTS))
+    sizes = SIZES[PRODUCTS[product]]
+    size, color, qty = rng.choice(sizes), rng.choice(COLORS), rng.choice((1, 1, 1, 2, 3))
     n = rng.randint(4, 6)
-    brands, prices = rng.sample(_BRANDS, n), rng.sample(range(19, 220), n)
-    colors = [color, *(rng.choice(_COLORS) for _ in range(n - 1))]
+    brands, prices = rng.sample(BRANDS, n), rng.sample(range(19, 220), n)
+    colors = [color, *(rng.choice(COLORS) for _ in range(n - 1))]
     names = [f"{brands[i]} {colors[i].capitalize()} {product.title()}" for i in range(n)]
     order = rng.sample(range(n), n)
     by_price = rng.random() < 0.5
@@ -66,7 +66,7 @@ def _shopping(rng: random.Random) -> tuple[str, str, list[Step]]:
         else f"Add the {brands[gold]} {product} in {color}, size {size}{extra} to the cart."
     )
     state = {"query": "", "sort": "Featured", "size": "Select a size", "qty": "1"}
-    swatches = [color, *rng.sample([c for c in _COLORS if c != color], 2)]
+    swatches = [color, *rng.sample([c for c in COLORS if c != color], 2)]
 
     def home() -> Node:
         search = box(
@@ -130,12 +130,12 @@ def _restaurant(rng: random.Random) -> tuple[str, str, list[Step]]:
     )
     names: list[str] = []
     while len(names) < 4:
-        name = f"The {rng.choice(_ADJ)} {rng.choice(_NOUN)} {rng.choice(_EATERY)}"
+        name = f"The {rng.choice(ADJ)} {rng.choice(NOUN)} {rng.choice(EATERY)}"
         names += [name] if name not in names else []
-    name, party, cuisine = names[0], rng.randint(1, 8), rng.choice(_CUISINES)
+    name, party, cuisine = names[0], rng.randint(1, 8), rng.choice(CUISINES)
     names = rng.sample(names, 4)
     days = [_day(rng) + timedelta(days=i) for i in range(7)]
-    day, time = rng.choice(days), rng.choice(_TIMES[2:-2])
+    day, time = rng.choice(days), rng.choice(TIMES[2:-2])
     parties = ["1 person", *(f"{n} people" for n in range(2, 9))]
     goal = f"Book a table for {party} at {name} on {_long(day)} at {time}."
     want = {"party": parties[party - 1], "date": _short(day), "time": time}
@@ -154,7 +154,7 @@ def _restaurant(rng: random.Random) -> tuple[str, str, list[Step]]:
             "form",
             select("party", "Party size", parties, state["party"]),
             select("date", "Date", [_short(d) for d in days], state["date"]),
-            select("time", "Time", list(_TIMES), state["time"]),
+            select("time", "Time", list(TIMES), state["time"]),
             button("find", "Find a table"),
         )
         times = [box("div", *(button(f"slot{i}", s) for i, s in enumerate(slots)))] if slots else []
@@ -172,7 +172,7 @@ def _restaurant(rng: random.Random) -> tuple[str, str, list[Step]]:
             trail.select(venue(), key, want[key], f"The {label} must be {want[key]}.")
             state[key] = want[key]
     trail.click(venue(), "find", "The reservation details are set, so I click Find a table.")
-    slots = _TIMES[_TIMES.index(time) - 2 : _TIMES.index(time) + 3]
+    slots = TIMES[TIMES.index(time) - 2 : TIMES.index(time) + 3]
     trail.click(venue(slots), f"slot{slots.index(time)}", f"The {time} slot is available.")
     return "restaurant", goal, trail.steps
 
@@ -181,14 +181,14 @@ def _movies(rng: random.Random) -> tuple[str, str, list[Step]]:
     site = Site(rng, ("TicketHub", "ShowTime", "CineGo"), "Movies Theaters Events Offers Rewards")
     titles: list[str] = []
     while len(titles) < 4:
-        title = f"The {rng.choice(_MOVIE_ADJ)} {rng.choice(_MOVIE_NOUN)}"
+        title = f"The {rng.choice(MOVIE_ADJ)} {rng.choice(MOVIE_NOUN)}"
         titles += [title] if title not in titles else []
     movie, titles = titles[0], rng.sample(titles, 4)
-    brands, places = rng.sample(_CINEMA_BRANDS, 4), rng.sample(_CINEMA_PLACES, 4)
+    brands, places = rng.sample(CINEMA_BRANDS, 4), rng.sample(CINEMA_PLACES, 4)
     cinemas = [f"{b} {p}" for b, p in zip(brands, places, strict=True)]
     cinema, qty = rng.choice(cinemas), rng.randint(1, 6)
     days = [_day(rng) + timedelta(days=i) for i in range(5)]
-    day, times = rng.choice(days), sorted(rng.sample(_TIMES, 5), key=_TIMES.index)
+    day, times = rng.choice(days), sorted(rng.sample(TIMES, 5), key=TIMES.index)
     time = rng.choice(times)
     tickets = f"{qty} ticket{'s' if qty > 1 else ''}"
     goal = f"Buy {tickets} for {movie} at {cinema} on {_long(day)} at {time}."
@@ -248,10 +248,10 @@ def _jobs(rng: random.Random) -> tuple[str, str, list[Step]]:
     site = Site(
         rng, ("JobBoard", "CareerLink", "HireHub"), "Jobs Companies Salaries Resume Employers"
     )
-    title = rng.choice(_JOBS)
+    title = rng.choice(JOBS)
     city = rng.choice(CITIES)[0] if rng.random() < 0.6 else None
-    kind = rng.choice((None, *_JOB_TYPES))
-    companies = rng.sample(_COMPANIES, rng.randint(4, 5))
+    kind = rng.choice((None, *JOB_TYPES))
+    companies = rng.sample(COMPANIES, rng.randint(4, 5))
     company = rng.choice(companies)
     where = f" in {city}" if city else ""
     kind_text = f"{kind.lower()} " if kind else ""
@@ -269,7 +269,7 @@ def _jobs(rng: random.Random) -> tuple[str, str, list[Step]]:
         return site.page("Find your next job", form, link("upload", "Upload your resume"))
 
     def results() -> Node:
-        boxes = [checkbox(f"type{i}", t, state["kind"] == t) for i, t in enumerate(_JOB_TYPES)]
+        boxes = [checkbox(f"type{i}", t, state["kind"] == t) for i, t in enumerate(JOB_TYPES)]
         cards = [
             box("div", link(f"job{i}", f"{title} - {c}"), txt("span", city or "Remote"))
             for i, c in enumerate(companies)
@@ -286,7 +286,7 @@ def _jobs(rng: random.Random) -> tuple[str, str, list[Step]]:
         state["where"] = city
     trail.click(home(), "go", "I click Find jobs to search.")
     if kind:
-        trail.click(results(), f"type{_JOB_TYPES.index(kind)}", f"I tick the {kind} filter.")
+        trail.click(results(), f"type{JOB_TYPES.index(kind)}", f"I tick the {kind} filter.")
         state["kind"] = kind
     trail.click(results(), f"job{companies.index(company)}", f"I open the posting from {company}.")
     return "jobs", goal, trail.steps

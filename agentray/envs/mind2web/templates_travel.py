@@ -19,18 +19,18 @@ from agentray.envs.mind2web.pages import (
     txt,
 )
 from agentray.envs.mind2web.vocabulary import (
-    _ADJ,
-    _AIRLINES,
-    _CARS,
-    _LODGING,
-    _NOUN,
+    ADJ,
+    AIRLINES,
+    CARS,
     CITIES,
+    LODGING,
+    NOUN,
     _calendar,
     _day,
-    _day_key,
     _long,
     _md,
     _suggestions,
+    day_key,
 )
 
 
@@ -86,7 +86,7 @@ def _flights(rng: random.Random) -> tuple[str, str, list[Step]]:
             trail.click(form(), key, f"The suggestions list {target}, the city I typed.")
             state["open"], state[name] = None, target
     page = form()
-    trail.click(page, _day_key(page, day), f"The flight is on {_long(day)}; I click that day.")
+    trail.click(page, day_key(page, day), f"The flight is on {_long(day)}; I click that day.")
     state["day"] = day
     if adults > 1:
         who = counts[adults - 1]
@@ -99,7 +99,7 @@ def _flights(rng: random.Random) -> tuple[str, str, list[Step]]:
 
 def _flight_results(rng: random.Random, site: Site, a: str, b: str, criterion: str) -> Step:
     n = rng.randint(4, 6)
-    airlines, prices = rng.sample(_AIRLINES, n), rng.sample(range(89, 700), n)
+    airlines, prices = rng.sample(AIRLINES, n), rng.sample(range(89, 700), n)
     departs = rng.sample(range(6 * 60, 22 * 60, 5), n)
     stops = [rng.choice(("Nonstop", "1 stop", "1 stop", "2 stops")) for _ in range(n)]
     if "Nonstop" not in stops:
@@ -137,7 +137,7 @@ def _car_rental(rng: random.Random) -> tuple[str, str, list[Step]]:
     site = Site(rng, ("RentRide", "DriveAway", "AutoHire"), "Reservations Vehicles Locations Deals")
     city, st, code = rng.choice(CITIES)
     other = rng.choice([c for c in CITIES if c[0] != city])
-    airport, car = rng.random() < 0.5, rng.choice(list(_CARS))
+    airport, car = rng.random() < 0.5, rng.choice(list(CARS))
     pick = _day(rng)
     back = pick + timedelta(days=rng.randint(2, 7))
     age = rng.choice((None, None, 21, 22, 23, 24))
@@ -169,7 +169,7 @@ def _car_rental(rng: random.Random) -> tuple[str, str, list[Step]]:
     state.update(where=target, open=False)
     for d, what in ((pick, "pick-up"), (back, "return")):
         page = form()
-        trail.click(page, _day_key(page, d), f"The {what} date is {_long(d)}; I click it.")
+        trail.click(page, day_key(page, d), f"The {what} date is {_long(d)}; I click it.")
         state["marks"] = {**state["marks"], d: f"selected {what} date"}
     if age:
         trail.click(form(), "over25", f"The driver is {age}, so I uncheck the 25 or older box.")
@@ -177,12 +177,12 @@ def _car_rental(rng: random.Random) -> tuple[str, str, list[Step]]:
         trail.type(form(), "age", str(age), f"I type the driver's age {age}.")
         state["age"] = str(age)
     trail.click(form(), "search", "The form is complete, so I click Search cars.")
-    classes = rng.sample([car, *rng.sample([c for c in _CARS if c != car], 4)], 5)
+    classes = rng.sample([car, *rng.sample([c for c in CARS if c != car], 4)], 5)
     rows = [
         box(
             "div",
             txt("h3", c),
-            txt("span", f"{rng.choice(_CARS[c])} or similar"),
+            txt("span", f"{rng.choice(CARS[c])} or similar"),
             txt("span", f"${rng.randint(25, 190)}/day"),
             button(f"car{i}", "Select", meta="button select vehicle"),
             meta="listitem",
@@ -234,7 +234,7 @@ def _hotel(rng: random.Random) -> tuple[str, str, list[Step]]:
     state.update(where=target, open=False)
     for d, what in ((checkin, "check-in"), (checkout, "check-out")):
         page = form()
-        trail.click(page, _day_key(page, d), f"The {what} date is {_long(d)}; I click it.")
+        trail.click(page, day_key(page, d), f"The {what} date is {_long(d)}; I click it.")
         state["marks"] = {**state["marks"], d: f"selected {what}"}
     if counts[adults - 1] != state["guests"]:
         guests = counts[adults - 1]
@@ -242,8 +242,8 @@ def _hotel(rng: random.Random) -> tuple[str, str, list[Step]]:
         state["guests"] = guests
     trail.click(form(), "search", "The search is set, so I click Search.")
     n = rng.randint(4, 6)
-    adjs, nouns = rng.sample(_ADJ, n), rng.sample(_NOUN, n)
-    names = [f"{adjs[i]} {nouns[i]} {rng.choice(_LODGING)}" for i in range(n)]
+    adjs, nouns = rng.sample(ADJ, n), rng.sample(NOUN, n)
+    names = [f"{adjs[i]} {nouns[i]} {rng.choice(LODGING)}" for i in range(n)]
     prices, ratings = rng.sample(range(79, 480), n), rng.sample(range(60, 99), n)
     has_bf = [rng.random() < 0.5 for _ in range(n)]
     has_bf[rng.randrange(n)] = True

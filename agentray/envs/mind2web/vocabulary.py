@@ -36,22 +36,22 @@ CITIES = (
 )
 
 
-_AIRLINES = _words("Delta United Alaska JetBlue Southwest Frontier Spirit Hawaiian")
+AIRLINES = _words("Delta United Alaska JetBlue Southwest Frontier Spirit Hawaiian")
 
 
-_ADJ = _words("Golden Blue Rustic Little Silver Green Old Royal Urban Coastal Velvet Amber")
+ADJ = _words("Golden Blue Rustic Little Silver Green Old Royal Urban Coastal Velvet Amber")
 
 
-_NOUN = _words("Fork Olive Table Lantern Garden Spoon Harbor Oven Vine Pepper Maple Anchor")
+NOUN = _words("Fork Olive Table Lantern Garden Spoon Harbor Oven Vine Pepper Maple Anchor")
 
 
-_EATERY = _words("Bistro Kitchen Grill Trattoria Cafe Tavern Brasserie Diner")
+EATERY = _words("Bistro Kitchen Grill Trattoria Cafe Tavern Brasserie Diner")
 
 
-_LODGING = ("Hotel", "Inn", "Suites", "Resort", "Lodge")
+LODGING = ("Hotel", "Inn", "Suites", "Resort", "Lodge")
 
 
-_PRODUCTS = {
+PRODUCTS = {
     "running shoes": "shoe",
     "hiking boots": "shoe",
     "sneakers": "shoe",
@@ -64,16 +64,16 @@ _PRODUCTS = {
 }
 
 
-_BRANDS = _words("Northpeak Velo Stride Kinetic Arbor Lumen Summit Tidal")
+BRANDS = _words("Northpeak Velo Stride Kinetic Arbor Lumen Summit Tidal")
 
 
-_COLORS = _words("black white navy red green grey blue orange")
+COLORS = _words("black white navy red green grey blue orange")
 
 
-_SIZES = {"shoe": ("7", "8", "9", "10", "11", "12"), "cloth": ("XS", "S", "M", "L", "XL")}
+SIZES = {"shoe": ("7", "8", "9", "10", "11", "12"), "cloth": ("XS", "S", "M", "L", "XL")}
 
 
-_CARS = {
+CARS = {
     "Economy": ("Kia Rio", "Nissan Versa"),
     "Compact": ("Toyota Corolla", "Ford Focus"),
     "Midsize": ("Hyundai Sonata", "Mazda 6"),
@@ -84,19 +84,19 @@ _CARS = {
 }
 
 
-_MOVIE_ADJ = _words("Silent Hidden Crimson Broken Distant Northern Paper Iron Glass Midnight Last")
+MOVIE_ADJ = _words("Silent Hidden Crimson Broken Distant Northern Paper Iron Glass Midnight Last")
 
 
-_MOVIE_NOUN = _words("River Garden Empire Tide Compass Harbor Signal Moon Forest City Light Echo")
+MOVIE_NOUN = _words("River Garden Empire Tide Compass Harbor Signal Moon Forest City Light Echo")
 
 
-_CINEMA_BRANDS = ("Regal", "AMC", "Cinemark", "Alamo", "Landmark")
+CINEMA_BRANDS = ("Regal", "AMC", "Cinemark", "Alamo", "Landmark")
 
 
-_CINEMA_PLACES = _words("Riverside Downtown Union Eastgate Westfield Lakeside Harbor Plaza")
+CINEMA_PLACES = _words("Riverside Downtown Union Eastgate Westfield Lakeside Harbor Plaza")
 
 
-_JOBS = (
+JOBS = (
     "Data Analyst",
     "Software Engineer",
     "Product Manager",
@@ -108,16 +108,16 @@ _JOBS = (
 )
 
 
-_COMPANIES = _words("Acme Globex Initech Umbrella Stark Hooli Vandelay Wonka Soylent Cyberdyne")
+COMPANIES = _words("Acme Globex Initech Umbrella Stark Hooli Vandelay Wonka Soylent Cyberdyne")
 
 
-_JOB_TYPES = ("Full-time", "Part-time", "Contract", "Internship")
+JOB_TYPES = ("Full-time", "Part-time", "Contract", "Internship")
 
 
-_CUISINES = ("Italian", "French", "Thai", "Mexican", "Japanese", "Greek")
+CUISINES = ("Italian", "French", "Thai", "Mexican", "Japanese", "Greek")
 
 
-_TIMES = tuple(f"{h}:{m:02d} PM" for h in range(5, 10) for m in (0, 15, 30, 45))
+TIMES = tuple(f"{h}:{m:02d} PM" for h in range(5, 10) for m in (0, 15, 30, 45))
 
 
 def _day(rng: random.Random) -> date:
@@ -163,7 +163,7 @@ def _calendar(rng: random.Random, days: list[date], marks: dict[date, str]) -> N
     )
 
 
-def _day_key(calendar: Node, d: date) -> str:
+def day_key(calendar: Node, d: date) -> str:
     needle = _day_meta(d)
     return next(c.key for c in calendar.walk() if c.key and c.meta.startswith(needle))
 

@@ -15,7 +15,7 @@ from agentray.envs.miniwob.browsers import BROWSERS
 from agentray.envs.miniwob.config import INSTALL_HINT, MiniWoBConfig
 from agentray.envs.miniwob.pages import _elements
 from agentray.envs.miniwob.prompt import INSTRUCTION, OK_REPLY
-from agentray.envs.miniwob.tasks import _act, _built, _problem_key, _tasks_by_split, demonstration
+from agentray.envs.miniwob.tasks import _act, _built, demonstration, problem_key, tasks_by_split
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
@@ -46,7 +46,7 @@ class MiniWoBEnv(Env):
         return _built(self.config.model_dump_json())
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        return split_tasks(_tasks_by_split(self._built()), split)
+        return split_tasks(tasks_by_split(self._built()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [
@@ -56,7 +56,7 @@ class MiniWoBEnv(Env):
         if self.config.one_shot:
             messages += demonstration(self._built()["demos"][task.payload["subdomain"]])
         messages.append(
-            {"role": "user", "content": "Here is your task.\n" + _problem_key(task.payload)}
+            {"role": "user", "content": "Here is your task.\n" + problem_key(task.payload)}
         )
         return messages
 

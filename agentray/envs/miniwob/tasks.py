@@ -16,7 +16,7 @@ from agentray.envs.miniwob.prompt import DEMO_DONE
 from agentray.types import Message, TaskSpec
 
 
-def _problem_key(payload: dict[str, Any]) -> str:
+def problem_key(payload: dict[str, Any]) -> str:
     return observation_text(payload["utterance"], payload["elements"])
 
 
@@ -67,8 +67,8 @@ def _unique_draw(browser, subdomain, base_seed, split, index, seen) -> dict[str,
             payload = _draw(browser, subdomain, seed)
         except ValueError:  # the expert cannot read this page: draw again
             continue
-        if _problem_key(payload) not in seen:
-            seen.add(_problem_key(payload))
+        if problem_key(payload) not in seen:
+            seen.add(problem_key(payload))
             return payload
     raise RuntimeError(f"could not draw a unique {subdomain} task for {split} #{index}")
 
@@ -110,13 +110,13 @@ def _built_once(config_json: str) -> dict[str, Any]:
     return _build(MiniWoBConfig.model_validate_json(config_json))
 
 
-def _tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
+def tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
     return tasks_from_payloads("miniwob", built["train"], built["test"], "seed")
 
 
 def demonstration(demo: dict[str, Any]) -> list[Message]:
     turns: list[Message] = [
-        {"role": "user", "content": "Here is one example.\n" + _problem_key(demo)}
+        {"role": "user", "content": "Here is one example.\n" + problem_key(demo)}
     ]
     for (kind, ref, text), observation in zip(demo["plan"], demo["observations"], strict=False):
         turns.append(

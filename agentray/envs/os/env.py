@@ -13,7 +13,7 @@ from agentray.envs.generate import split_tasks
 from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.os.config import OSConfig
 from agentray.envs.os.prompt import INSTRUCTION, ONE_SHOT, ONE_SHOT_QUESTION
-from agentray.envs.os.tasks import _all_tasks, materialize, problem_text
+from agentray.envs.os.tasks import all_tasks, materialize, problem_text
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available, require_bwrap
 from agentray.envs.task_files import file_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
@@ -33,7 +33,7 @@ class OSEnv(Env):
         self._cleanup: weakref.finalize | None = None
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        generated = _all_tasks(self.config.model_dump_json(exclude={"task_files"}))
+        generated = all_tasks(self.config.model_dump_json(exclude={"task_files"}))
         return split_tasks(generated, split) + file_tasks(self.name, self.config.task_files, split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:

@@ -347,7 +347,7 @@ def problem_text(payload: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = OSConfig.model_validate_json(config_json)
     return generate_split_tasks("os", config, make_payload, problem_text)
 

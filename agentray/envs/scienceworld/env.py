@@ -14,10 +14,10 @@ from agentray.envs.scienceworld.simulators import SIMULATORS
 from agentray.envs.scienceworld.tasks import (
     _built,
     _load,
-    _tasks_by_split,
     demonstration,
     parse_action,
     problem_text,
+    tasks_by_split,
 )
 from agentray.types import Message, Status, StepResult, TaskSpec
 
@@ -45,7 +45,7 @@ class ScienceWorldEnv(Env):
         return _built(self.config.model_dump_json())
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        return split_tasks(_tasks_by_split(self._built()), split)
+        return split_tasks(tasks_by_split(self._built()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         messages: list[Message] = [

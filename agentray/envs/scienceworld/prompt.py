@@ -48,4 +48,4 @@ OK_REPLY = "OK. I'll follow your instructions and try my best to solve the task.
 DEMO_DONE = "The task is completed (score 100/100)."
 
 
-_ACTION_LINE = re.compile(r"^[ \t]*action[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE)
+ACTION_LINE = re.compile(r"^[ \t]*action[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE)

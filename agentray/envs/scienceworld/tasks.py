@@ -13,14 +13,14 @@ from typing import Any
 
 from agentray.envs.generate import tasks_from_payloads
 from agentray.envs.scienceworld.config import ScienceWorldConfig
-from agentray.envs.scienceworld.prompt import _ACTION_LINE, DEMO_DONE
+from agentray.envs.scienceworld.prompt import ACTION_LINE, DEMO_DONE
 from agentray.envs.scienceworld.simulators import SIMULATORS
 from agentray.types import Message, TaskSpec
 
 
 def parse_action(reply: str) -> str | None:
     """The command of the first ``Action:`` line, or None when there is none (or it is empty)."""
-    match = _ACTION_LINE.search(reply)
+    match = ACTION_LINE.search(reply)
     if match is None:
         return None
     command = match.group(1).strip()
@@ -158,7 +158,7 @@ def _built_once(config_json: str) -> dict[str, Any]:
     return built
 
 
-def _tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
+def tasks_by_split(built: dict[str, Any]) -> dict[str, list[TaskSpec]]:
     return tasks_from_payloads("scienceworld", built["train"], built["test"], "variation")
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from agentray.envs.webshop.config import SEARCH_RETURN_N
 from agentray.envs.webshop.vocabulary import (
-    _FLUFF,
-    _REVIEWS,
-    _SYLLABLES,
+    FLUFF,
     PRODUCT_TYPES,
+    REVIEWS,
+    SYLLABLES,
     ProductType,
     _words,
 )
@@ -82,7 +82,7 @@ class Catalogue:
 
 
 def _brand(rng: random.Random) -> str:
-    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
 
 
 def _asin(rng: random.Random) -> str:
@@ -101,7 +101,7 @@ def _make_product(rng: random.Random, ptype: ProductType, brand: str, asin: str)
     title = f"{brand} {descriptor} {display}"
     if in_title:
         title += ", " + ", ".join(a.title() for a in in_title)
-    fluff = _FLUFF[ptype.category]
+    fluff = FLUFF[ptype.category]
     bullets = [
         f"{a.upper()} - {rng.choice(fluff)}" for a in rng.sample(attributes, len(attributes))
     ]
@@ -113,7 +113,7 @@ def _make_product(rng: random.Random, ptype: ProductType, brand: str, asin: str)
     )
     reviews = [
         {"title": t, "score": s, "body": b}
-        for t, s, b in rng.sample(_REVIEWS, rng.choice((0, 0, 1, 2, 3)))
+        for t, s, b in rng.sample(REVIEWS, rng.choice((0, 0, 1, 2, 3)))
     ]
     price = round(rng.uniform(*ptype.price), 2)
     return {
@@ -157,5 +157,5 @@ def catalogue(seed: int, n_products: int) -> Catalogue:
     return Catalogue(products)
 
 
-def _option_groups(product: dict[str, Any]) -> dict[str, str]:
+def option_groups(product: dict[str, Any]) -> dict[str, str]:
     return {v: name for name, values in product["options"].items() for v in values}

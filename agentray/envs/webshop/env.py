@@ -25,7 +25,7 @@ from agentray.envs.webshop.pages import (
 )
 from agentray.envs.webshop.prompt import INSTRUCTION, ONE_SHOT
 from agentray.envs.webshop.score import get_reward
-from agentray.envs.webshop.tasks import _all_tasks
+from agentray.envs.webshop.tasks import all_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
@@ -46,7 +46,7 @@ class WebShopEnv(Env):
         return catalogue(self.config.seed, self.config.n_products)
 
     def tasks(self, split: str) -> list[TaskSpec]:
-        return split_tasks(_all_tasks(self.config.model_dump_json()), split)
+        return split_tasks(all_tasks(self.config.model_dump_json()), split)
 
     def prompt(self, task: TaskSpec) -> list[Message]:
         return [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentray.envs.webshop.catalogue import Catalogue, _option_groups
+from agentray.envs.webshop.catalogue import Catalogue, option_groups
 from agentray.envs.webshop.config import END_BUTTON, NEXT_PAGE, PRODUCT_WINDOW
 from agentray.envs.webshop.score import get_reward
 
@@ -16,7 +16,7 @@ def expert_query(goal: dict[str, Any]) -> str:
 
 def satisfies(product: dict[str, Any], goal: dict[str, Any]) -> bool:
     """Buying ``product`` with the goal's options (all on offer) earns reward 1."""
-    groups = _option_groups(product)
+    groups = option_groups(product)
     if any(v not in groups for v in goal["goal_options"]):
         return False
     options = {groups[v]: v for v in goal["goal_options"]}
@@ -57,7 +57,7 @@ def expert_plan(cat: Catalogue, goal: dict[str, Any]) -> list[str] | None:
         f"{product['Price']} is lower than {goal['price_upper']:.2f} dollars. I should click on "
         f"it.\n\nAction:\nclick[{product['asin']}]"
     )
-    groups = _option_groups(product)
+    groups = option_groups(product)
     actions += [
         f"Thought:\nI think I should click on the '{v}' option to select the {groups[v]} I "
         f"need.\n\nAction:\nclick[{v}]"

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from agentray.envs.generate import Redraw, generate_split_tasks
-from agentray.envs.webshop.catalogue import Catalogue, _option_groups, catalogue
+from agentray.envs.webshop.catalogue import Catalogue, catalogue, option_groups
 from agentray.envs.webshop.config import PRICE_RANGE, WebShopConfig
 from agentray.envs.webshop.expert import expert_choice
 from agentray.envs.webshop.pages import problem_text
@@ -41,7 +41,7 @@ def distinct_options(product: dict[str, Any]) -> dict[str, list[str]]:
 
     A goal only names such values, so buying the product with another option scores less.
     """
-    values = list(_option_groups(product))
+    values = list(option_groups(product))
     out: dict[str, list[str]] = {}
     for name, group in product["options"].items():
         out[name] = [
@@ -101,7 +101,7 @@ def make_goal(
 
 
 @lru_cache(maxsize=16)
-def _all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
+def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = WebShopConfig.model_validate_json(config_json)
     cat = catalogue(config.seed, config.n_products)
 

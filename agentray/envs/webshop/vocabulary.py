@@ -195,7 +195,7 @@ PRODUCT_TYPES: tuple[ProductType, ...] = (
 )  # fmt: skip
 
 
-_FLUFF = {
+FLUFF = {
     _BEAUTY: (
         "gentle enough for everyday use",
         "a salon quality result at home",
@@ -239,7 +239,7 @@ _FLUFF = {
 }
 
 
-_REVIEWS = (
+REVIEWS = (
     ("Great value", 5, "Exactly as described and arrived quickly."),
     ("Love it", 5, "I use it every day and would buy it again."),
     ("Pretty good", 4, "Works well, just a little smaller than I expected."),
@@ -250,4 +250,4 @@ _REVIEWS = (
 
 
 # brand names: two or three syllables, capitalised
-_SYLLABLES = _words("ka lo mi ra ve ti no sa zu be la qu dor fen wix ar el on is ta")
+SYLLABLES = _words("ka lo mi ra ve ti no sa zu be la qu dor fen wix ar el on is ta")
