@@ -15,6 +15,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from agentray.envs.episode import run_episode, scripted
 from agentray.envs.registry import family_names, make_env
 
 RESET_BUDGET_S, STEP_BUDGET_S, OS_RESET_PLUS_COMMAND_BUDGET_S = 0.020, 0.005, 0.030
@@ -33,19 +34,13 @@ def measure(family: str, episodes: int) -> dict[str, float]:
     start = time.perf_counter()
     for i in range(episodes):
         task = tasks[i % len(tasks)]
-        t0 = time.perf_counter()
-        env.reset(task)
-        resets.append(time.perf_counter() - t0)
-        for k, action in enumerate(plans[task.id]):
-            t0 = time.perf_counter()
-            result = env.step(action)
-            steps.append(time.perf_counter() - t0)
-            if k == 0:
-                first_steps.append(resets[-1] + steps[-1])
-            if result.done:
-                rewards.append(result.reward)
-                break
-        env.close()
+        episode = run_episode(env, task, scripted(plans[task.id]), close=True)
+        resets.append(episode.reset_s)
+        steps.extend(episode.step_s)
+        if episode.step_s:
+            first_steps.append(episode.reset_s + episode.step_s[0])
+        if episode.result.done:
+            rewards.append(episode.result.reward)
     wall = time.perf_counter() - start
     return {
         "reset_p50": statistics.median(resets),

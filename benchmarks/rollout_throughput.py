@@ -36,6 +36,7 @@ import openai
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine
 from agentray.collect.sink import ParquetSink, read_trajectories
+from agentray.envs.episode import run_episode
 from agentray.envs.registry import make_env
 from agentray.model.chat import chat_messages
 from agentray.policies.expert import next_action
@@ -43,7 +44,7 @@ from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.ray_utils import ensure_ray
 from agentray.testing.endpoint_process import EndpointProcess
 from agentray.testing.expert_endpoint import EndpointConfig
-from agentray.types import TaskSpec
+from agentray.types import Message, TaskSpec
 
 BASELINE_WORKERS = 8  # the AgentBench.old client's default
 WARMUP_EPISODES = 32
@@ -81,6 +82,12 @@ def thread_pool_baseline(
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
 
+    def reply(messages: list[Message]) -> str:
+        response = client.chat.completions.create(
+            model="expert", messages=chat_messages(messages), temperature=0.0
+        )
+        return response.choices[0].message.content or ""
+
     def worker() -> None:
         envs = {f: make_env(f, cfg) for f, cfg in family_configs.items()}
         while True:
@@ -88,23 +95,9 @@ def thread_pool_baseline(
                 task = todo.get_nowait()
             except queue.Empty:
                 return
-            env = envs[task.family]
-            messages = env.reset(task)
-            turns = 0
-            while True:
-                response = client.chat.completions.create(
-                    model="expert", messages=chat_messages(messages), temperature=0.0
-                )
-                text = response.choices[0].message.content or ""
-                turns += 1
-                messages.append({"role": "assistant", "content": text})
-                result = env.step(text)
-                if result.done:
-                    break
-                messages.append({"role": "user", "content": result.observation or ""})
-            env.close()
+            episode = run_episode(envs[task.family], task, reply, close=True)
             with lock:
-                results.append((turns, result.reward))
+                results.append((len(episode.step_s), episode.result.reward))
 
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     start = time.perf_counter()
@@ -157,19 +150,14 @@ def raw_loop(tasks: list[TaskSpec], family_configs: dict) -> dict[str, float]:
     start = time.perf_counter()
     for task in tasks:
         env = envs[task.family]
-        messages = env.reset(task)
-        n = 0
-        while True:
-            text = next_action(env, task, messages)
-            n += 1
-            messages.append({"role": "assistant", "content": text})
-            result = env.step(text)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation or ""})
-        env.close()
-        turns.append(n)
-        rewards.append(result.reward)
+        episode = run_episode(
+            env,
+            task,
+            lambda messages, env=env, task=task: next_action(env, task, messages),
+            close=True,
+        )
+        turns.append(len(episode.step_s))
+        rewards.append(episode.result.reward)
     return outcome(turns, rewards, time.perf_counter() - start)
 
 

@@ -5,6 +5,15 @@ demonstration with ``loss: False`` on its assistant turns, then the problem), it
 parser and its scorer. One instance runs one episode at a time; instances are cheap and
 isolated so hundreds can run at once.
 
+The base class owns the episode: ``reset`` and ``step`` count the rounds, end an episode at
+``config.max_rounds`` (TASK_LIMIT_REACHED), on a reply that is no action
+(AGENT_INVALID_ACTION) and answer a step outside a running episode with
+``no_episode_result()``. A family implements the hooks: ``start(task)`` builds the episode's
+state, ``parse(reply)`` turns a reply into an action (or raises ``InvalidAction``),
+``act(action)`` applies it, and ``stop()`` releases what the episode holds; ``invalid`` and
+``limit`` say how a family ends on a bad reply or at the round limit where AgentBench's
+semantics differ from the default.
+
 The scripted expert (the offline teacher) is part of the family: ``expert_actions(task)``
 returns the full, deterministic action sequence that solves ``task``. Because it depends on
 the task alone, any process that can rebuild the task (the expert policy, the test
@@ -13,17 +22,10 @@ endpoint) can replay it from a conversation.
 
 from __future__ import annotations
 
-import hashlib
-import random
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from functools import lru_cache
-from itertools import count
-from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from agentray.types import Message, Status, StepResult, TaskSpec
 
@@ -39,13 +41,32 @@ class FamilyConfig(BaseModel):
     max_rounds: int = 15
 
 
+class InvalidAction(Exception):
+    """Raised by ``Env.parse`` for a reply that is no action; the message is the reason."""
+
+
 class Env(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     config_cls: ClassVar[type[FamilyConfig]] = FamilyConfig
+    # What the family's score (mean reward x 100) measures, as reports label it.
+    metric_label: ClassVar[str] = "mean reward (x100)"
+    # The reward a trajectory needs to be kept for training; None: the process stage's
+    # ``reward_threshold`` (1.0 by default). A user's ``reward_thresholds`` overrides both.
+    keep_threshold: ClassVar[float | None] = None
+    # The family's task name in the paper's reference table; None: ``name``.
+    reference_name: ClassVar[str | None] = None
 
     def __init__(self, config: FamilyConfig | None = None) -> None:
         self.config = config or self.config_cls()
+        self._task: TaskSpec | None = None
+        self._rounds = 0
+        self._done = True
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this family cannot run on this host (a missing extra or tool), or None."""
+        return None
 
     @abstractmethod
     def tasks(self, split: str) -> list[TaskSpec]:
@@ -56,34 +77,14 @@ class Env(ABC):
         """The opening turns for ``task`` (ending with a user turn); pure, no side effects."""
 
     @abstractmethod
-    def reset(self, task: TaskSpec) -> list[Message]:
-        """Start an episode (build its state) and return ``self.prompt(task)``."""
-
-    @abstractmethod
-    def step(self, action: str) -> StepResult:
-        """Apply the agent's full reply; a malformed one is a status, never an exception."""
+    def expert_actions(self, task: TaskSpec) -> list[str]:
+        """The scripted expert's replies that solve ``task``, in order."""
 
     @staticmethod
     def action_problem(reply: str) -> str | None:
         """Why ``reply`` (one agent turn) does not parse in this family's action format, or
         None when it does. The process stage drops trajectories with such turns."""
         return None
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources held by the current episode."""
-
-    @abstractmethod
-    def expert_actions(self, task: TaskSpec) -> list[str]:
-        """The scripted expert's replies that solve ``task``, in order."""
-
-    def _finish(
-        self, status: Status, reward: float, observation: str | None, info: dict
-    ) -> StepResult:
-        """End the running episode with its final status and reward."""
-        self._done = True
-        return StepResult(
-            observation=observation, done=True, reward=reward, status=status, info=info
-        )
 
     @staticmethod
     def problem_of(messages: list[Message]) -> str:
@@ -93,35 +94,72 @@ class Env(ABC):
         """
         return first_user_after_demo(messages)
 
+    # ------------------------------------------------------------------ the episode
 
-def split_tasks(tasks_by_split: dict[str, list[TaskSpec]], split: str) -> list[TaskSpec]:
-    """Copies of one split's tasks (callers may mutate them; the cached originals stay)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected train or test")
-    return [t.model_copy(deep=True) for t in tasks_by_split[split]]
+    def reset(self, task: TaskSpec) -> list[Message]:
+        """Start an episode (``start`` builds its state) and return ``self.prompt(task)``."""
+        messages = self.prompt(task)
+        self.start(task)
+        self._task = task
+        self._rounds = 0
+        self._done = False
+        return messages
 
+    def step(self, reply: str) -> StepResult:
+        """Apply the agent's full reply; a malformed one is a status, never an exception."""
+        if self._done:
+            return no_episode_result()
+        self._rounds += 1
+        try:
+            action = self.parse(reply)
+        except InvalidAction as e:
+            return self.invalid(str(e))
+        result = self.act(action)
+        if result.done:
+            self._done = True
+            return result
+        if self._rounds >= self.config.max_rounds:
+            return self.limit(result)
+        return result
 
-def tasks_from_payloads(
-    family: str,
-    train: list[dict[str, Any]],
-    test: list[dict[str, Any]],
-    seed_key: str,
-) -> dict[str, list[TaskSpec]]:
-    """Train and test TaskSpecs with ids ``family_0..``, test ids after train ids, from
-    payloads a family built itself (``payload[seed_key]`` is the task's seed)."""
-    return {
-        split: [
-            TaskSpec(
-                id=f"{family}_{offset + i}",
-                family=family,
-                split=split,
-                seed=payload[seed_key],
-                payload=payload,
-            )
-            for i, payload in enumerate(payloads)
-        ]
-        for split, payloads, offset in (("train", train, 0), ("test", test, len(train)))
-    }
+    def close(self) -> None:
+        """Release resources held by the current episode; a later ``step`` is a task error."""
+        self.stop()
+        self._done = True
+
+    # ------------------------------------------------------------------ family hooks
+
+    @abstractmethod
+    def start(self, task: TaskSpec) -> None:
+        """Build the state of an episode of ``task``."""
+
+    def parse(self, reply: str) -> Any:
+        """The action in ``reply``; raises ``InvalidAction`` when there is none."""
+        return reply
+
+    @abstractmethod
+    def act(self, action: Any) -> StepResult:
+        """Apply one action: a running result, or one from ``_finish`` that ends the episode."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release resources held by the current episode."""
+
+    def invalid(self, reason: str) -> StepResult:
+        """The step of a reply that is no action: by default it ends the episode."""
+        return self._finish(Status.AGENT_INVALID_ACTION, 0.0, None, {"error": reason})
+
+    def limit(self, result: StepResult) -> StepResult:
+        """The last step once ``max_rounds`` are played (``result``: the step as it ran)."""
+        return self._finish(Status.TASK_LIMIT_REACHED, 0.0, result.observation, result.info)
+
+    def _finish(
+        self, status: Status, reward: float, observation: str | None, info: dict
+    ) -> StepResult:
+        """End the running episode with its final status and reward."""
+        self._done = True
+        return StepResult(
+            observation=observation, done=True, reward=reward, status=status, info=info
+        )
 
 
 def no_episode_result() -> StepResult:
@@ -141,128 +179,3 @@ def first_user_after_demo(messages: list[Message]) -> str:
         if m["role"] == "user":
             return m["content"]
     raise ValueError("conversation has no user turn after the demonstration")
-
-
-# ---------------------------------------------------------------- seeded task generation
-
-
-class Redraw(Exception):
-    """A generator drew a degenerate task (a tie, an empty answer): draw again."""
-
-
-def task_seed(family: str, seed: int, split: str, index: int, attempt: int) -> int:
-    digest = hashlib.sha256(f"{family}:{seed}:{split}:{index}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:6], "big")
-
-
-def generate_split_tasks(
-    family: str,
-    config: FamilyConfig,
-    make_payload: Callable[[random.Random], dict[str, Any]],
-    problem_text: Callable[[dict[str, Any]], str],
-) -> dict[str, list[TaskSpec]]:
-    """Train and test tasks with ids ``family_0..``; test ids continue after train ids.
-
-    Each task comes from its own split-specific seed, so a task does not change when another
-    split grows; a draw whose problem text repeats an earlier one (of either split) is
-    redrawn, which keeps problem texts unique, as the TaskIndex needs.
-    """
-    seen: set[str] = set()
-    out: dict[str, list[TaskSpec]] = {"train": [], "test": []}
-    for split, n, offset in (("train", config.n_train, 0), ("test", config.n_test, config.n_train)):
-        for index in range(n):
-            seed, payload = _unique_draw(
-                family, config.seed, split, index, make_payload, problem_text, seen
-            )
-            out[split].append(
-                TaskSpec(
-                    id=f"{family}_{offset + index}",
-                    family=family,
-                    split=split,
-                    seed=seed,
-                    payload=payload,
-                )
-            )
-    return out
-
-
-def _unique_draw(family, base_seed, split, index, make_payload, problem_text, seen):
-    for attempt in count():
-        if attempt >= 200:
-            raise RuntimeError(f"could not draw a unique {family} task for {split} #{index}")
-        seed = task_seed(family, base_seed, split, index, attempt)
-        try:
-            payload = make_payload(random.Random(seed))
-        except Redraw:
-            continue
-        key = problem_text(payload)
-        if key not in seen:
-            seen.add(key)
-            return seed, payload
-    raise AssertionError("unreachable")
-
-
-# ---------------------------------------------------------------- tasks from files
-
-
-def task_files_field() -> Any:
-    """The ``task_files`` field of a family config that reads extra tasks from files."""
-    return Field(
-        default_factory=list,
-        description="JSONL files of extra tasks (one TaskSpec per line, e.g. written by "
-        "`agentray instruct`), added to the split each task names",
-    )
-
-
-def file_tasks(family: str, paths: list[str], split: str) -> list[TaskSpec]:
-    """The tasks of ``split`` in ``paths`` (copies). Raises ValueError naming the file and
-    line of a malformed task, a task of another family, an id shaped like a procedural one
-    (``family_<n>``, which would collide) or an id repeated across the files."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected train or test")
-    seen: dict[str, str] = {}
-    out: list[TaskSpec] = []
-    for path in paths:
-        for where, task in _read_task_file(*_file_key(path)):
-            if task.family != family:
-                raise ValueError(f"{where}: a {task.family!r} task in {family!r} task_files")
-            if re.fullmatch(rf"{re.escape(family)}_\d+", task.id):
-                raise ValueError(
-                    f"{where}: id {task.id!r} has the form of the procedural tasks' ids "
-                    f"({family}_<n>); use another, e.g. {family}_gen_<n>"
-                )
-            if task.id in seen:
-                raise ValueError(f"{where}: id {task.id!r} repeats {seen[task.id]}")
-            seen[task.id] = where
-            if task.split == split:
-                out.append(task.model_copy(deep=True))
-    return out
-
-
-def _file_key(path: str) -> tuple[str, int, int]:
-    resolved = Path(path).expanduser().resolve()
-    try:
-        stat = resolved.stat()
-    except OSError as e:
-        raise ValueError(f"task file {path}: {e.strerror or e}") from None
-    return str(resolved), stat.st_mtime_ns, stat.st_size
-
-
-@lru_cache(maxsize=32)
-def _read_task_file(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, TaskSpec], ...]:
-    """(``file:line``, task) per non-blank line; cached until the file changes."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                out.append((where, TaskSpec.model_validate_json(line)))
-            except ValidationError as e:
-                problem = "; ".join(
-                    f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}"
-                    for err in e.errors()
-                )
-                raise ValueError(f"{where}: not a TaskSpec ({problem})") from None
-    return tuple(out)

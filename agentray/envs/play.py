@@ -6,6 +6,7 @@ The offline way to get a real trajectory: benchmarks, tests and data fixtures us
 from __future__ import annotations
 
 from agentray.envs.base import Env
+from agentray.envs.episode import run_episode, scripted
 from agentray.records import EpisodeResult, Trajectory, env_version_of
 from agentray.types import Message, StepResult, TaskSpec
 
@@ -15,15 +16,16 @@ def play_expert(
 ) -> tuple[list[Message], StepResult]:
     """The conversation and the final step of an episode played with ``actions`` (default:
     the expert's). Stops when the env says done or the actions run out."""
-    messages = env.reset(task)
-    result = StepResult(observation=None, done=False)
-    for action in env.expert_actions(task) if actions is None else actions:
-        messages.append({"role": "assistant", "content": action})
-        result = env.step(action)
-        if result.done:
-            break
-        messages.append({"role": "user", "content": result.observation or ""})
-    return messages, result
+    plan = None if actions is None else scripted(actions)
+
+    def reply(messages: list[Message]) -> str | None:
+        nonlocal plan
+        if plan is None:  # the expert's plan, once the episode has started
+            plan = scripted(env.expert_actions(task))
+        return plan(messages)
+
+    episode = run_episode(env, task, reply)
+    return episode.messages, episode.result
 
 
 def expert_trajectory(env: Env, task: TaskSpec) -> Trajectory:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from agentray.envs.base import Env
+from agentray.envs.episode import run_episode, scripted
 from agentray.types import StepResult, TaskSpec
 
 # Why a proposal was set aside (``Rejected.code``).
@@ -94,17 +95,9 @@ def require_object(proposal: Any) -> dict[str, Any]:
 
 def replay_expert(env: Env, task: TaskSpec) -> StepResult:
     """Play the expert's actions for ``task`` in ``env``; the last step's result."""
-    env.reset(task)
-    try:
-        result: StepResult | None = None
-        for action in env.expert_actions(task):
-            result = env.step(action)
-            if result.done:
-                break
-        assert result is not None
-        return result
-    finally:
-        env.close()
+    episode = run_episode(env, task, scripted(env.expert_actions(task)), close=True)
+    assert episode.step_s, f"the expert has no actions for {task.id}"
+    return episode.result
 
 
 def check_replay(env: Env, task: TaskSpec) -> None:

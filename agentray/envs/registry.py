@@ -1,4 +1,5 @@
-"""Env families by name. A new family is one module plus one line in ``FAMILIES``."""
+"""Env families by name. A new family is one package (``agentray/envs/<family>/``, exporting
+its Env class) plus one line in ``FAMILIES``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from agentray.types import Message, TaskSpec
 
 FAMILIES: dict[str, str] = {
     "db": "agentray.envs.db:DBEnv",
-    "os": "agentray.envs.os_env:OSEnv",
+    "os": "agentray.envs.os:OSEnv",
     "kg": "agentray.envs.kg:KGEnv",
     "alfworld": "agentray.envs.alfworld:AlfWorldEnv",
     "webshop": "agentray.envs.webshop:WebShopEnv",
@@ -35,6 +36,21 @@ ENVS: Registry[Env] = Registry("env family", {**FAMILIES, **HELD_OUT_FAMILIES})
 
 def env_class(name: str) -> type[Env]:
     return ENVS.get(name)
+
+
+def metric_label(name: str) -> str:
+    """What a family's score (mean reward x 100) measures; the default for unknown names."""
+    return env_class(name).metric_label if name in ENVS else Env.metric_label
+
+
+def keep_threshold(name: str) -> float | None:
+    """A family's own keep threshold for the process stage (None: the stage's default)."""
+    return env_class(name).keep_threshold if name in ENVS else None
+
+
+def reference_name(name: str) -> str:
+    """A task's name in the paper's reference table (a family may be named otherwise there)."""
+    return (env_class(name).reference_name or name) if name in ENVS else name
 
 
 def make_env(name: str, config: FamilyConfig | dict | None = None) -> Env:

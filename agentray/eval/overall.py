@@ -10,9 +10,9 @@ A score of 1.0 means "as good as the reference models on average". The reference
 come from a JSON file; the default ships with the package: the paper's published per-task
 numbers for eight models (``data/agenttuning_reference.json``, with which of our tasks match
 which of theirs and how closely). Any file with the same ``reference_models`` / ``scores``
-layout can replace it (``eval.reference_file``). Our tasks map to the file's by name, or
-through its ``task_map`` (``scienceworld`` -> ``sciworld``); a task the file has no score
-for gets no weight and is listed as such.
+layout can replace it (``eval.reference_file``). Our tasks map to the file's through its
+``task_map``, else by the env family's ``reference_name`` (``scienceworld`` -> ``sciworld``),
+else by name; a task the file has no score for gets no weight and is listed as such.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentray.envs.registry import reference_name
 
 CATEGORIES = ("held_in", "held_out", "general")
 Category = Literal["held_in", "held_out", "general"]
@@ -67,7 +69,7 @@ class ReferenceScores(BaseModel):
         return task_weights(self.scores.get(category, {}), self.reference_models)
 
     def reference_task(self, ours: str) -> str:
-        return self.task_map.get(ours, ours)
+        return self.task_map.get(ours) or reference_name(ours)
 
 
 def load_reference(path: str | Path | None = None) -> ReferenceScores:

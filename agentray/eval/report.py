@@ -15,19 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from agentray.collect.engine import summarize
+from agentray.envs.registry import metric_label
 from agentray.eval import plots
 from agentray.eval.doc import Doc
 from agentray.eval.overall import CATEGORIES, ReferenceScores, category_overall
 from agentray.records import Trajectory
 
-ENV_METRICS = {
-    "db": "success rate (%)",
-    "os": "success rate (%)",
-    "alfworld": "success rate (%)",
-    "kg": "answer F1 (%)",
-    "webshop": "reward (x100)",
-    "mind2web": "step success rate (%)",
-}
 CATEGORY_TITLES = plots.CATEGORY_TITLES
 
 
@@ -43,7 +36,7 @@ def env_task_scores(records: list[Trajectory], families: Iterable[str]) -> dict[
             continue
         stats = summarize(family_rows)
         stats["score"] = 100.0 * stats["mean_reward"]
-        stats["metric"] = ENV_METRICS.get(family, "mean reward (x100)")
+        stats["metric"] = metric_label(family)
         tasks[family] = stats
     return tasks
 

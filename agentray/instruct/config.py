@@ -9,7 +9,10 @@ from agentray.types import GenerationParams
 
 # Families that accept teacher-written tasks: their module has the proposal functions
 # (agentray/envs/proposals.py describes them).
-INSTRUCT_FAMILIES: dict[str, str] = {"db": "agentray.envs.db", "os": "agentray.envs.os_env"}
+INSTRUCT_FAMILIES: dict[str, str] = {
+    "db": "agentray.envs.db.proposals",
+    "os": "agentray.envs.os.proposals",
+}
 # Families whose tasks can be derived from a seed's own environment (a seed's table).
 DERIVABLE_FAMILIES = ("db",)
 

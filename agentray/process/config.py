@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentray.envs.registry import keep_threshold
 from agentray.model.packing import PackingConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.process.mix import Balance, MixBy
 from agentray.process.tokenize import TooLong
-
-# The paper keeps trajectories with reward 1, except Mind2Web where r >= 2/3 counts.
-DEFAULT_THRESHOLDS = {"mind2web": 2 / 3}
 
 
 class ProcessConfig(BaseModel):
@@ -63,8 +61,9 @@ class ProcessConfig(BaseModel):
     )
     reward_threshold: float = Field(1.0, description="keep trajectories with reward >= this")
     reward_thresholds: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_THRESHOLDS),
-        description="per-family overrides of reward_threshold",
+        default_factory=dict,
+        description="per-family thresholds; a family without one here uses its own "
+        "(the paper keeps r >= 2/3 on Mind2Web), else reward_threshold",
     )
     keep_statuses: list[str] = Field(
         default_factory=lambda: ["completed"], description="episode statuses that may be kept"
@@ -112,4 +111,7 @@ class ProcessConfig(BaseModel):
         return value
 
     def threshold_for(self, family: str) -> float:
-        return self.reward_thresholds.get(family, self.reward_threshold)
+        if family in self.reward_thresholds:
+            return self.reward_thresholds[family]
+        own = keep_threshold(family)
+        return self.reward_threshold if own is None else own

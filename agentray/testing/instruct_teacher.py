@@ -15,8 +15,14 @@ import random
 import re
 from typing import Any
 
-from agentray.envs import db, os_env
-from agentray.envs.base import Redraw
+from agentray.envs.db import proposals as db_proposals
+from agentray.envs.db.config import MODIFYING
+from agentray.envs.db.domains import DOMAINS
+from agentray.envs.db.tasks import TEMPLATES, Ctx, _gold
+from agentray.envs.db.tasks import make_payload as db_payload
+from agentray.envs.generate import Redraw
+from agentray.envs.os import proposals as os_proposals
+from agentray.envs.os.tasks import make_payload as os_payload
 from agentray.envs.proposals import (
     CHECK_FAILED,
     CHECK_PASSES_WITHOUT_SOLUTION,
@@ -114,18 +120,18 @@ def _fits(family: str, proposal: dict[str, Any], fault: str | None) -> bool:
     if fault == "sql_error":
         return proposal["type"] == "SELECT"
     if fault == "check_passes_without_solution" and family == "db":
-        return proposal["type"] in db.MODIFYING
+        return proposal["type"] in MODIFYING
     return True
 
 
 def _draft(family: str, rng: random.Random, source: dict | None) -> dict[str, Any]:
     if family == "os":
-        payload = os_env.make_payload(rng)
+        payload = os_payload(rng)
     elif source is not None:
         payload = _db_payload_over(source, rng)
     else:
-        payload = db.make_payload(rng)
-    module = db if family == "db" else os_env
+        payload = db_payload(rng)
+    module = db_proposals if family == "db" else os_proposals
     return module.proposal_from_task(
         TaskSpec(id="draft", family=family, split="train", seed=0, payload=payload)
     )
@@ -134,11 +140,11 @@ def _draft(family: str, rng: random.Random, source: dict | None) -> dict[str, An
 def _db_payload_over(source: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """A procedural question over the given table (task derivation)."""
     names = tuple(name for name, _ in source["columns"])
-    domain = next((d for d in db.DOMAINS if d.columns == names), None)
+    domain = next((d for d in DOMAINS if d.columns == names), None)
     if domain is None:
         raise RuntimeError(f"no DB domain has the columns {names}")
-    ctx = db._Ctx(rng, domain, source["table"], source["rows"])
-    draft = rng.choice(db.TEMPLATES)(ctx)
+    ctx = Ctx(rng, domain, source["table"], source["rows"])
+    draft = rng.choice(TEMPLATES)(ctx)
     payload = {
         **source,
         "question": draft.question,
@@ -147,7 +153,7 @@ def _db_payload_over(source: dict[str, Any], rng: random.Random) -> dict[str, An
         "category": draft.category,
         "thought": draft.thought,
     }
-    return {**payload, **db._gold(payload)}
+    return {**payload, **_gold(payload)}
 
 
 def _without(proposal: dict[str, Any], source: dict | None) -> dict[str, Any]:

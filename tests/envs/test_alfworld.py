@@ -9,23 +9,17 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from agentray.envs.alfworld import (
-    GOALS,
-    INSTRUCTION,
-    OK_REPLY,
-    TASK_TYPES,
-    AlfWorldConfig,
-    AlfWorldEnv,
-    World,
-    listing,
-    parse_action,
-    sentence_bleu,
-    snap_to_admissible,
-)
+from agentray.envs.alfworld import AlfWorldConfig, AlfWorldEnv
+from agentray.envs.alfworld.config import TASK_TYPES
+from agentray.envs.alfworld.parsing import parse_action, sentence_bleu, snap_to_admissible
+from agentray.envs.alfworld.prompt import INSTRUCTION, OK_REPLY
+from agentray.envs.alfworld.scenes import GOALS, listing
+from agentray.envs.alfworld.world import World
 from agentray.envs.base import Env
+from agentray.envs.episode import run_episode
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import expert_reply
-from agentray.types import Message, Status, TaskSpec
+from agentray.types import Status, TaskSpec
 
 SAMPLE = AlfWorldConfig(n_train=48, n_test=24, seed=3)
 
@@ -85,14 +79,11 @@ def test_expert_policy_solves_tasks_from_the_conversation_alone():
     for task in tasks:
         index.add(env, task)
     for task in tasks:
-        messages: list[Message] = env.reset(task)
-        for _ in range(SAMPLE.max_rounds):
-            reply = expert_reply(index, messages)  # the task found from the text alone
-            messages.append({"role": "assistant", "content": reply})
-            result = env.step(reply)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(
+            env,
+            task,
+            lambda messages: expert_reply(index, messages),  # task from the text alone
+        ).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, (task.id, result)
 
 

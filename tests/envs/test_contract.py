@@ -3,29 +3,45 @@ ExpertPolicy, and the data pipeline's tokenizer."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 from pydantic import ValidationError
 
-from agentray.envs.base import Env
+from agentray.envs.base import Env, FamilyConfig
 from agentray.envs.db import DBConfig, DBEnv
-from agentray.envs.os_env import OSConfig, OSEnv
-from agentray.envs.registry import TaskIndex, family_names, make_env
-from agentray.envs.sandbox import bwrap_available
-from agentray.policies.base import EpisodeTask
+from agentray.envs.episode import run_episode, scripted
+from agentray.envs.os import OSConfig, OSEnv
+from agentray.envs.registry import (
+    ENVS,
+    HELD_OUT_FAMILIES,
+    TaskIndex,
+    env_class,
+    family_names,
+    make_env,
+)
 from agentray.policies.expert import ExpertPolicy
 from agentray.records import EpisodeResult, Trajectory, env_version_of, to_conversations
-from agentray.types import GenerationParams, Message, StepResult
+from agentray.testing.episodes import policy_reply
+from agentray.types import Status
 
-CONFIGS = {name: {"n_train": 12, "n_test": 4, "seed": 1} for name in family_names()}
-FAMILIES = [
-    pytest.param(name, marks=pytest.mark.skipif(not bwrap_available(), reason="no bubblewrap"))
-    if name == "os"
-    else name
-    for name in family_names()
-]
+# Every registered family, held-out ones included: small splits (a held-out family builds its
+# tasks in its real environment).
+CONFIGS = {
+    name: {"n_train": 2, "n_test": 2, "seed": 1}
+    if name in HELD_OUT_FAMILIES
+    else {"n_train": 12, "n_test": 4, "seed": 1}
+    for name in ENVS.names()
+}
+
+
+def _family(name: str):
+    """``name`` as a parameter, skipped where the family cannot run here (its reason)."""
+    reason = env_class(name).unavailable()
+    return pytest.param(name, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
+
+
+FAMILIES = [_family(name) for name in ENVS.names()]
 
 
 def test_registry_builds_typed_envs_and_rejects_unknown_fields():
@@ -43,7 +59,7 @@ def test_all_six_held_in_families_are_registered():
     assert set(family_names()) == {"db", "os", "kg", "alfworld", "webshop", "mind2web"}
 
 
-@pytest.mark.parametrize("family", family_names())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_prompt_layout_instruction_demo_problem(family):
     env = make_env(family, CONFIGS[family])
     task = env.tasks("train")[0]
@@ -70,13 +86,45 @@ def test_db_without_one_shot_is_agentbench_opening():
     assert messages[1] == {"role": "assistant", "content": "Ok.", "loss": False}
 
 
-def test_task_index_finds_every_task_from_its_conversation():
-    index = TaskIndex(CONFIGS)
-    for family in family_names():
-        env = make_env(family, CONFIGS[family])
-        for task in env.tasks("train") + env.tasks("test"):
-            found_env, found = index.lookup(env.prompt(task))
-            assert found.id == task.id and found_env.name == family
+@pytest.mark.parametrize("family", FAMILIES)
+def test_task_index_finds_every_task_from_its_conversation(family):
+    """Among all held-in families' tasks (and ``family``'s), each task's conversation leads
+    back to the task."""
+    index = TaskIndex({name: CONFIGS[name] for name in {*family_names(), family}})
+    env = make_env(family, CONFIGS[family])
+    for task in env.tasks("train") + env.tasks("test"):
+        found_env, found = index.lookup(env.prompt(task))
+        assert found.id == task.id and found_env.name == family
+
+
+@pytest.mark.parametrize("family", ENVS.names())
+def test_family_knows_its_metric_threshold_reference_name_and_splits(family):
+    cls = env_class(family)
+    assert cls.name == family and issubclass(cls.config_cls, FamilyConfig)
+    assert isinstance(cls.metric_label, str) and cls.metric_label
+    assert cls.keep_threshold is None or 0 < cls.keep_threshold <= 1
+    assert cls.reference_name is None or isinstance(cls.reference_name, str)
+    defaults = cls.config_cls()
+    assert defaults.n_train >= 0 and defaults.n_test >= 0 and defaults.max_rounds > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_episode_state_machine(family):
+    """No step outside an episode (before reset, after its end, after close); an episode of
+    replies that are no action ends within max_rounds, unrewarded."""
+    env = make_env(family, CONFIGS[family])
+    assert env.step("anything").status == Status.TASK_ERROR
+    task = env.tasks("train")[0]
+    episode = run_episode(env, task, scripted(env.expert_actions(task)))
+    assert episode.result.done and episode.result.status == Status.COMPLETED
+    assert env.step("anything").status == Status.TASK_ERROR
+    env.reset(task)
+    env.close()
+    assert env.step("anything").status == Status.TASK_ERROR
+    episode = run_episode(env, task, lambda messages: "no action here", close=True)
+    assert episode.result.done and 1 <= len(episode.step_s) <= env.config.max_rounds
+    assert episode.result.status != Status.TASK_ERROR and episode.result.reward == 0.0
+    assert env.step("anything").status == Status.TASK_ERROR
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -84,7 +132,7 @@ def test_expert_policy_solves_each_task_it_is_given(family):
     policy = ExpertPolicy()
     env = make_env(family, CONFIGS[family])
     for task in env.tasks("train")[:6] + env.tasks("test")[:3]:
-        result = _play(env, task, policy)
+        result = run_episode(env, task, policy_reply(policy, env=env, task=task)).result
         assert result.reward == 1.0 and result.status == "completed", (task.id, result)
     env.close()
 
@@ -99,9 +147,9 @@ def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_
 
     env = make_env(family, CONFIGS[family])
     task = env.tasks("test")[0]
-    messages: list[Message] = []
-    result = _play(env, task, ExpertPolicy(), messages)
-    env.close()
+    messages, result, _, _ = run_episode(
+        env, task, policy_reply(ExpertPolicy(), env=env, task=task), close=True
+    )
     episode = EpisodeResult(messages=messages)
     episode.finish(result.reward, result.status)
     version = env_version_of(family, env.version)
@@ -116,20 +164,3 @@ def test_expert_record_round_trips_through_the_data_pipeline(family, tiny_model_
     agent_turns = [t for t in conversations if t["from"] == "gpt" and t["loss"]]
     labeled = tokenizer.decode([t for t in encoded["labels"] if t != IGNORE_INDEX])
     assert labeled.count(tokenizer.eos_token) == len(agent_turns)
-
-
-def _play(
-    env: Env, task, policy: ExpertPolicy, messages: list[Message] | None = None, max_turns: int = 40
-) -> StepResult:
-    messages = messages if messages is not None else []
-    messages.extend(env.reset(task))
-    for _ in range(max_turns):
-        episode = EpisodeTask(task=task, family_config=env.config.model_dump(mode="json"))
-        [completion] = asyncio.run(policy.generate([messages], GenerationParams(), [episode]))
-        assert completion.error is None, completion.error
-        messages.append({"role": "assistant", "content": completion.text})
-        result = env.step(completion.text)
-        if result.done:
-            return result
-        messages.append({"role": "user", "content": result.observation or ""})
-    raise AssertionError("the expert did not finish")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from agentray.envs.db import DBConfig, DBEnv, answers_match, parse_action, parse_answer
+from agentray.envs.db import DBConfig, DBEnv
+from agentray.envs.db.score import answers_match, parse_action, parse_answer
 from agentray.envs.play import play_expert
 from agentray.types import Status
 

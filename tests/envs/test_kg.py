@@ -9,20 +9,19 @@ import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
-from agentray.envs.kg import (
+from agentray.envs.episode import run_episode
+from agentray.envs.kg import KGConfig, KGEnv
+from agentray.envs.kg.build import generate_graph
+from agentray.envs.kg.config import QUESTION_TYPES
+from agentray.envs.kg.graph import KnowledgeGraph, parse_number
+from agentray.envs.kg.prompt import (
     INSTRUCTIONS,
     INVALID_VARIABLE,
     NO_FUNCTION,
     NOT_EXECUTED,
     ONE_SHOT,
-    QUESTION_TYPES,
-    KGConfig,
-    KGEnv,
-    KnowledgeGraph,
-    f1_score,
-    generate_graph,
-    parse_number,
 )
+from agentray.envs.kg.score import f1_score
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import expert_reply
 from agentray.types import Status, TaskSpec
@@ -384,12 +383,9 @@ def test_expert_policy_replays_tasks_from_the_conversation():
     for task in tasks:
         index.add(env, task)
     for task in tasks:
-        messages = env.reset(task)
-        for _ in range(env.config.max_rounds):
-            reply = expert_reply(index, messages)  # the task found from the text alone
-            messages.append({"role": "assistant", "content": reply})
-            result = env.step(reply)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(
+            env,
+            task,
+            lambda messages: expert_reply(index, messages),  # task from the text alone
+        ).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, task.id

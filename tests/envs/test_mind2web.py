@@ -9,16 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
-from agentray.envs.mind2web import (
-    TEMPLATES,
-    Mind2WebConfig,
-    Mind2WebEnv,
-    gold_reply,
-    op_f1,
-    parse_reply,
-    score_step,
-    step_prompt,
-)
+from agentray.envs.episode import run_episode
+from agentray.envs.mind2web import Mind2WebConfig, Mind2WebEnv
+from agentray.envs.mind2web.prompt import gold_reply, step_prompt
+from agentray.envs.mind2web.score import op_f1, parse_reply, score_step
+from agentray.envs.mind2web.tasks import TEMPLATES
 from agentray.envs.registry import TaskIndex
 from agentray.policies.expert import expert_reply
 from agentray.records import to_conversations
@@ -228,12 +223,9 @@ def test_expert_policy_replays_tasks_from_the_conversation_alone():
     for task in env.tasks("train") + env.tasks("test"):
         index.add(env, task)
     for task in env.tasks("train")[:4] + env.tasks("test")[:2]:
-        messages = env.reset(task)
-        while True:
-            reply = expert_reply(index, messages)  # the task found from the text alone
-            messages.append({"role": "assistant", "content": reply})
-            result = env.step(reply)
-            if result.done:
-                break
-            messages.append({"role": "user", "content": result.observation})
+        result = run_episode(
+            env,
+            task,
+            lambda messages: expert_reply(index, messages),  # task from the text alone
+        ).result
         assert result.status == Status.COMPLETED and result.reward == 1.0, task.id

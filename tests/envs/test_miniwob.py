@@ -21,14 +21,10 @@ if not os.environ.get("MINIWOB_CHROME_BINARY") and not (
     )
 
 from agentray.envs.base import Env  # noqa: E402
-from agentray.envs.miniwob import (  # noqa: E402
-    BROWSERS,
-    INSTRUCTION,
-    OK_REPLY,
-    MiniWoBConfig,
-    MiniWoBEnv,
-    parse_action,
-)
+from agentray.envs.miniwob import MiniWoBConfig, MiniWoBEnv  # noqa: E402
+from agentray.envs.miniwob.actions import parse_action  # noqa: E402
+from agentray.envs.miniwob.browsers import BROWSERS  # noqa: E402
+from agentray.envs.miniwob.prompt import INSTRUCTION, OK_REPLY  # noqa: E402
 from agentray.envs.registry import family_names, make_env  # noqa: E402
 from agentray.types import Status  # noqa: E402
 

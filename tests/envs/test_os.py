@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agentray.envs import sandbox as sandbox_module
-from agentray.envs.os_env import OSConfig, OSEnv, format_output, parse_action
+from agentray.envs.os import OSConfig, OSEnv
+from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.play import play_expert
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available
 from agentray.types import Status

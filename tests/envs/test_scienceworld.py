@@ -14,14 +14,10 @@ pytest.importorskip(
 
 from agentray.envs.base import Env  # noqa: E402
 from agentray.envs.registry import family_names, make_env  # noqa: E402
-from agentray.envs.scienceworld import (  # noqa: E402
-    INSTRUCTION,
-    OK_REPLY,
-    SIMULATORS,
-    ScienceWorldConfig,
-    ScienceWorldEnv,
-    parse_action,
-)
+from agentray.envs.scienceworld import ScienceWorldConfig, ScienceWorldEnv  # noqa: E402
+from agentray.envs.scienceworld.prompt import INSTRUCTION, OK_REPLY  # noqa: E402
+from agentray.envs.scienceworld.simulators import SIMULATORS  # noqa: E402
+from agentray.envs.scienceworld.tasks import parse_action  # noqa: E402
 from agentray.types import Status  # noqa: E402
 
 # Two task types with short gold paths keep the (disk-cached) task build to seconds.

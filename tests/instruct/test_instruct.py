@@ -13,8 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from agentray.cli import app
-from agentray.envs import db, os_env
-from agentray.envs.base import file_tasks
+from agentray.envs.db import DBConfig, DBEnv
+from agentray.envs.db import proposals as db_proposals
+from agentray.envs.os import OSConfig, OSEnv
+from agentray.envs.os import proposals as os_proposals
 from agentray.envs.proposals import (
     BAD_FIELD,
     CHECK_FAILED,
@@ -35,6 +37,7 @@ from agentray.envs.proposals import (
 )
 from agentray.envs.registry import make_env
 from agentray.envs.sandbox import bwrap_available
+from agentray.envs.task_files import file_tasks
 from agentray.instruct.config import InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex, rouge_l, words
 from agentray.instruct.generate import run_instruct
@@ -81,17 +84,17 @@ def _code(verdict: TaskSpec | Rejected) -> str:
 
 
 def test_db_keeps_proposals_that_verify_in_sqlite_with_the_solutions_own_gold():
-    task = db.task_from_proposal(_db_proposal(), "db_gen_0")
+    task = db_proposals.task_from_proposal(_db_proposal(), "db_gen_0")
     assert isinstance(task, TaskSpec) and task.payload["answer"] == ["Fido"]
-    changed = db.task_from_proposal(_update(), "db_gen_1")
+    changed = db_proposals.task_from_proposal(_update(), "db_gen_1")
     assert isinstance(changed, TaskSpec) and changed.payload["answer_hash"]
     for kept in (task, changed):  # the expert replays the verified solution in the env
-        result = replay_expert(db.DBEnv(), kept)
+        result = replay_expert(DBEnv(), kept)
         assert result.status == Status.COMPLETED and result.reward == 1.0
     # a CTE is a SELECT; a numeric check matches within the answer tolerance
     cte = "WITH d AS (SELECT age FROM pets WHERE kind = 'dog') SELECT AVG(age) FROM d;"
     average = _db_proposal(question="Average dog age?", solution=cte, check={"answer": [5.0]})
-    assert _code(db.task_from_proposal(average, "x")) == "kept"
+    assert _code(db_proposals.task_from_proposal(average, "x")) == "kept"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +120,7 @@ def test_db_keeps_proposals_that_verify_in_sqlite_with_the_solutions_own_gold():
     ],
 )  # fmt: skip
 def test_db_rejects_each_bad_proposal_with_its_reason(proposal, code, detail):
-    verdict = db.task_from_proposal(proposal, "db_gen_0")
+    verdict = db_proposals.task_from_proposal(proposal, "db_gen_0")
     assert isinstance(verdict, Rejected) and verdict.code == code, verdict
     assert detail in verdict.detail
 
@@ -125,11 +128,11 @@ def test_db_rejects_each_bad_proposal_with_its_reason(proposal, code, detail):
 def test_db_sql_runs_under_the_envs_guards():
     # the authorizer denies extensions and file access to teacher SQL too
     extension = _db_proposal(solution="SELECT load_extension('/tmp/x.so');")
-    verdict = db.task_from_proposal(extension, "x")
+    verdict = db_proposals.task_from_proposal(extension, "x")
     assert _code(verdict) == SOLUTION_ERROR and "not authorized" in verdict.detail
     slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT MAX(x) FROM c;"
-    verdict = db.task_from_proposal(
-        _db_proposal(solution=slow), "x", db.DBConfig(query_timeout_s=0.2)
+    verdict = db_proposals.task_from_proposal(
+        _db_proposal(solution=slow), "x", DBConfig(query_timeout_s=0.2)
     )
     assert isinstance(verdict, Rejected) and "longer than 0.2 s" in verdict.detail
 
@@ -161,14 +164,14 @@ def _os_change(**changes) -> dict:
 
 @needs_bwrap
 def test_os_keeps_proposals_that_verify_in_the_sandbox():
-    question = os_env.task_from_proposal(_os_proposal(), "os_gen_0")
+    question = os_proposals.task_from_proposal(_os_proposal(), "os_gen_0")
     assert isinstance(question, TaskSpec) and question.payload["evaluation"] == {"match": "2"}
-    change = os_env.task_from_proposal(_os_change(), "os_gen_1")
+    change = os_proposals.task_from_proposal(_os_change(), "os_gen_1")
     assert isinstance(change, TaskSpec)
     # the setup ran in the sandbox; what it left became the task's files
     assert change.payload["files"] == {"work/a.tmp": "a\n", "work/b.txt": "b\n"}
     for kept in (question, change):
-        result = replay_expert(os_env.OSEnv(), kept)
+        result = replay_expert(OSEnv(), kept)
         assert result.status == Status.COMPLETED and result.reward == 1.0
 
 
@@ -192,7 +195,7 @@ def test_os_keeps_proposals_that_verify_in_the_sandbox():
     ],
 )  # fmt: skip
 def test_os_rejects_each_bad_proposal_with_its_reason(proposal, code, detail):
-    verdict = os_env.task_from_proposal(proposal, "os_gen_0")
+    verdict = os_proposals.task_from_proposal(proposal, "os_gen_0")
     assert isinstance(verdict, Rejected) and verdict.code == code, verdict
     assert detail in verdict.detail
 
@@ -200,7 +203,7 @@ def test_os_rejects_each_bad_proposal_with_its_reason(proposal, code, detail):
 @needs_bwrap
 def test_os_solution_past_the_command_time_limit_is_rejected():
     slow = _os_proposal(solution="sleep 30; echo 2")
-    verdict = os_env.task_from_proposal(slow, "os_gen_0", os_env.OSConfig(command_timeout_s=0.5))
+    verdict = os_proposals.task_from_proposal(slow, "os_gen_0", OSConfig(command_timeout_s=0.5))
     assert isinstance(verdict, Rejected) and verdict.code == SOLUTION_ERROR
     assert "longer than 0.5 s" in verdict.detail
 
@@ -238,10 +241,10 @@ def test_replies_split_into_one_proposal_per_block():
 
 
 def test_task_files_join_the_train_split_and_bad_files_name_the_line(tmp_path):
-    kept = db.task_from_proposal(_db_proposal(), "db_gen_0")
+    kept = db_proposals.task_from_proposal(_db_proposal(), "db_gen_0")
     good = tmp_path / "db.jsonl"
     good.write_text(kept.model_dump_json() + "\n")
-    env = db.DBEnv(db.DBConfig(n_train=3, n_test=1, task_files=[str(good)]))
+    env = DBEnv(DBConfig(n_train=3, n_test=1, task_files=[str(good)]))
     assert [t.id for t in env.tasks("train")] == ["db_0", "db_1", "db_2", "db_gen_0"]
     assert [t.id for t in env.tasks("test")] == ["db_3"]
     cases = {
@@ -253,7 +256,7 @@ def test_task_files_join_the_train_split_and_bad_files_name_the_line(tmp_path):
     for text, message in cases.items():
         good.write_text(text)
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-            db.DBEnv(db.DBConfig(n_train=1, task_files=[str(good)])).tasks("train")
+            DBEnv(DBConfig(n_train=1, task_files=[str(good)])).tasks("train")
     with pytest.raises(ValueError, match="task file"):
         file_tasks("db", [str(tmp_path / "missing.jsonl")], "train")
     with pytest.raises(ValueError, match="task_files"):  # only families that read them
