@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentray.collect.config import CollectConfig
-from agentray.envs_config import EnvsConfig
+from agentray.envs.config import EnvsConfig
 from agentray.eval.config import EvalConfig
 from agentray.instruct.config import InstructConfig
 from agentray.model.tiny import TINY_MODEL

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentray.envs.config import check_families
 from agentray.envs.registry import family_names
-from agentray.envs_config import check_families
 from agentray.policies.config import ExpertConfig, PolicyConfig
 
 

@@ -33,8 +33,8 @@ from agentray.collect.env_pool import POLICY_LOST, env_pool_factory, error_text
 from agentray.collect.metrics import RolloutMetrics
 from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
+from agentray.envs.config import EnvsConfig, as_envs, family_config, family_config_dicts
 from agentray.envs.registry import make_env
-from agentray.envs_config import EnvsConfig, as_envs, family_config, family_config_dicts
 from agentray.policies.config import AnyPolicyConfig, parse_policy_config
 from agentray.records import EpisodeResult, Trajectory, env_version_of
 from agentray.types import Status, TaskSpec

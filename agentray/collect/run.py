@@ -10,7 +10,7 @@ from typing import Any
 from agentray.collect.config import CollectConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
-from agentray.envs_config import EnvsConfig, as_envs, played_envs
+from agentray.envs.config import EnvsConfig, as_envs, played_envs
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentray.envs_config import EnvsConfig, as_envs, played_envs
+from agentray.envs.config import EnvsConfig, as_envs, played_envs
 from agentray.eval.config import EvalConfig
 from agentray.eval.general.runner import run_general
 from agentray.eval.overall import load_reference

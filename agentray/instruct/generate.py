@@ -42,11 +42,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from agentray.envs.config import EnvsConfig, family_config_dicts
 from agentray.envs.proposals import DUPLICATE, NEAR_DUPLICATE, SURPLUS, TEACHER_ERROR, Rejected
 from agentray.envs.registry import make_env
 from agentray.envs.sandbox import SandboxUnavailable
 from agentray.envs.task_files import file_tasks
-from agentray.envs_config import EnvsConfig, family_config_dicts
 from agentray.instruct.config import DERIVABLE_FAMILIES, INSTRUCT_FAMILIES, InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex
 from agentray.instruct.prompts import (
