@@ -98,7 +98,7 @@ def instruct(
 ) -> None:
     """Teacher-written DB / OS tasks (self-instruct, task derivation), each verified in the
     real env -> task files that collect reads through envs.<family>.task_files."""
-    from agentray.instruct.generate import InstructError, run_instruct
+    from agentray.instruct import InstructError, run_instruct
     from agentray.pipeline import run_dir_of
 
     given = {
@@ -169,7 +169,7 @@ def evaluate(
     """Held-in / held-out env tasks and general suites against a served model -> scores.json
     (Overall per category), report.md, report.html; or --compare RUN_A RUN_B."""
     if compare:
-        from agentray.eval.compare import CompareError, compare_runs
+        from agentray.eval import CompareError, compare_runs
 
         try:
             paths = compare_runs(compare[0], compare[1], out)
@@ -181,7 +181,7 @@ def evaluate(
     if config is None:
         typer.secho("eval: give a CONFIG, or --compare RUN_A RUN_B", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
-    from agentray.eval.overall import ReferenceError
+    from agentray.eval import ReferenceError
     from agentray.pipeline import stage_eval
 
     try:

@@ -19,15 +19,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentray.collect.config import CollectConfig
+from agentray.collect import CollectConfig
 from agentray.envs.config import EnvsConfig
-from agentray.eval.config import EvalConfig
-from agentray.instruct.config import InstructConfig
+from agentray.eval import EvalConfig
+from agentray.instruct import InstructConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.policies.config import OpenAIConfig
-from agentray.process.config import ProcessConfig
-from agentray.serve.config import ServeConfig
-from agentray.train.config import TrainConfig
+from agentray.process import ProcessConfig
+from agentray.serve import ServeConfig
+from agentray.train import TrainConfig
 
 
 class ConfigError(ValueError):

@@ -24,25 +24,25 @@ def run_dir_of(cfg: PipelineConfig) -> Path:
 
 def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:
     """Teacher-written tasks (not part of the offline loop: it needs a teacher endpoint)."""
-    from agentray.instruct.generate import run_instruct
+    from agentray.instruct import run_instruct
 
     return run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs)
 
 
 def stage_collect(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.collect.run import run_collect
+    from agentray.collect import run_collect
 
     return run_collect(cfg.collect, run_dir_of(cfg), envs=cfg.envs)
 
 
 def stage_process(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.process.run import run_process
+    from agentray.process import run_process
 
     return run_process(cfg.process, run_dir_of(cfg))
 
 
 def stage_train(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.train.trainer import run_train
+    from agentray.train import run_train
 
     return run_train(cfg.train, run_dir_of(cfg))
 
@@ -57,20 +57,20 @@ def serve_config_for_run(cfg: PipelineConfig):
 
 
 def stage_serve(cfg: PipelineConfig, block: bool = True) -> dict[str, Any]:
-    from agentray.serve.app import run_serve
+    from agentray.serve import run_serve
 
     return run_serve(serve_config_for_run(cfg), run_dir_of(cfg), block=block)
 
 
 def stage_eval(cfg: PipelineConfig) -> dict[str, Any]:
-    from agentray.eval.run import run_eval
+    from agentray.eval import run_eval
 
     return run_eval(cfg.eval, run_dir_of(cfg), envs=cfg.envs)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """collect -> process -> train -> serve the checkpoint -> evaluate it through the server."""
-    from agentray.serve.app import start_server, stop_server
+    from agentray.serve import start_server, stop_server
 
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}

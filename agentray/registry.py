@@ -5,7 +5,7 @@ listing names never imports a heavy backend."""
 from __future__ import annotations
 
 import importlib
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -51,3 +51,16 @@ def is_import_path(name: str) -> bool:
     return bool(module and cls.isidentifier()) and all(
         part.isidentifier() for part in module.split(".")
     )
+
+
+def lazy_exports(targets: dict[str, str]) -> Any:
+    """A module ``__getattr__`` that imports each ``module:name`` target on first use, so a
+    stage's public face (its package) stays light: configs load without Ray or torch."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in targets:
+            raise AttributeError(name)
+        module, attr = targets[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    return __getattr__

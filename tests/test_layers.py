@@ -22,3 +22,13 @@ def test_import_contracts_hold():
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
+
+
+def test_no_module_over_500_lines():
+    """Modules stay readable: a family, a stage or a backend that grows splits by concern."""
+    too_long = {
+        str(path.relative_to(REPO)): n
+        for path in (REPO / "agentray").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not too_long, too_long

@@ -13,7 +13,7 @@ from agentray.envs.registry import family_names
 from agentray.policies.config import ExpertConfig, PolicyConfig
 
 
-def _check_families(value: list[str]) -> list[str]:
+def check_family_names(value: list[str]) -> list[str]:
     return check_families(value, held_out=True)
 
 
@@ -86,4 +86,4 @@ class CollectConfig(BaseModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     output: str | None = Field(None, description="default: <run_dir>/collect/trajectories")
 
-    _families = field_validator("families")(_check_families)
+    _families = field_validator("families")(check_family_names)

@@ -15,9 +15,10 @@ state, ``parse(reply)`` turns a reply into an action (or raises ``InvalidAction`
 semantics differ from the default.
 
 The scripted expert (the offline teacher) is part of the family: ``expert_actions(task)``
-returns the full, deterministic action sequence that solves ``task``. Because it depends on
-the task alone, any process that can rebuild the task (the expert policy, the test
-endpoint) can replay it from a conversation.
+returns the full, deterministic action sequence that solves ``task``. The expert policy
+gets each episode's task with its turns (tasks are built once, by the driver); only the
+OpenAI-compatible test endpoint, which sees text alone, finds the task from the
+conversation (``TaskIndex``).
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ or payloads the family built itself."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
+import threading
 from collections.abc import Callable
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 
 from agentray.envs.base import FamilyConfig
 from agentray.types import TaskSpec
@@ -97,3 +99,20 @@ def _unique_draw(family, base_seed, split, index, make_payload, problem_text, se
             seen.add(key)
             return seed, payload
     raise AssertionError("unreachable")
+
+
+T = TypeVar("T")
+
+
+def built_once(build: Callable[[str], T]) -> Callable[[str], T]:
+    """``build(config_json)`` run once per config and kept (eight configs at most), also
+    when an EnvPool's threads ask for it at the same time."""
+    lock = threading.Lock()
+    cached = functools.lru_cache(maxsize=8)(build)
+
+    @functools.wraps(build)
+    def built(config_json: str) -> T:
+        with lock:
+            return cached(config_json)
+
+    return built

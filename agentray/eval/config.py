@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agentray.collect.config import RolloutConfig, _check_families
+from agentray.collect import RolloutConfig, check_family_names
 from agentray.envs.registry import family_names
 from agentray.eval.general.config import GeneralConfig
 from agentray.policies.config import OpenAIConfig, policy_config_type
@@ -48,7 +48,7 @@ class EvalConfig(BaseModel):
         1, ge=0, description="sample episodes / items shown per task in the report"
     )
 
-    _families = field_validator("families", "held_out")(_check_families)
+    _families = field_validator("families", "held_out")(check_family_names)
 
     @model_validator(mode="after")
     def _held_out_apart(self) -> EvalConfig:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agentray.collect.engine import summarize
+from agentray.collect import summarize
 from agentray.envs.registry import metric_label
 from agentray.eval import plots
 from agentray.eval.doc import Doc

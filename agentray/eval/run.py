@@ -85,8 +85,7 @@ def _run_env_families(
         shutil.rmtree(traj_dir)
     if not families:
         return [], 0
-    from agentray.collect.engine import RolloutEngine, load_tasks
-    from agentray.collect.sink import ParquetSink, read_trajectories
+    from agentray.collect import ParquetSink, RolloutEngine, load_tasks, read_trajectories
     from agentray.ray_utils import ensure_ray
 
     ensure_ray()

@@ -19,6 +19,10 @@ class EpisodeTask(BaseModel):
     family_config: dict[str, Any] = Field(default_factory=dict)
 
 
+Batch = list[list[Message]]  # conversations to continue
+EpisodeTasks = list[EpisodeTask | None] | None  # each conversation's task, where known
+
+
 class Policy(ABC):
     """A backend that continues conversations. ``generate`` must never raise for one bad
     conversation: it returns a Completion with ``finish_reason="error"`` and ``error`` set."""
@@ -35,10 +39,7 @@ class Policy(ABC):
 
     @abstractmethod
     async def generate(
-        self,
-        batch: list[list[Message]],
-        params: GenerationParams,
-        tasks: list[EpisodeTask | None] | None = None,
+        self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
         """One completion per conversation; ``tasks[i]`` is conversation i's task where the
         caller knows it (backends that do not need it ignore it)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from agentray.envs.base import Env
 from agentray.envs.registry import TaskIndex, make_env
-from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.base import Batch, EpisodeTask, EpisodeTasks, Policy
 from agentray.types import Completion, GenerationParams, Message, TaskSpec
 
 
@@ -59,10 +59,7 @@ class ExpertPolicy(Policy):
         return self._envs[key]
 
     async def generate(
-        self,
-        batch: list[list[Message]],
-        params: GenerationParams,
-        tasks: list[EpisodeTask | None] | None = None,
+        self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
         tasks = tasks if tasks is not None else [None] * len(batch)
         out = []

@@ -33,7 +33,7 @@ from agentray.model.chat import (
     truncate_at_stop,
 )
 from agentray.model.tiny import TINY_MODEL, resolve_model
-from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import HFConfig
 from agentray.types import Completion, GenerationParams, Message
 
@@ -97,10 +97,7 @@ class ChatTemplatePolicy(Policy):
         counts["completion_tokens"] += sum(c.completion_tokens for c in completions)
 
     async def generate(
-        self,
-        batch: list[list[Message]],
-        params: GenerationParams,
-        tasks: list[EpisodeTask | None] | None = None,
+        self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
         """Calls that arrive while the model is busy wait and then share its next call
         (up to ``max_batch_size`` conversations with equal params): a caller such as the

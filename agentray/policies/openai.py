@@ -29,7 +29,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from agentray.model.chat import chat_messages
-from agentray.policies.base import EpisodeTask, Policy
+from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import OpenAIConfig
 from agentray.types import Completion, GenerationParams, Message
 
@@ -193,10 +193,7 @@ class OpenAIPolicy(Policy):
         return cls(**cfg.model_dump(exclude={"backend", "params"}))
 
     async def generate(
-        self,
-        batch: list[list[Message]],
-        params: GenerationParams,
-        tasks: list[EpisodeTask | None] | None = None,
+        self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
         return list(await asyncio.gather(*(self._one(messages, params) for messages in batch)))
 

@@ -1,0 +1,12 @@
+"""The process stage (Ray Data): filter trajectories, AgentInstruct records, general data,
+mix at eta, tokenize with loss masks, pack, data card.
+
+``run_process(ProcessConfig(...), run_dir)`` or ``agentray process CONFIG``.
+"""
+
+from agentray.process.config import ProcessConfig
+from agentray.registry import lazy_exports
+
+__all__ = ["ProcessConfig", "run_process"]
+
+__getattr__ = lazy_exports({"run_process": "agentray.process.run:run_process"})

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from agentray.registry import lazy_exports
 from agentray.serve.config import AutoscalingSettings, ServeConfig
 
 __all__ = [
@@ -19,12 +18,4 @@ __all__ = [
     "stop_server",
 ]
 
-_APP_NAMES = {"build_app", "run_serve", "start_server", "stop_server"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _APP_NAMES:
-        from agentray.serve import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports({name: f"agentray.serve.app:{name}" for name in __all__[2:]})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from agentray.envs.alfworld.config import AlfWorldConfig
 from agentray.envs.alfworld.expert import expert_plan, format_reply
 from agentray.envs.alfworld.parsing import (
@@ -15,16 +13,15 @@ from agentray.envs.alfworld.parsing import (
 from agentray.envs.alfworld.prompt import INSTRUCTION, OK_REPLY
 from agentray.envs.alfworld.tasks import all_tasks, demonstration, problem_text
 from agentray.envs.alfworld.world import World
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.generate import split_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class AlfWorldEnv(Env):
-    name: ClassVar[str] = "alfworld"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "success rate (%)"
-    config_cls: ClassVar[type[FamilyConfig]] = AlfWorldConfig
+    name = "alfworld"
+    metric_label = "success rate (%)"
+    config_cls = AlfWorldConfig
 
     config: AlfWorldConfig
 

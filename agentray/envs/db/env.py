@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import ClassVar
 
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.db.config import MODIFYING, DBConfig
 from agentray.envs.db.database import GuardedDatabase
 from agentray.envs.db.prompt import DEMO, INSTRUCTION
@@ -17,16 +16,13 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class DBEnv(Env):
-    name: ClassVar[str] = "db"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "success rate (%)"
-    config_cls: ClassVar[type[FamilyConfig]] = DBConfig
+    name = "db"
+    metric_label = "success rate (%)"
+    config_cls = DBConfig
 
     config: DBConfig
 
-    def __init__(self, config: DBConfig | None = None) -> None:
-        super().__init__(config)
-        self._db: GuardedDatabase | None = None
+    _db: GuardedDatabase | None = None
 
     def tasks(self, split: str) -> list[TaskSpec]:
         generated = all_tasks(self.config.model_dump_json(exclude={"task_files"}))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from agentray.envs.base import Env, FamilyConfig
+from agentray.envs.base import Env
 from agentray.envs.generate import split_tasks
 from agentray.envs.kg.build import graph_for
 from agentray.envs.kg.config import KGConfig
@@ -24,17 +24,14 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class KGEnv(Env):
-    name: ClassVar[str] = "kg"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "answer F1 (%)"
-    config_cls: ClassVar[type[FamilyConfig]] = KGConfig
+    name = "kg"
+    metric_label = "answer F1 (%)"
+    config_cls = KGConfig
 
     config: KGConfig
 
-    def __init__(self, config: KGConfig | None = None) -> None:
-        super().__init__(config)
-        self._episode: Episode | None = None
-        self._invalid = 0
+    _episode: Episode | None = None
+    _invalid: int = 0
 
     @property
     def graph(self) -> KnowledgeGraph:

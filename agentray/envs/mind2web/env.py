@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from agentray.envs.base import Env, FamilyConfig
+from agentray.envs.base import Env
 from agentray.envs.generate import split_tasks
 from agentray.envs.mind2web.config import Mind2WebConfig
 from agentray.envs.mind2web.demo import demonstration
@@ -15,11 +15,10 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class Mind2WebEnv(Env):
-    name: ClassVar[str] = "mind2web"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "step success rate (%)"
-    keep_threshold: ClassVar[float | None] = 2 / 3  # the paper keeps r >= 2/3 on Mind2Web
-    config_cls: ClassVar[type[FamilyConfig]] = Mind2WebConfig
+    name = "mind2web"
+    metric_label = "step success rate (%)"
+    keep_threshold = 2 / 3  # the paper keeps r >= 2/3 on Mind2Web
+    config_cls = Mind2WebConfig
 
     config: Mind2WebConfig
 

@@ -6,9 +6,9 @@ import importlib.util
 import os
 import re
 import shutil
-from typing import Any, ClassVar
+from typing import Any
 
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.generate import split_tasks
 from agentray.envs.miniwob.actions import format_action, parse_action
 from agentray.envs.miniwob.browsers import BROWSERS
@@ -20,10 +20,9 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class MiniWoBEnv(Env):
-    name: ClassVar[str] = "miniwob"
-    version: ClassVar[str] = "1"
-    reference_name: ClassVar[str | None] = "miniwob++"
-    config_cls: ClassVar[type[FamilyConfig]] = MiniWoBConfig
+    name = "miniwob"
+    reference_name = "miniwob++"
+    config_cls = MiniWoBConfig
 
     config: MiniWoBConfig
 

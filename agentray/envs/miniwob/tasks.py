@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
 from typing import Any
 
-from agentray.envs.generate import task_seed, tasks_from_payloads
+from agentray.envs.generate import built_once, task_seed, tasks_from_payloads
 from agentray.envs.miniwob.actions import format_action
 from agentray.envs.miniwob.browsers import BROWSERS
 from agentray.envs.miniwob.config import MiniWoBConfig
@@ -97,16 +95,8 @@ def _act(browser: Any, kind: str, ref: int, text: str | None) -> tuple[str | Non
     return observation_text(observation["utterance"], _elements(observation)), 0.0, False
 
 
-_BUILD_LOCK = threading.Lock()
-
-
+@built_once
 def _built(config_json: str) -> dict[str, Any]:
-    with _BUILD_LOCK:  # the EnvPool's threads: build once
-        return _built_once(config_json)
-
-
-@lru_cache(maxsize=8)
-def _built_once(config_json: str) -> dict[str, Any]:
     return _build(MiniWoBConfig.model_validate_json(config_json))
 
 

@@ -6,9 +6,8 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import ClassVar
 
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.generate import split_tasks
 from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.os.config import OSConfig
@@ -20,17 +19,14 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class OSEnv(Env):
-    name: ClassVar[str] = "os"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "success rate (%)"
-    config_cls: ClassVar[type[FamilyConfig]] = OSConfig
+    name = "os"
+    metric_label = "success rate (%)"
+    config_cls = OSConfig
 
     config: OSConfig
 
-    def __init__(self, config: OSConfig | None = None) -> None:
-        super().__init__(config)
-        self._sandbox: Sandbox | None = None
-        self._cleanup: weakref.finalize | None = None
+    _sandbox: Sandbox | None = None
+    _cleanup: weakref.finalize | None = None
 
     def tasks(self, split: str) -> list[TaskSpec]:
         generated = all_tasks(self.config.model_dump_json(exclude={"task_files"}))

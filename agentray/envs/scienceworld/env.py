@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from typing import Any, ClassVar
+from typing import Any
 
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.generate import split_tasks
 from agentray.envs.scienceworld.config import INSTALL_HINT, ScienceWorldConfig
 from agentray.envs.scienceworld.prompt import INSTRUCTION, OK_REPLY
@@ -23,17 +23,14 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class ScienceWorldEnv(Env):
-    name: ClassVar[str] = "scienceworld"
-    version: ClassVar[str] = "1"
-    reference_name: ClassVar[str | None] = "sciworld"
-    config_cls: ClassVar[type[FamilyConfig]] = ScienceWorldConfig
+    name = "scienceworld"
+    reference_name = "sciworld"
+    config_cls = ScienceWorldConfig
 
     config: ScienceWorldConfig
 
-    def __init__(self, config: ScienceWorldConfig | None = None) -> None:
-        super().__init__(config)
-        self._simulator: Any = None
-        self._score = 0
+    _simulator: Any = None
+    _score: int = 0
 
     @classmethod
     def unavailable(cls) -> str | None:

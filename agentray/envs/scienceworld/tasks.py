@@ -6,12 +6,10 @@ import hashlib
 import json
 import os
 import random
-import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agentray.envs.generate import tasks_from_payloads
+from agentray.envs.generate import built_once, tasks_from_payloads
 from agentray.envs.scienceworld.config import ScienceWorldConfig
 from agentray.envs.scienceworld.prompt import ACTION_LINE, DEMO_DONE
 from agentray.envs.scienceworld.simulators import SIMULATORS
@@ -133,16 +131,8 @@ def _cache_path(config: ScienceWorldConfig) -> Path:
     return default_home() / "scienceworld" / f"tasks-{digest}.json"
 
 
-_BUILD_LOCK = threading.Lock()
-
-
+@built_once
 def _built(config_json: str) -> dict[str, Any]:
-    with _BUILD_LOCK:  # the EnvPool's threads: build once
-        return _built_once(config_json)
-
-
-@lru_cache(maxsize=8)
-def _built_once(config_json: str) -> dict[str, Any]:
     """Built task payloads, cached in memory and on disk (building runs the simulator)."""
     config = ScienceWorldConfig.model_validate_json(config_json)
     path = _cache_path(config)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from agentray.envs.base import Env, FamilyConfig, InvalidAction
+from agentray.envs.base import Env, InvalidAction
 from agentray.envs.generate import split_tasks
 from agentray.envs.webshop.catalogue import Catalogue, catalogue
 from agentray.envs.webshop.config import (
@@ -30,16 +28,13 @@ from agentray.types import Message, Status, StepResult, TaskSpec
 
 
 class WebShopEnv(Env):
-    name: ClassVar[str] = "webshop"
-    version: ClassVar[str] = "1"
-    metric_label: ClassVar[str] = "reward (x100)"
-    config_cls: ClassVar[type[FamilyConfig]] = WebShopConfig
+    name = "webshop"
+    metric_label = "reward (x100)"
+    config_cls = WebShopConfig
 
     config: WebShopConfig
 
-    def __init__(self, config: WebShopConfig | None = None) -> None:
-        super().__init__(config)
-        self._session: Session | None = None
+    _session: Session | None = None
 
     @property
     def catalogue(self) -> Catalogue:
