@@ -23,8 +23,9 @@ conversation (``TaskIndex``).
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,14 +43,29 @@ class FamilyConfig(BaseModel):
     max_rounds: int = 15
 
 
+ConfigT = TypeVar("ConfigT", bound=FamilyConfig)
+ActionT = TypeVar("ActionT")
+
+
 class InvalidAction(Exception):
     """Raised by ``Env.parse`` for a reply that is no action; the message is the reason."""
 
 
-class Env(ABC):
+def action_or_invalid(parsed: ActionT | None, reason: str) -> ActionT:
+    """``parsed`` (a family parser's result), or ``InvalidAction(reason)`` when it is None."""
+    if parsed is None:
+        raise InvalidAction(reason)
+    return parsed
+
+
+class Env(ABC, Generic[ConfigT]):
+    """A family subclasses ``Env[ItsConfig]``: ``config_cls`` and the type of ``config``
+    come from that parameter."""
+
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     config_cls: ClassVar[type[FamilyConfig]] = FamilyConfig
+    config: ConfigT
     # What the family's score (mean reward x 100) measures, as reports label it.
     metric_label: ClassVar[str] = "mean reward (x100)"
     # The reward a trajectory needs to be kept for training; None: the process stage's
@@ -58,8 +74,16 @@ class Env(ABC):
     # The family's task name in the paper's reference table; None: ``name``.
     reference_name: ClassVar[str | None] = None
 
-    def __init__(self, config: FamilyConfig | None = None) -> None:
-        self.config = config or self.config_cls()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if typing.get_origin(base) is Env:
+                (config_cls,) = typing.get_args(base)
+                if isinstance(config_cls, type) and issubclass(config_cls, FamilyConfig):
+                    cls.config_cls = config_cls
+
+    def __init__(self, config: ConfigT | None = None) -> None:
+        self.config = config or self.config_cls()  # type: ignore[assignment]
         self._task: TaskSpec | None = None
         self._rounds = 0
         self._done = True

@@ -13,17 +13,14 @@ from agentray.envs.alfworld.parsing import (
 from agentray.envs.alfworld.prompt import INSTRUCTION, OK_REPLY
 from agentray.envs.alfworld.tasks import all_tasks, demonstration, problem_text
 from agentray.envs.alfworld.world import World
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.generate import split_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class AlfWorldEnv(Env):
+class AlfWorldEnv(Env[AlfWorldConfig]):
     name = "alfworld"
     metric_label = "success rate (%)"
-    config_cls = AlfWorldConfig
-
-    config: AlfWorldConfig
 
     def __init__(self, config: AlfWorldConfig | None = None) -> None:
         super().__init__(config)
@@ -56,10 +53,7 @@ class AlfWorldEnv(Env):
 
     def parse(self, reply: str) -> tuple[str, str]:
         """The command of the ``ACTION:`` line, with the reply (repeats are counted on it)."""
-        command = parse_action(reply)
-        if command is None:
-            raise InvalidAction("no ACTION")
-        return command, reply
+        return action_or_invalid(parse_action(reply), "no ACTION"), reply
 
     def act(self, action: tuple[str, str]) -> StepResult:
         """AgentBench's ALFWorld: a command snaps to the closest admissible one; the same

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from agentray.envs.alfworld.config import TASK_TYPES, AlfWorldConfig
@@ -157,18 +157,10 @@ def problem_text(payload: dict[str, Any]) -> str:
 @lru_cache(maxsize=16)
 def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = AlfWorldConfig.model_validate_json(config_json)
-    return generate_split_tasks(
-        "alfworld",
-        config,
-        lambda rng: make_payload(
-            rng,
-            config.task_types,
-            config.min_distractors,
-            config.max_distractors,
-            config.max_expert_steps,
-        ),
-        problem_text,
+    settings = config.model_dump(
+        include={"task_types", "min_distractors", "max_distractors", "max_expert_steps"}
     )
+    return generate_split_tasks("alfworld", config, partial(make_payload, **settings), problem_text)
 
 
 def _demo_payload(task_type: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.db.config import MODIFYING, DBConfig
 from agentray.envs.db.database import GuardedDatabase
 from agentray.envs.db.prompt import DEMO, INSTRUCTION
@@ -15,12 +15,9 @@ from agentray.envs.task_files import file_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class DBEnv(Env):
+class DBEnv(Env[DBConfig]):
     name = "db"
     metric_label = "success rate (%)"
-    config_cls = DBConfig
-
-    config: DBConfig
 
     _db: GuardedDatabase | None = None
 
@@ -49,10 +46,7 @@ class DBEnv(Env):
         return None
 
     def parse(self, reply: str) -> tuple[str, str]:
-        parsed = parse_action(reply)
-        if parsed is None:
-            raise InvalidAction("no valid action")
-        return parsed
+        return action_or_invalid(parse_action(reply), "no valid action")
 
     def act(self, action: tuple[str, str]) -> StepResult:
         kind, content = action

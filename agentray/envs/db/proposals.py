@@ -6,27 +6,11 @@ import re
 import sqlite3
 from typing import Any
 
+from agentray.envs import proposals as shared
 from agentray.envs.db.config import MODIFYING, DBConfig
 from agentray.envs.db.database import GuardedDatabase, create_table, ident, quote
 from agentray.envs.db.env import DBEnv
 from agentray.envs.db.score import answers_match
-from agentray.envs.proposals import (
-    BAD_FIELD,
-    CHECK_ERROR,
-    CHECK_FAILED,
-    CHECK_PASSES_WITHOUT_SOLUTION,
-    EMPTY_ANSWER,
-    NO_OP_SOLUTION,
-    SETUP_ERROR,
-    SOLUTION_ERROR,
-    ProposalError,
-    Rejected,
-    check_replay,
-    optional_text,
-    require,
-    require_object,
-    require_text,
-)
 from agentray.types import TaskSpec
 
 # (agentray instruct: see agentray/envs/proposals.py for the contract)
@@ -112,7 +96,7 @@ def modification_check(payload: dict[str, Any]) -> dict[str, Any]:
 
 def task_from_proposal(
     proposal: Any, task_id: str, config: DBConfig | None = None
-) -> TaskSpec | Rejected:
+) -> TaskSpec | shared.Rejected:
     """The proposal as a train task, verified in real SQLite under the env's guards.
 
     The table must build; the solution must run without error; a SELECT must return a
@@ -124,46 +108,54 @@ def task_from_proposal(
     solution produced."""
     config = config or DBConfig()
     try:
-        payload = _proposal_payload(require_object(proposal))
+        payload = _proposal_payload(shared.require_object(proposal))
         _verify_proposal(payload, config)
         task = TaskSpec(id=task_id, family=DBEnv.name, split="train", seed=0, payload=payload)
-        check_replay(DBEnv(config), task)
-    except ProposalError as e:
+        shared.check_replay(DBEnv(config), task)
+    except shared.ProposalError as e:
         return e.rejected
     return task
 
 
 def _proposal_payload(proposal: dict[str, Any]) -> dict[str, Any]:
-    table = require_text(proposal, "table", 64)
+    table = shared.require_text(proposal, "table", 64)
     if not _IDENT.fullmatch(table):
-        raise ProposalError(BAD_FIELD, f"table name {table!r} is not a plain identifier")
-    columns = _proposal_columns(require(proposal, "columns", list))
-    rows = _proposal_rows(require(proposal, "rows", list), len(columns))
-    kind = require_text(proposal, "type", 16).upper()
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"table name {table!r} is not a plain identifier"
+        )
+    columns = _proposal_columns(shared.require(proposal, "columns", list))
+    rows = _proposal_rows(shared.require(proposal, "rows", list), len(columns))
+    kind = shared.require_text(proposal, "type", 16).upper()
     if kind not in ("SELECT", *MODIFYING):
-        raise ProposalError(BAD_FIELD, f"type {kind!r} is not SELECT, INSERT, UPDATE or DELETE")
-    solution = require_text(proposal, "solution")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"type {kind!r} is not SELECT, INSERT, UPDATE or DELETE"
+        )
+    solution = shared.require_text(proposal, "solution")
     statement = _statement_kind(solution)
     if statement != kind:
-        raise ProposalError(
-            BAD_FIELD, f"type is {kind} but the solution's statement is {statement}"
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"type is {kind} but the solution's statement is {statement}"
         )
     return {
         "table": table,
         "columns": columns,
         "rows": rows,
-        "question": require_text(proposal, "question", 1000),
+        "question": shared.require_text(proposal, "question", 1000),
         "sql": solution,
         "type": kind,
         "category": "generated",
-        "thought": optional_text(proposal, "thought", "I can answer this with one SQL statement."),
-        "check": require(proposal, "check", dict),
+        "thought": shared.optional_text(
+            proposal, "thought", "I can answer this with one SQL statement."
+        ),
+        "check": shared.require(proposal, "check", dict),
     }
 
 
 def _proposal_columns(columns: list[Any]) -> list[list[str]]:
     if not 1 <= len(columns) <= MAX_PROPOSAL_COLUMNS:
-        raise ProposalError(BAD_FIELD, f"'columns' must have 1 to {MAX_PROPOSAL_COLUMNS} entries")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"'columns' must have 1 to {MAX_PROPOSAL_COLUMNS} entries"
+        )
     out: list[list[str]] = []
     for column in columns:
         ok = (
@@ -172,27 +164,29 @@ def _proposal_columns(columns: list[Any]) -> list[list[str]]:
             and all(isinstance(c, str) for c in column)
         )
         if not ok or not _IDENT.fullmatch(column[0]) or column[1].upper() not in SQL_TYPES:
-            raise ProposalError(
-                BAD_FIELD, f"column {column!r} is not [identifier, INTEGER|REAL|TEXT]"
+            raise shared.ProposalError(
+                shared.BAD_FIELD, f"column {column!r} is not [identifier, INTEGER|REAL|TEXT]"
             )
         out.append([column[0], column[1].upper()])
     names = [name.lower() for name, _ in out]
     if len(set(names)) != len(names):
-        raise ProposalError(BAD_FIELD, "two columns share a name")
+        raise shared.ProposalError(shared.BAD_FIELD, "two columns share a name")
     return out
 
 
 def _proposal_rows(rows: list[Any], width: int) -> list[list[Any]]:
     low, high = PROPOSAL_ROWS
     if not low <= len(rows) <= high:
-        raise ProposalError(BAD_FIELD, f"'rows' must have {low} to {high} rows (has {len(rows)})")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"'rows' must have {low} to {high} rows (has {len(rows)})"
+        )
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != width:
-            raise ProposalError(BAD_FIELD, f"row {i} is not a list of {width} values")
+            raise shared.ProposalError(shared.BAD_FIELD, f"row {i} is not a list of {width} values")
         for value in row:
             if not _plain_value(value):
-                raise ProposalError(
-                    BAD_FIELD, f"row {i}: {value!r} is not a number, a short string or null"
+                raise shared.ProposalError(
+                    shared.BAD_FIELD, f"row {i}: {value!r} is not a number, a short string or null"
                 )
     return rows
 
@@ -223,14 +217,14 @@ def _verify_proposal(payload: dict[str, Any], config: DBConfig) -> None:
     try:
         db = GuardedDatabase(payload, config.query_timeout_s)
     except (sqlite3.Error, ValueError, OverflowError) as e:
-        raise ProposalError(SETUP_ERROR, f"the table cannot be built: {e}") from None
+        raise shared.ProposalError(shared.SETUP_ERROR, f"the table cannot be built: {e}") from None
     try:
         columns = [name for name, _ in payload["columns"]]
         before = db.table_hash(payload["table"], columns)
         if payload["type"] == "SELECT":
             answer = _verify_select(db, payload)
             if db.table_hash(payload["table"], columns) != before:
-                raise ProposalError(BAD_FIELD, "a SELECT solution changed the table")
+                raise shared.ProposalError(shared.BAD_FIELD, "a SELECT solution changed the table")
             payload["answer"] = answer
         else:
             payload["answer_hash"] = _verify_modification(db, payload, columns, before)
@@ -240,12 +234,12 @@ def _verify_proposal(payload: dict[str, Any], config: DBConfig) -> None:
 
 def _verify_select(db: GuardedDatabase, payload: dict[str, Any]) -> list[Any]:
     expected = _check_values(payload["check"], "answer")
-    answer = _run(db, payload["sql"], SOLUTION_ERROR, "solution")
+    answer = _run(db, payload["sql"], shared.SOLUTION_ERROR, "solution")
     if not answer or any(v is None for v in answer):
-        raise ProposalError(EMPTY_ANSWER, f"the solution returns {answer!r}")
+        raise shared.ProposalError(shared.EMPTY_ANSWER, f"the solution returns {answer!r}")
     if not answers_match(answer, expected):
-        raise ProposalError(
-            CHECK_FAILED, f"the solution returns {answer!r}, the check expects {expected!r}"
+        raise shared.ProposalError(
+            shared.CHECK_FAILED, f"the solution returns {answer!r}, the check expects {expected!r}"
         )
     return answer
 
@@ -254,33 +248,33 @@ def _verify_modification(
     db: GuardedDatabase, payload: dict[str, Any], columns: list[str], before: str | None
 ) -> str:
     check = payload["check"]
-    check_sql = require_text(check, "sql")
+    check_sql = shared.require_text(check, "sql")
     if _statement_kind(check_sql) != "SELECT":
-        raise ProposalError(BAD_FIELD, "the check's 'sql' must be a SELECT")
+        raise shared.ProposalError(shared.BAD_FIELD, "the check's 'sql' must be a SELECT")
     expected = _check_values(check, "expected")
-    if answers_match(_run(db, check_sql, CHECK_ERROR, "check"), expected):
-        raise ProposalError(
-            CHECK_PASSES_WITHOUT_SOLUTION,
+    if answers_match(_run(db, check_sql, shared.CHECK_ERROR, "check"), expected):
+        raise shared.ProposalError(
+            shared.CHECK_PASSES_WITHOUT_SOLUTION,
             f"the check returns {expected!r} on the untouched table already",
         )
-    _run(db, payload["sql"], SOLUTION_ERROR, "solution")
+    _run(db, payload["sql"], shared.SOLUTION_ERROR, "solution")
     after = db.table_hash(payload["table"], columns)
     if after is None:
-        raise ProposalError(SOLUTION_ERROR, "the solution drops or breaks the table")
+        raise shared.ProposalError(shared.SOLUTION_ERROR, "the solution drops or breaks the table")
     if after == before:
-        raise ProposalError(NO_OP_SOLUTION, "the solution leaves the table unchanged")
-    got = _run(db, check_sql, CHECK_ERROR, "check")
+        raise shared.ProposalError(shared.NO_OP_SOLUTION, "the solution leaves the table unchanged")
+    got = _run(db, check_sql, shared.CHECK_ERROR, "check")
     if not answers_match(got, expected):
-        raise ProposalError(
-            CHECK_FAILED, f"after the solution the check returns {got!r}, not {expected!r}"
+        raise shared.ProposalError(
+            shared.CHECK_FAILED, f"after the solution the check returns {got!r}, not {expected!r}"
         )
     return after
 
 
 def _check_values(check: dict[str, Any], name: str) -> list[Any]:
-    values = require(check, name, list)
+    values = shared.require(check, name, list)
     if not values:
-        raise ProposalError(BAD_FIELD, f"the check's {name!r} is empty")
+        raise shared.ProposalError(shared.BAD_FIELD, f"the check's {name!r} is empty")
     items: list[Any] = []
     for value in values:  # rows written as lists are flattened, as the answer parser does
         items.extend(value if isinstance(value, list) else [value])
@@ -293,8 +287,10 @@ def _run(db: GuardedDatabase, sql: str, code: str, what: str) -> list[Any]:
         rows = db.fetch(sql, MAX_ANSWER_ITEMS + 1)
     except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as e:
         detail = f"runs longer than {db.timeout_s:g} s" if str(e) == "interrupted" else str(e)
-        raise ProposalError(code, f"the {what} fails: {detail}") from None
+        raise shared.ProposalError(code, f"the {what} fails: {detail}") from None
     values = [value for row in rows for value in row]
     if len(values) > MAX_ANSWER_ITEMS:
-        raise ProposalError(BAD_FIELD, f"the {what} returns more than {MAX_ANSWER_ITEMS} values")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"the {what} returns more than {MAX_ANSWER_ITEMS} values"
+        )
     return values

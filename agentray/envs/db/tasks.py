@@ -6,7 +6,7 @@ import random
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from agentray.envs.db.config import MODIFYING, DBConfig
@@ -300,9 +300,5 @@ def _gold(payload: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=16)
 def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = DBConfig.model_validate_json(config_json)
-    return generate_split_tasks(
-        "db",
-        config,
-        lambda rng: make_payload(rng, config.min_rows, config.max_rows),
-        problem_text,
-    )
+    settings = config.model_dump(include={"min_rows", "max_rows"})
+    return generate_split_tasks("db", config, partial(make_payload, **settings), problem_text)

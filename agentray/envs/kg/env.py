@@ -23,12 +23,9 @@ from agentray.envs.kg.tools import (
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class KGEnv(Env):
+class KGEnv(Env[KGConfig]):
     name = "kg"
     metric_label = "answer F1 (%)"
-    config_cls = KGConfig
-
-    config: KGConfig
 
     _episode: Episode | None = None
     _invalid: int = 0

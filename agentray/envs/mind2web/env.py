@@ -14,13 +14,10 @@ from agentray.envs.mind2web.tasks import all_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class Mind2WebEnv(Env):
+class Mind2WebEnv(Env[Mind2WebConfig]):
     name = "mind2web"
     metric_label = "step success rate (%)"
     keep_threshold = 2 / 3  # the paper keeps r >= 2/3 on Mind2Web
-    config_cls = Mind2WebConfig
-
-    config: Mind2WebConfig
 
     def __init__(self, config: Mind2WebConfig | None = None) -> None:
         super().__init__(config)

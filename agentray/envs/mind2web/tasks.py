@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from agentray.envs.generate import Redraw, generate_split_tasks
@@ -41,9 +41,5 @@ def make_payload(
 @lru_cache(maxsize=16)
 def all_tasks(config_json: str) -> dict[str, list[TaskSpec]]:
     config = Mind2WebConfig.model_validate_json(config_json)
-    return generate_split_tasks(
-        "mind2web",
-        config,
-        lambda rng: make_payload(rng, config.n_candidates, config.min_steps, config.max_steps),
-        problem_text,
-    )
+    settings = config.model_dump(include={"n_candidates", "min_steps", "max_steps"})
+    return generate_split_tasks("mind2web", config, partial(make_payload, **settings), problem_text)

@@ -6,52 +6,20 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from agentray.envs.mind2web.pages import (
-    Node,
-    Site,
-    Step,
-    Trail,
-    box,
-    button,
-    checkbox,
-    link,
-    select,
-    textbox,
-    txt,
-)
-from agentray.envs.mind2web.vocabulary import (
-    ADJ,
-    BRANDS,
-    CINEMA_BRANDS,
-    CINEMA_PLACES,
-    CITIES,
-    COLORS,
-    COMPANIES,
-    CUISINES,
-    EATERY,
-    JOB_TYPES,
-    JOBS,
-    MOVIE_ADJ,
-    MOVIE_NOUN,
-    NOUN,
-    PRODUCTS,
-    SIZES,
-    TIMES,
-    _day,
-    _long,
-    _short,
-    _suggestions,
-)
+from agentray.envs.mind2web import pages as ui
+from agentray.envs.mind2web import vocabulary as vocab
 
 
-def _shopping(rng: random.Random) -> tuple[str, str, list[Step]]:
-    site = Site(rng, ("ShopMart", "CartCity", "BuyMore"), "Women Men Kids Sale New-arrivals Brands")
-    product = rng.choice(list(PRODUCTS))
-    sizes = SIZES[PRODUCTS[product]]
-    size, color, qty = rng.choice(sizes), rng.choice(COLORS), rng.choice((1, 1, 1, 2, 3))
+def _shopping(rng: random.Random) -> tuple[str, str, list[ui.Step]]:
+    site = ui.Site(
+        rng, ("ShopMart", "CartCity", "BuyMore"), "Women Men Kids Sale New-arrivals Brands"
+    )
+    product = rng.choice(list(vocab.PRODUCTS))
+    sizes = vocab.SIZES[vocab.PRODUCTS[product]]
+    size, color, qty = rng.choice(sizes), rng.choice(vocab.COLORS), rng.choice((1, 1, 1, 2, 3))
     n = rng.randint(4, 6)
-    brands, prices = rng.sample(BRANDS, n), rng.sample(range(19, 220), n)
-    colors = [color, *(rng.choice(COLORS) for _ in range(n - 1))]
+    brands, prices = rng.sample(vocab.BRANDS, n), rng.sample(range(19, 220), n)
+    colors = [color, *(rng.choice(vocab.COLORS) for _ in range(n - 1))]
     names = [f"{brands[i]} {colors[i].capitalize()} {product.title()}" for i in range(n)]
     order = rng.sample(range(n), n)
     by_price = rng.random() < 0.5
@@ -66,52 +34,61 @@ def _shopping(rng: random.Random) -> tuple[str, str, list[Step]]:
         else f"Add the {brands[gold]} {product} in {color}, size {size}{extra} to the cart."
     )
     state = {"query": "", "sort": "Featured", "size": "Select a size", "qty": "1"}
-    swatches = [color, *rng.sample([c for c in COLORS if c != color], 2)]
+    swatches = [color, *rng.sample([c for c in vocab.COLORS if c != color], 2)]
 
-    def home() -> Node:
-        search = box(
+    def home() -> ui.Node:
+        search = ui.box(
             "form",
-            textbox("q", "Search products", state["query"], "searchbox"),
-            button("go", "", meta="submit search", label="Search"),
+            ui.textbox("q", "Search products", state["query"], "searchbox"),
+            ui.button("go", "", meta="submit search", label="Search"),
             meta="search",
         )
         return site.page(
-            site.name, search, box("div", txt("h2", "Sale"), link("promo", "Shop now"))
+            site.name, search, ui.box("div", ui.txt("h2", "Sale"), ui.link("promo", "Shop now"))
         )
 
-    def results() -> Node:
+    def results() -> ui.Node:
         shown = order if state["sort"] == "Featured" else sorted(order, key=lambda i: prices[i])
         cards = [
-            box("div", link(f"item{i}", names[i]), txt("span", f"${prices[i]}"), meta="listitem")
+            ui.box(
+                "div",
+                ui.link(f"item{i}", names[i]),
+                ui.txt("span", f"${prices[i]}"),
+                meta="listitem",
+            )
             for i in shown
         ]
         sorts = ["Featured", "Price: Low to High", "Price: High to Low", "Newest"]
         return site.page(
             f'Results for "{product}"',
-            select("sort", "Sort by", sorts, state["sort"]),
-            checkbox("instock", "In stock only"),
-            box("div", *cards, meta="list"),
+            ui.select("sort", "Sort by", sorts, state["sort"]),
+            ui.checkbox("instock", "In stock only"),
+            ui.box("div", *cards, meta="list"),
         )
 
-    def item() -> Node:
+    def item() -> ui.Node:
         return site.page(
             names[gold],
-            txt("span", f"${prices[gold]}"),
-            box("div", *(button(f"swatch{i}", "", f"button {c}") for i, c in enumerate(swatches))),
-            select("size", "Size", ["Select a size", *sizes], state["size"]),
-            select("qty", "Quantity", [str(q) for q in range(1, 6)], state["qty"]),
-            button("add", "Add to cart", meta="button add to cart"),
-            button("wish", "Add to wish list"),
-            link("reviews", "Read reviews"),
+            ui.txt("span", f"${prices[gold]}"),
+            ui.box(
+                "div", *(ui.button(f"swatch{i}", "", f"button {c}") for i, c in enumerate(swatches))
+            ),
+            ui.select("size", "Size", ["Select a size", *sizes], state["size"]),
+            ui.select("qty", "Quantity", [str(q) for q in range(1, 6)], state["qty"]),
+            ui.button("add", "Add to cart", meta="button add to cart"),
+            ui.button("wish", "Add to wish list"),
+            ui.link("reviews", "Read reviews"),
         )
 
-    trail = Trail()
-    trail.type(home(), "q", product, f"I type {product} into the search box.")
+    trail = ui.Trail()
+    trail.type(home(), "q", product, f"I type {product} into the search ui.box.")
     state["query"] = product
-    trail.click(home(), "go", "I click the search button to see the results.")
+    trail.click(home(), "go", "I click the search ui.button to see the results.")
     if by_price:
         low = "Price: Low to High"
-        trail.select(results(), "sort", low, f"The task asks to sort by price, so I select {low}.")
+        trail.select(
+            results(), "sort", low, f"The task asks to sort by price, so I ui.select {low}."
+        )
         state["sort"] = low
     why = f"the cheapest {color} one" if by_price else f"the {brands[gold]} {product} in {color}"
     trail.click(results(), f"item{gold}", f"{names[gold]} is {why}, so I open it.")
@@ -124,46 +101,53 @@ def _shopping(rng: random.Random) -> tuple[str, str, list[Step]]:
     return "shopping", goal, trail.steps
 
 
-def _restaurant(rng: random.Random) -> tuple[str, str, list[Step]]:
-    site = Site(
+def _restaurant(rng: random.Random) -> tuple[str, str, list[ui.Step]]:
+    site = ui.Site(
         rng, ("TableNow", "DineSpot", "EatEasy"), "Restaurants Offers Near-me Gift-cards Blog"
     )
     names: list[str] = []
     while len(names) < 4:
-        name = f"The {rng.choice(ADJ)} {rng.choice(NOUN)} {rng.choice(EATERY)}"
+        name = f"The {rng.choice(vocab.ADJ)} {rng.choice(vocab.NOUN)} {rng.choice(vocab.EATERY)}"
         names += [name] if name not in names else []
-    name, party, cuisine = names[0], rng.randint(1, 8), rng.choice(CUISINES)
+    name, party, cuisine = names[0], rng.randint(1, 8), rng.choice(vocab.CUISINES)
     names = rng.sample(names, 4)
-    days = [_day(rng) + timedelta(days=i) for i in range(7)]
-    day, time = rng.choice(days), rng.choice(TIMES[2:-2])
+    days = [vocab.random_day(rng) + timedelta(days=i) for i in range(7)]
+    day, time = rng.choice(days), rng.choice(vocab.TIMES[2:-2])
     parties = ["1 person", *(f"{n} people" for n in range(2, 9))]
-    goal = f"Book a table for {party} at {name} on {_long(day)} at {time}."
-    want = {"party": parties[party - 1], "date": _short(day), "time": time}
-    state = {"query": "", "open": False, "party": "2 people", "date": _short(days[0])}
+    goal = f"Book a table for {party} at {name} on {vocab.long_date(day)} at {time}."
+    want = {"party": parties[party - 1], "date": vocab.short_date(day), "time": time}
+    state = {"query": "", "open": False, "party": "2 people", "date": vocab.short_date(days[0])}
     state["time"] = "7:00 PM"
 
-    def home() -> Node:
-        fields = [textbox("q", "Location, restaurant, or cuisine", state["query"], "searchbox")]
-        fields.append(button("go", "Let's go"))
+    def home() -> ui.Node:
+        fields = [ui.textbox("q", "Location, restaurant, or cuisine", state["query"], "searchbox")]
+        fields.append(ui.button("go", "Let's go"))
         if state["open"]:
-            fields.append(_suggestions("hit", names))
-        return site.page("Find your table for any occasion", box("form", *fields, meta="search"))
+            fields.append(vocab.suggestions("hit", names))
+        return site.page("Find your table for any occasion", ui.box("form", *fields, meta="search"))
 
-    def venue(slots: tuple[str, ...] = ()) -> Node:
-        form = box(
+    def venue(slots: tuple[str, ...] = ()) -> ui.Node:
+        form = ui.box(
             "form",
-            select("party", "Party size", parties, state["party"]),
-            select("date", "Date", [_short(d) for d in days], state["date"]),
-            select("time", "Time", list(TIMES), state["time"]),
-            button("find", "Find a table"),
+            ui.select("party", "Party size", parties, state["party"]),
+            ui.select("date", "Date", [vocab.short_date(d) for d in days], state["date"]),
+            ui.select("time", "Time", list(vocab.TIMES), state["time"]),
+            ui.button("find", "Find a table"),
         )
-        times = [box("div", *(button(f"slot{i}", s) for i, s in enumerate(slots)))] if slots else []
-        about = box(
-            "div", txt("p", f"{cuisine} cuisine."), link("menu", "Menu"), link("pics", "Photos")
+        times = (
+            [ui.box("div", *(ui.button(f"slot{i}", s) for i, s in enumerate(slots)))]
+            if slots
+            else []
+        )
+        about = ui.box(
+            "div",
+            ui.txt("p", f"{cuisine} cuisine."),
+            ui.link("menu", "Menu"),
+            ui.link("pics", "Photos"),
         )
         return site.page(name, form, *times, about)
 
-    trail = Trail()
+    trail = ui.Trail()
     trail.type(home(), "q", name, f"I search for the restaurant {name}.")
     state["query"], state["open"] = name, True
     trail.click(home(), f"hit{names.index(name)}", f"{name} appears in the results.")
@@ -172,61 +156,67 @@ def _restaurant(rng: random.Random) -> tuple[str, str, list[Step]]:
             trail.select(venue(), key, want[key], f"The {label} must be {want[key]}.")
             state[key] = want[key]
     trail.click(venue(), "find", "The reservation details are set, so I click Find a table.")
-    slots = TIMES[TIMES.index(time) - 2 : TIMES.index(time) + 3]
+    slots = vocab.TIMES[vocab.TIMES.index(time) - 2 : vocab.TIMES.index(time) + 3]
     trail.click(venue(slots), f"slot{slots.index(time)}", f"The {time} slot is available.")
     return "restaurant", goal, trail.steps
 
 
-def _movies(rng: random.Random) -> tuple[str, str, list[Step]]:
-    site = Site(rng, ("TicketHub", "ShowTime", "CineGo"), "Movies Theaters Events Offers Rewards")
+def _movies(rng: random.Random) -> tuple[str, str, list[ui.Step]]:
+    site = ui.Site(
+        rng, ("TicketHub", "ShowTime", "CineGo"), "Movies Theaters Events Offers Rewards"
+    )
     titles: list[str] = []
     while len(titles) < 4:
-        title = f"The {rng.choice(MOVIE_ADJ)} {rng.choice(MOVIE_NOUN)}"
+        title = f"The {rng.choice(vocab.MOVIE_ADJ)} {rng.choice(vocab.MOVIE_NOUN)}"
         titles += [title] if title not in titles else []
     movie, titles = titles[0], rng.sample(titles, 4)
-    brands, places = rng.sample(CINEMA_BRANDS, 4), rng.sample(CINEMA_PLACES, 4)
+    brands, places = rng.sample(vocab.CINEMA_BRANDS, 4), rng.sample(vocab.CINEMA_PLACES, 4)
     cinemas = [f"{b} {p}" for b, p in zip(brands, places, strict=True)]
     cinema, qty = rng.choice(cinemas), rng.randint(1, 6)
-    days = [_day(rng) + timedelta(days=i) for i in range(5)]
-    day, times = rng.choice(days), sorted(rng.sample(TIMES, 5), key=TIMES.index)
+    days = [vocab.random_day(rng) + timedelta(days=i) for i in range(5)]
+    day, times = rng.choice(days), sorted(rng.sample(vocab.TIMES, 5), key=vocab.TIMES.index)
     time = rng.choice(times)
     tickets = f"{qty} ticket{'s' if qty > 1 else ''}"
-    goal = f"Buy {tickets} for {movie} at {cinema} on {_long(day)} at {time}."
+    goal = f"Buy {tickets} for {movie} at {cinema} on {vocab.long_date(day)} at {time}."
     state = {"query": "", "cinema": cinemas[0], "day": days[0], "qty": "1"}
 
-    def search() -> Node:
+    def search() -> ui.Node:
         fields = [
-            textbox("q", "Search movies", state["query"], "searchbox"),
-            button("go", "Search"),
+            ui.textbox("q", "Search movies", state["query"], "searchbox"),
+            ui.button("go", "Search"),
         ]
         if state["query"]:
             fields.append(
-                box("ul", *(box("li", link(f"movie{i}", t)) for i, t in enumerate(titles)))
+                ui.box("ul", *(ui.box("li", ui.link(f"movie{i}", t)) for i, t in enumerate(titles)))
             )
-        return site.page("Now playing", box("form", *fields, meta="search"))
+        return site.page("Now playing", ui.box("form", *fields, meta="search"))
 
-    def showtimes() -> Node:
+    def showtimes() -> ui.Node:
         tabs = [
-            button(f"tab{i}", _short(d), meta="tab" + (" selected" if d == state["day"] else ""))
+            ui.button(
+                f"tab{i}",
+                vocab.short_date(d),
+                meta="tab" + (" selected" if d == state["day"] else ""),
+            )
             for i, d in enumerate(days)
         ]
         return site.page(
             movie,
-            select("cinema", "Theater", cinemas, state["cinema"]),
-            box("div", *tabs, meta="tablist"),
-            box("div", *(button(f"show{i}", t) for i, t in enumerate(times)), meta="list"),
-            link("trailer", "Watch trailer"),
+            ui.select("cinema", "Theater", cinemas, state["cinema"]),
+            ui.box("div", *tabs, meta="tablist"),
+            ui.box("div", *(ui.button(f"show{i}", t) for i, t in enumerate(times)), meta="list"),
+            ui.link("trailer", "Watch trailer"),
         )
 
-    def checkout() -> Node:
+    def checkout() -> ui.Node:
         return site.page(
             f"{movie} at {cinema}",
-            select("qty", "Tickets", [str(q) for q in range(1, 9)], state["qty"]),
-            button("cont", "Continue"),
-            link("back", "Change showtime"),
+            ui.select("qty", "Tickets", [str(q) for q in range(1, 9)], state["qty"]),
+            ui.button("cont", "Continue"),
+            ui.link("back", "Change showtime"),
         )
 
-    trail = Trail()
+    trail = ui.Trail()
     trail.type(search(), "q", movie, f"I search for the movie {movie}.")
     state["query"] = movie
     trail.click(search(), f"movie{titles.index(movie)}", f"I click {movie} in the results.")
@@ -234,7 +224,7 @@ def _movies(rng: random.Random) -> tuple[str, str, list[Step]]:
         trail.select(showtimes(), "cinema", cinema, f"The tickets are for {cinema}.")
         state["cinema"] = cinema
     if day != state["day"]:
-        trail.click(showtimes(), f"tab{days.index(day)}", f"The show is on {_long(day)}.")
+        trail.click(showtimes(), f"tab{days.index(day)}", f"The show is on {vocab.long_date(day)}.")
         state["day"] = day
     trail.click(showtimes(), f"show{times.index(time)}", f"I click the {time} showtime.")
     if qty > 1:
@@ -244,41 +234,43 @@ def _movies(rng: random.Random) -> tuple[str, str, list[Step]]:
     return "movies", goal, trail.steps
 
 
-def _jobs(rng: random.Random) -> tuple[str, str, list[Step]]:
-    site = Site(
+def _jobs(rng: random.Random) -> tuple[str, str, list[ui.Step]]:
+    site = ui.Site(
         rng, ("JobBoard", "CareerLink", "HireHub"), "Jobs Companies Salaries Resume Employers"
     )
-    title = rng.choice(JOBS)
-    city = rng.choice(CITIES)[0] if rng.random() < 0.6 else None
-    kind = rng.choice((None, *JOB_TYPES))
-    companies = rng.sample(COMPANIES, rng.randint(4, 5))
+    title = rng.choice(vocab.JOBS)
+    city = rng.choice(vocab.CITIES)[0] if rng.random() < 0.6 else None
+    kind = rng.choice((None, *vocab.JOB_TYPES))
+    companies = rng.sample(vocab.COMPANIES, rng.randint(4, 5))
     company = rng.choice(companies)
     where = f" in {city}" if city else ""
     kind_text = f"{kind.lower()} " if kind else ""
     goal = f"Find {kind_text}{title} jobs{where} and open the posting from {company}."
     state: dict[str, Any] = {"what": "", "where": "", "kind": None}
 
-    def home() -> Node:
-        form = box(
+    def home() -> ui.Node:
+        form = ui.box(
             "form",
-            textbox("what", "Job title, keywords, or company", state["what"]),
-            textbox("where", "City or state", state["where"]),
-            button("go", "Find jobs"),
+            ui.textbox("what", "Job title, keywords, or company", state["what"]),
+            ui.textbox("where", "City or state", state["where"]),
+            ui.button("go", "Find jobs"),
             meta="search",
         )
-        return site.page("Find your next job", form, link("upload", "Upload your resume"))
+        return site.page("Find your next job", form, ui.link("upload", "Upload your resume"))
 
-    def results() -> Node:
-        boxes = [checkbox(f"type{i}", t, state["kind"] == t) for i, t in enumerate(JOB_TYPES)]
+    def results() -> ui.Node:
+        boxes = [
+            ui.checkbox(f"type{i}", t, state["kind"] == t) for i, t in enumerate(vocab.JOB_TYPES)
+        ]
         cards = [
-            box("div", link(f"job{i}", f"{title} - {c}"), txt("span", city or "Remote"))
+            ui.box("div", ui.link(f"job{i}", f"{title} - {c}"), ui.txt("span", city or "Remote"))
             for i, c in enumerate(companies)
         ]
         return site.page(
-            f"{title} jobs{where}", box("div", *boxes), box("div", *cards, meta="list")
+            f"{title} jobs{where}", ui.box("div", *boxes), ui.box("div", *cards, meta="list")
         )
 
-    trail = Trail()
+    trail = ui.Trail()
     trail.type(home(), "what", title, f"I type the job title {title}.")
     state["what"] = title
     if city:
@@ -286,7 +278,7 @@ def _jobs(rng: random.Random) -> tuple[str, str, list[Step]]:
         state["where"] = city
     trail.click(home(), "go", "I click Find jobs to search.")
     if kind:
-        trail.click(results(), f"type{JOB_TYPES.index(kind)}", f"I tick the {kind} filter.")
+        trail.click(results(), f"type{vocab.JOB_TYPES.index(kind)}", f"I tick the {kind} filter.")
         state["kind"] = kind
     trail.click(results(), f"job{companies.index(company)}", f"I open the posting from {company}.")
     return "jobs", goal, trail.steps

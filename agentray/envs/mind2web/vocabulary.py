@@ -120,7 +120,7 @@ CUISINES = ("Italian", "French", "Thai", "Mexican", "Japanese", "Greek")
 TIMES = tuple(f"{h}:{m:02d} PM" for h in range(5, 10) for m in (0, 15, 30, 45))
 
 
-def _day(rng: random.Random) -> date:
+def random_day(rng: random.Random) -> date:
     return date(2024, 1, 1) + timedelta(days=rng.randint(30, 330))
 
 
@@ -133,30 +133,30 @@ _MONTHS = _words(
 )
 
 
-def _md(d: date) -> str:
+def month_day(d: date) -> str:
     return f"{_MONTHS[d.month - 1]} {d.day}"  # March 15
 
 
-def _long(d: date) -> str:
-    return f"{_WEEKDAYS[d.weekday()]}, {_md(d)}"  # Friday, March 15
+def long_date(d: date) -> str:
+    return f"{_WEEKDAYS[d.weekday()]}, {month_day(d)}"  # Friday, March 15
 
 
-def _short(d: date) -> str:
+def short_date(d: date) -> str:
     return f"{_WEEKDAYS[d.weekday()][:3]}, {_MONTHS[d.month - 1][:3]} {d.day}"  # Fri, Mar 15
 
 
 def _day_meta(d: date) -> str:
-    return f"{_WEEKDAYS[d.weekday()]} {_md(d)}, {d.year}".lower()  # friday march 15, 2024
+    return f"{_WEEKDAYS[d.weekday()]} {month_day(d)}, {d.year}".lower()  # friday march 15, 2024
 
 
-def _calendar(rng: random.Random, days: list[date], marks: dict[date, str]) -> Node:
+def calendar(rng: random.Random, days: list[date], marks: dict[date, str]) -> Node:
     """A two-week date grid around ``days`` (the days to pick must lie within it)."""
     start = min(days) - timedelta(days=rng.randint(0, max(0, 13 - (max(days) - min(days)).days)))
     cells = []
     for i in range(14):
         d = start + timedelta(days=i)
         meta = _day_meta(d) + (f" {marks[d]}" if d in marks else "")
-        label = f"{_short(d).replace(',', '')} {d.year}"
+        label = f"{short_date(d).replace(',', '')} {d.year}"
         cells.append(button(f"day{i}", str(d.day), meta=meta, label=label))
     return box(
         "div", txt("span", f"{_MONTHS[start.month - 1]} {start.year}"), *cells, meta="grid calendar"
@@ -168,7 +168,7 @@ def day_key(calendar: Node, d: date) -> str:
     return next(c.key for c in calendar.walk() if c.key and c.meta.startswith(needle))
 
 
-def _suggestions(prefix: str, options: list[str]) -> Node:
+def suggestions(prefix: str, options: list[str]) -> Node:
     """An autocomplete list; Mind2Web records clicks on its entries as ``[option]``."""
     items = [
         box("li", Node("button", "option", o, key=f"{prefix}{i}", role="option", label=o))

@@ -8,7 +8,7 @@ import re
 import shutil
 from typing import Any
 
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.generate import split_tasks
 from agentray.envs.miniwob.actions import format_action, parse_action
 from agentray.envs.miniwob.browsers import BROWSERS
@@ -19,12 +19,9 @@ from agentray.envs.miniwob.tasks import _act, _built, demonstration, problem_key
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class MiniWoBEnv(Env):
+class MiniWoBEnv(Env[MiniWoBConfig]):
     name = "miniwob"
     reference_name = "miniwob++"
-    config_cls = MiniWoBConfig
-
-    config: MiniWoBConfig
 
     def __init__(self, config: MiniWoBConfig | None = None) -> None:
         super().__init__(config)
@@ -73,10 +70,7 @@ class MiniWoBEnv(Env):
         return None
 
     def parse(self, reply: str) -> tuple[str, int, str | None]:
-        parsed = parse_action(reply)
-        if parsed is None:
-            raise InvalidAction("no action")
-        return parsed
+        return action_or_invalid(parse_action(reply), "no action")
 
     def act(self, action: tuple[str, int, str | None]) -> StepResult:
         kind, ref, text = action

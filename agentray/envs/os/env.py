@@ -7,7 +7,7 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.generate import split_tasks
 from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.os.config import OSConfig
@@ -18,12 +18,9 @@ from agentray.envs.task_files import file_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class OSEnv(Env):
+class OSEnv(Env[OSConfig]):
     name = "os"
     metric_label = "success rate (%)"
-    config_cls = OSConfig
-
-    config: OSConfig
 
     _sandbox: Sandbox | None = None
     _cleanup: weakref.finalize | None = None
@@ -71,10 +68,7 @@ class OSEnv(Env):
         return None
 
     def parse(self, reply: str) -> tuple[str, str | None]:
-        parsed = parse_action(reply)
-        if parsed is None:
-            raise InvalidAction("no valid action")
-        return parsed
+        return action_or_invalid(parse_action(reply), "no valid action")
 
     def act(self, action: tuple[str, str | None]) -> StepResult:
         kind, content = action

@@ -10,24 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agentray.envs import proposals as shared
 from agentray.envs.os.config import OSConfig
 from agentray.envs.os.env import OSEnv
 from agentray.envs.os.tasks import materialize
-from agentray.envs.proposals import (
-    BAD_FIELD,
-    CHECK_ERROR,
-    CHECK_FAILED,
-    CHECK_PASSES_WITHOUT_SOLUTION,
-    SETUP_ERROR,
-    SOLUTION_ERROR,
-    ProposalError,
-    Rejected,
-    check_replay,
-    optional_text,
-    require,
-    require_object,
-    require_text,
-)
 from agentray.envs.sandbox import CommandResult, Sandbox, require_bwrap
 from agentray.types import TaskSpec
 
@@ -80,7 +66,7 @@ def proposal_from_task(task: TaskSpec) -> dict[str, Any]:
 
 def task_from_proposal(
     proposal: Any, task_id: str, config: OSConfig | None = None
-) -> TaskSpec | Rejected:
+) -> TaskSpec | shared.Rejected:
     """The proposal as a train task, verified in the real bubblewrap sandbox.
 
     The files must be safe relative paths; a setup script must succeed and leave only
@@ -93,56 +79,60 @@ def task_from_proposal(
     config = config or OSConfig()
     require_bwrap()
     try:
-        payload = _proposal_payload(require_object(proposal), config)
+        payload = _proposal_payload(shared.require_object(proposal), config)
         task = TaskSpec(id=task_id, family=OSEnv.name, split="train", seed=0, payload=payload)
         if "match" in payload["evaluation"]:
             _verify_answer(payload, config)
         else:
             _verify_script(payload, config)
-        check_replay(OSEnv(config), task)
-    except ProposalError as e:
+        shared.check_replay(OSEnv(config), task)
+    except shared.ProposalError as e:
         return e.rejected
     return task
 
 
 def _proposal_payload(proposal: dict[str, Any], config: OSConfig) -> dict[str, Any]:
-    description = require_text(proposal, "description", 2000)
-    files = _proposal_files(require(proposal, "files", dict))
+    description = shared.require_text(proposal, "description", 2000)
+    files = _proposal_files(shared.require(proposal, "files", dict))
     if proposal.get("setup") not in (None, ""):
-        files = _files_after_setup(files, require_text(proposal, "setup", 4000), config)
-    command = require_text(proposal, "solution", 4000)
-    check = require(proposal, "check", dict)
+        files = _files_after_setup(files, shared.require_text(proposal, "setup", 4000), config)
+    command = shared.require_text(proposal, "solution", 4000)
+    check = shared.require(proposal, "check", dict)
     if ("answer" in check) == ("script" in check):
-        raise ProposalError(BAD_FIELD, "the check needs exactly one of 'answer' and 'script'")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, "the check needs exactly one of 'answer' and 'script'"
+        )
     if "answer" in check:
-        answer = require(check, "answer", (str, int, float))
+        answer = shared.require(check, "answer", (str, int, float))
         answer = str(answer).strip()
         if not answer or "\n" in answer:
-            raise ProposalError(BAD_FIELD, "the check's 'answer' must be one non-empty line")
+            raise shared.ProposalError(
+                shared.BAD_FIELD, "the check's 'answer' must be one non-empty line"
+            )
         evaluation = {"match": answer}
     else:
-        evaluation = {"check": require_text(check, "script", 4000)}
+        evaluation = {"check": shared.require_text(check, "script", 4000)}
     return {
         "kind": "generated",
         "description": description,
         "files": files,
         "evaluation": evaluation,
         "command": command,
-        "think": optional_text(proposal, "thought", "I can do this with one bash command."),
+        "think": shared.optional_text(proposal, "thought", "I can do this with one bash command."),
     }
 
 
 def _proposal_files(files: dict[str, Any]) -> dict[str, str]:
     if len(files) > MAX_PROPOSAL_FILES:
-        raise ProposalError(BAD_FIELD, f"more than {MAX_PROPOSAL_FILES} files")
+        raise shared.ProposalError(shared.BAD_FIELD, f"more than {MAX_PROPOSAL_FILES} files")
     for path, content in files.items():
         parts = path.split("/")
         if not all(_PATH_PART.fullmatch(part) for part in parts) or len(parts) > 8:
-            raise ProposalError(
-                BAD_FIELD, f"file path {path!r} is not a plain relative path under /root"
+            raise shared.ProposalError(
+                shared.BAD_FIELD, f"file path {path!r} is not a plain relative path under /root"
             )
         if not isinstance(content, str):
-            raise ProposalError(BAD_FIELD, f"the content of {path!r} is not a string")
+            raise shared.ProposalError(shared.BAD_FIELD, f"the content of {path!r} is not a string")
     _check_size(files)
     _check_no_file_under_file(files)
     return dict(files)
@@ -150,7 +140,9 @@ def _proposal_files(files: dict[str, Any]) -> dict[str, str]:
 
 def _check_size(files: dict[str, str]) -> None:
     if sum(len(content.encode()) for content in files.values()) > MAX_PROPOSAL_BYTES:
-        raise ProposalError(BAD_FIELD, f"the files hold more than {MAX_PROPOSAL_BYTES} bytes")
+        raise shared.ProposalError(
+            shared.BAD_FIELD, f"the files hold more than {MAX_PROPOSAL_BYTES} bytes"
+        )
 
 
 def _check_no_file_under_file(files: dict[str, str]) -> None:
@@ -158,7 +150,9 @@ def _check_no_file_under_file(files: dict[str, str]) -> None:
         parts = path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in files:
-                raise ProposalError(BAD_FIELD, f"{path!r} lies under the file {parts[:i]!r}")
+                raise shared.ProposalError(
+                    shared.BAD_FIELD, f"{path!r} lies under the file {parts[:i]!r}"
+                )
 
 
 @contextlib.contextmanager
@@ -181,7 +175,7 @@ def _fresh_sandbox(files: dict[str, str], config: OSConfig) -> Iterator[Sandbox]
 
 def _files_after_setup(files: dict[str, str], setup: str, config: OSConfig) -> dict[str, str]:
     with _fresh_sandbox(files, config) as box:
-        _require_success(box.run(setup), "setup", SETUP_ERROR, config)
+        _require_success(box.run(setup), "setup", shared.SETUP_ERROR, config)
         return _snapshot(box.root)
 
 
@@ -192,32 +186,43 @@ def _snapshot(root: Path) -> dict[str, str]:
     for folder, dirs, names in os.walk(root):
         here = Path(folder)
         if not dirs and not names and here != root:
-            raise ProposalError(SETUP_ERROR, f"the setup leaves the empty directory {here.name}")
+            raise shared.ProposalError(
+                shared.SETUP_ERROR, f"the setup leaves the empty directory {here.name}"
+            )
         for name in [*dirs, *names]:
             path = here / name
             relative = path.relative_to(root).as_posix()
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                raise ProposalError(SETUP_ERROR, f"the setup leaves {relative}, not a plain file")
+                raise shared.ProposalError(
+                    shared.SETUP_ERROR, f"the setup leaves {relative}, not a plain file"
+                )
             if path.is_file():
                 if path.stat().st_mode & 0o111:
-                    raise ProposalError(
-                        SETUP_ERROR, f"the setup leaves {relative} executable (tasks keep 644)"
+                    raise shared.ProposalError(
+                        shared.SETUP_ERROR,
+                        f"the setup leaves {relative} executable (tasks keep 644)",
                     )
                 try:
                     files[relative] = path.read_text(encoding="utf-8")
                 except UnicodeDecodeError:
-                    raise ProposalError(SETUP_ERROR, f"{relative} is not UTF-8 text") from None
+                    raise shared.ProposalError(
+                        shared.SETUP_ERROR, f"{relative} is not UTF-8 text"
+                    ) from None
     if len(files) > MAX_PROPOSAL_FILES:
-        raise ProposalError(SETUP_ERROR, f"the setup leaves more than {MAX_PROPOSAL_FILES} files")
+        raise shared.ProposalError(
+            shared.SETUP_ERROR, f"the setup leaves more than {MAX_PROPOSAL_FILES} files"
+        )
     _check_size(files)
     return dict(sorted(files.items()))
 
 
 def _require_success(result: CommandResult, what: str, code: str, config: OSConfig) -> None:
     if result.timed_out:
-        raise ProposalError(code, f"the {what} runs longer than {config.command_timeout_s:g} s")
+        raise shared.ProposalError(
+            code, f"the {what} runs longer than {config.command_timeout_s:g} s"
+        )
     if result.exit_code != 0:
-        raise ProposalError(
+        raise shared.ProposalError(
             code, f"the {what} exits {result.exit_code}: {result.output.strip()[-300:]!r}"
         )
 
@@ -226,11 +231,12 @@ def _verify_answer(payload: dict[str, Any], config: OSConfig) -> None:
     expected = payload["evaluation"]["match"]
     with _fresh_sandbox(payload["files"], config) as box:
         result = box.run(payload["command"])
-    _require_success(result, "solution", SOLUTION_ERROR, config)
+    _require_success(result, "solution", shared.SOLUTION_ERROR, config)
     printed = result.output.strip()
     if printed != expected:
-        raise ProposalError(
-            CHECK_FAILED, f"the solution prints {printed[:200]!r}, the check expects {expected!r}"
+        raise shared.ProposalError(
+            shared.CHECK_FAILED,
+            f"the solution prints {printed[:200]!r}, the check expects {expected!r}",
         )
 
 
@@ -240,18 +246,18 @@ def _verify_script(payload: dict[str, Any], config: OSConfig) -> None:
     with _fresh_sandbox(payload["files"], config) as box:
         untouched = box.run(check, args)
     if untouched.exit_code == 0 and not untouched.timed_out:
-        raise ProposalError(
-            CHECK_PASSES_WITHOUT_SOLUTION, "the check passes on the untouched files already"
+        raise shared.ProposalError(
+            shared.CHECK_PASSES_WITHOUT_SOLUTION, "the check passes on the untouched files already"
         )
     with _fresh_sandbox(payload["files"], config) as box:
-        _require_success(box.run(payload["command"]), "solution", SOLUTION_ERROR, config)
+        _require_success(box.run(payload["command"]), "solution", shared.SOLUTION_ERROR, config)
         after = box.run(check, args)
     if after.timed_out:
-        raise ProposalError(
-            CHECK_ERROR, f"the check runs longer than {config.command_timeout_s:g} s"
+        raise shared.ProposalError(
+            shared.CHECK_ERROR, f"the check runs longer than {config.command_timeout_s:g} s"
         )
     if after.exit_code != 0:
-        raise ProposalError(
-            CHECK_FAILED,
+        raise shared.ProposalError(
+            shared.CHECK_FAILED,
             f"after the solution the check exits {after.exit_code}: {after.output.strip()[-300:]!r}",
         )

@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 from typing import Any
 
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.generate import split_tasks
 from agentray.envs.scienceworld.config import INSTALL_HINT, ScienceWorldConfig
 from agentray.envs.scienceworld.prompt import INSTRUCTION, OK_REPLY
@@ -22,12 +22,9 @@ from agentray.envs.scienceworld.tasks import (
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class ScienceWorldEnv(Env):
+class ScienceWorldEnv(Env[ScienceWorldConfig]):
     name = "scienceworld"
     reference_name = "sciworld"
-    config_cls = ScienceWorldConfig
-
-    config: ScienceWorldConfig
 
     _simulator: Any = None
     _score: int = 0
@@ -67,10 +64,7 @@ class ScienceWorldEnv(Env):
         return "no `Action:` line" if parse_action(reply) is None else None
 
     def parse(self, reply: str) -> str:
-        command = parse_action(reply)
-        if command is None:
-            raise InvalidAction("no Action")
-        return command
+        return action_or_invalid(parse_action(reply), "no Action")
 
     def act(self, action: str) -> StepResult:
         command = action

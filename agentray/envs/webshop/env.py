@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentray.envs.base import Env, InvalidAction
+from agentray.envs.base import Env, action_or_invalid
 from agentray.envs.generate import split_tasks
 from agentray.envs.webshop.catalogue import Catalogue, catalogue
 from agentray.envs.webshop.config import (
@@ -27,12 +27,9 @@ from agentray.envs.webshop.tasks import all_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 
-class WebShopEnv(Env):
+class WebShopEnv(Env[WebShopConfig]):
     name = "webshop"
     metric_label = "reward (x100)"
-    config_cls = WebShopConfig
-
-    config: WebShopConfig
 
     _session: Session | None = None
 
@@ -59,10 +56,7 @@ class WebShopEnv(Env):
         return "no `Action: search[...]` or `click[...]`" if parse_action(reply) is None else None
 
     def parse(self, reply: str) -> tuple[str, str]:
-        parsed = parse_action(reply)
-        if parsed is None:
-            raise InvalidAction("no valid action")
-        return parsed
+        return action_or_invalid(parse_action(reply), "no valid action")
 
     def act(self, action: tuple[str, str]) -> StepResult:
         name, arg = action[0], action[1].lower()

