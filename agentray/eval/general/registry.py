@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from agentray.registry import Registry
-
-if TYPE_CHECKING:
-    from agentray.eval.general.base import Suite
 
 SUITES: dict[str, str] = {
     "mmlu": "agentray.eval.general.mmlu:MMLU",
@@ -17,12 +14,13 @@ SUITES: dict[str, str] = {
 }
 
 
-SUITE_REGISTRY: Registry[Suite] = Registry("general suite", SUITES)
+# Suite is not imported here (base.py -> config.py -> this module would be a circle)
+SUITE_REGISTRY: Registry[Any] = Registry("general suite", SUITES)
 
 
 def suite_names() -> list[str]:
     return SUITE_REGISTRY.names()
 
 
-def suite_class(name: str) -> type[Suite]:
+def suite_class(name: str) -> type:
     return SUITE_REGISTRY.get(name)
