@@ -52,8 +52,15 @@ def _load_with(config: Path | None, overrides: dict | None) -> PipelineConfig:
     return cfg
 
 
-def _show(result: dict) -> None:
+def _show(result: dict, cfg: PipelineConfig | None = None, stage: str | None = None) -> None:
+    """The stage's result as JSON on stdout; where its outputs are, on stderr."""
     typer.echo(json.dumps(result, indent=2, default=str))
+    if cfg is not None and stage is not None:
+        from agentray.pipeline import outputs_of
+
+        outputs = outputs_of(cfg, stage)
+        if outputs is not None:
+            typer.secho(f"agentray {stage}: outputs in {outputs}", err=True, fg="green")
 
 
 @app.command()
@@ -80,7 +87,8 @@ def pipeline(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     """All stages from one config."""
     from agentray.pipeline import run_pipeline
 
-    _show(run_pipeline(_load(config, run_dir)))
+    cfg = _load(config, run_dir)
+    _show(run_pipeline(cfg), cfg, "pipeline")
 
 
 @app.command()
@@ -108,7 +116,7 @@ def instruct(
     }
     cfg = _load_with(config, {k: v for k, v in given.items() if v})
     try:
-        _show(run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs))
+        _show(run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs), cfg, "instruct")
     except InstructError as e:
         typer.secho(f"instruct: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
@@ -119,7 +127,8 @@ def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     """Env families x teacher policy -> trajectory parquet (resumable)."""
     from agentray.pipeline import stage_collect
 
-    _show(stage_collect(_load(config, run_dir)))
+    cfg = _load(config, run_dir)
+    _show(stage_collect(cfg), cfg, "collect")
 
 
 @app.command()
@@ -127,7 +136,8 @@ def process(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     """Filter -> AgentInstruct records -> mix with general data -> tokenized shards."""
     from agentray.pipeline import stage_process
 
-    _show(stage_process(_load(config, run_dir)))
+    cfg = _load(config, run_dir)
+    _show(stage_process(cfg), cfg, "process")
 
 
 @app.command()
@@ -135,7 +145,8 @@ def train(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     """Ray Train + DeepSpeed fine-tuning -> HF checkpoint."""
     from agentray.pipeline import stage_train
 
-    _show(stage_train(_load(config, run_dir)))
+    cfg = _load(config, run_dir)
+    _show(stage_train(cfg), cfg, "train")
 
 
 @app.command()
@@ -185,7 +196,8 @@ def evaluate(
     from agentray.pipeline import stage_eval
 
     try:
-        _show(stage_eval(_load(config, run_dir)))
+        cfg = _load(config, run_dir)
+        _show(stage_eval(cfg), cfg, "eval")
     except ReferenceError as e:
         typer.secho(f"eval: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentray.collect import CollectConfig
 from agentray.envs.config import EnvsConfig
 from agentray.eval import EvalConfig
 from agentray.instruct import InstructConfig
 from agentray.model.tiny import TINY_MODEL
+from agentray.paths import check_run_dir
 from agentray.policies.config import OpenAIConfig
 from agentray.process import ProcessConfig
 from agentray.serve import ServeConfig
@@ -71,6 +72,8 @@ class PipelineConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    _run_dir = field_validator("run_dir")(check_run_dir)
 
     @model_validator(mode="before")
     @classmethod

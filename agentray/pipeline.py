@@ -17,9 +17,19 @@ STAGES = ("collect", "process", "train", "serve", "eval")
 
 
 def run_dir_of(cfg: PipelineConfig) -> Path:
-    path = Path(cfg.run_dir).resolve()
+    path = Path(cfg.run_dir).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def outputs_of(cfg: PipelineConfig, stage: str) -> Path | None:
+    """Where ``stage`` writes (absolute); None for serve, which writes no run artifacts."""
+    run_dir = Path(cfg.run_dir).expanduser().resolve()
+    if stage == "pipeline":
+        return run_dir
+    if stage == "collect" and cfg.collect.output:
+        return Path(cfg.collect.output).expanduser().resolve()
+    return None if stage == "serve" else run_dir / stage
 
 
 def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:

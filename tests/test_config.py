@@ -282,3 +282,26 @@ def test_the_pipeline_points_eval_at_the_served_model():
     served = served_policy(ExpertConfig(params={"max_new_tokens": 9}), "http://h/v1", "m", "KEY")
     assert isinstance(served, OpenAIConfig) and served.api_key_env == "KEY"
     assert served.params.max_new_tokens == 9
+
+
+def test_a_uri_run_dir_is_refused_at_load_not_made_a_local_folder(tmp_path, monkeypatch):
+    """Until run artifacts go through object storage, ``s3://...`` must not silently become
+    a local folder named ``s3:``."""
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, {"run_dir": "s3://bucket/run1"})
+    result = CliRunner().invoke(app, ["collect", path])
+    assert result.exit_code == 2
+    assert "run_dir: " in result.output and "'s3://bucket/run1' is a URI" in result.output
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_inside_a_ray_job_a_relative_run_dir_is_refused(tmp_path, monkeypatch):
+    from agentray.paths import RAY_JOB_ENV
+
+    path = _write(tmp_path, {"run_dir": "runs/x"})
+    assert load_config(path).run_dir == "runs/x"  # fine outside a job
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")
+    with pytest.raises(ConfigError, match="'runs/x' is relative, and this is a Ray job"):
+        load_config(path)
+    absolute = str(tmp_path / "run")
+    assert load_config(path, {"run_dir": absolute}).run_dir == absolute

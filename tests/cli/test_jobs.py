@@ -124,7 +124,18 @@ def test_collect_job_submitted_to_local_cluster_succeeds(local_cluster, tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in (result.stdout + result.stderr).lower()
     assert time.time() < deadline
+    assert f"agentray collect: outputs in {run_dir / 'collect'}" in result.stdout + result.stderr
     shards = list((run_dir / "collect" / "trajectories").glob("*.parquet"))
     assert shards, "the job wrote no trajectories"
     manifest = yaml.safe_load((run_dir / "collect" / "manifest.json").read_text())
     assert manifest["counts"]["written_total"] == 4
+
+    # the same job with a relative run_dir would write into Ray's package folder: refused
+    relative = subprocess.run(
+        [*submit, "--run-dir", "runs/lost"], env=env, capture_output=True, text=True, timeout=300
+    )
+    said = relative.stdout + relative.stderr
+    assert relative.returncode != 0, said[-3000:]
+    assert "'runs/lost' is relative, and this is a Ray job" in said, said[-3000:]
+    assert "--run-dir /mnt/shared/runs/x" in said
+    assert not (REPO / "runs" / "lost").exists()
