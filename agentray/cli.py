@@ -157,8 +157,13 @@ def serve(
 ) -> None:
     """Ray Serve, OpenAI-compatible /v1/chat/completions."""
     from agentray.pipeline import stage_serve
+    from agentray.serve import ServeAddressError
 
-    _show(stage_serve(_load(config, run_dir), block=block))
+    try:
+        _show(stage_serve(_load(config, run_dir), block=block))
+    except ServeAddressError as e:
+        typer.secho(f"serve: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.command("eval")

@@ -12,6 +12,7 @@ from agentray.serve.config import AutoscalingSettings, ServeConfig
 __all__ = [
     "AutoscalingSettings",
     "ServeConfig",
+    "ServeAddressError",
     "build_app",
     "run_serve",
     "start_server",

@@ -353,10 +353,34 @@ def start_server(cfg: ServeConfig) -> str:
 
     ensure_ray()
     app = build_app(cfg)  # config errors (e.g. vllm missing) before Serve starts
+    check_serve_address(cfg)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix)
     wait_until_ready(cfg.base_url, cfg.startup_timeout_s, resolve_api_key(cfg))
     return cfg.base_url
+
+
+def check_serve_address(cfg: ServeConfig) -> None:
+    """Serve keeps the host and port it first started with on a cluster and ignores new
+    ones: asking for others would only time out later, so fail now, saying what runs."""
+    # Ray Serve has no public call for the running controller's HTTP options.
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return
+    running = client.http_config
+    if (running.host, running.port) != (cfg.host, cfg.port):
+        raise ServeAddressError(
+            f"Ray Serve already runs on this cluster at {running.host}:{running.port} and "
+            f"keeps that address; serve.host/serve.port ask for {cfg.host}:{cfg.port}. Set "
+            f"serve.port: {running.port} (and serve.host: {running.host}), or stop Serve "
+            "first (`serve shutdown`)"
+        )
+
+
+class ServeAddressError(RuntimeError):
+    """Serve already listens elsewhere on this cluster."""
 
 
 def stop_server(name: str = "agentray", shutdown: bool = False) -> None:

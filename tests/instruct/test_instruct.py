@@ -365,7 +365,8 @@ def test_the_cli_resumes_and_the_endpoint_replays_generated_tasks(generated, tmp
         path.write_text(yaml.safe_dump(config))
         result = CliRunner().invoke(app, ["instruct", str(path), "--base-url", endpoint.base_url])
         assert result.exit_code == 0, result.output
-        resumed = json.loads(result.output[result.output.index("{") :])
+        resumed = json.loads(result.stdout[result.stdout.index("{") :])
+        assert f"agentray instruct: outputs in {run_dir.resolve() / 'instruct'}" in result.stderr
         for family in FAMILIES:
             counts = resumed["families"][family]
             assert counts["resumed"] == 3 and counts["tasks_in_file"] == 3 + counts["kept"]

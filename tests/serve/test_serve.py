@@ -394,3 +394,16 @@ def test_context_overflow_through_the_server_is_a_context_limit(served, monkeypa
     [completion] = asyncio.run(run())
     assert completion.finish_reason == "context_limit"
     assert "context window" in completion.error
+
+
+def test_a_second_serve_on_another_port_fails_at_once_with_the_reason(served):
+    """Serve keeps its first port on a cluster: another port is refused in seconds, naming
+    the port that runs, instead of waiting for an endpoint that never comes up."""
+    from agentray.serve import ServeAddressError, start_server
+
+    cfg = served[0]
+    other = cfg.model_copy(update={"port": free_port(), "app_name": "agentray-second"})
+    started = time.monotonic()
+    with pytest.raises(ServeAddressError, match=f"at 127.0.0.1:{cfg.port} and keeps"):
+        start_server(other)
+    assert time.monotonic() - started < 30  # no wait for the startup timeout (300 s)
