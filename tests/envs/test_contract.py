@@ -20,7 +20,7 @@ from agentray.envs.registry import (
     family_names,
     make_env,
 )
-from agentray.policies.expert import ExpertPolicy
+from agentray.policies.expert import ExpertPolicy, expert_reply
 from agentray.records import EpisodeResult, Trajectory, env_version_of, to_conversations
 from agentray.testing.episodes import policy_reply
 from agentray.types import Status
@@ -87,14 +87,22 @@ def test_db_without_one_shot_is_agentbench_opening():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_task_index_finds_every_task_from_its_conversation(family):
+def test_task_index_finds_every_task_and_the_expert_replays_it_from_the_text(family):
     """Among all held-in families' tasks (and ``family``'s), each task's conversation leads
-    back to the task."""
+    back to the task, and the expert plays it from the text alone (the OpenAI-compatible
+    test endpoint's path, where no task travels with the turns)."""
     index = TaskIndex({name: CONFIGS[name] for name in {*family_names(), family}})
     env = make_env(family, CONFIGS[family])
     for task in env.tasks("train") + env.tasks("test"):
         found_env, found = index.lookup(env.prompt(task))
         assert found.id == task.id and found_env.name == family
+
+    def reply(messages: list) -> str:
+        return expert_reply(index, messages)
+
+    for task in env.tasks("train")[:2] + env.tasks("test")[:1]:
+        result = run_episode(env, task, reply, close=True).result
+        assert result.status == Status.COMPLETED and result.reward == 1.0, (task.id, result)
 
 
 @pytest.mark.parametrize("family", ENVS.names())

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from agentray.envs.base import Env
-from agentray.envs.episode import run_episode
 from agentray.envs.kg import KGConfig, KGEnv
 from agentray.envs.kg.build import generate_graph
 from agentray.envs.kg.config import QUESTION_TYPES
@@ -22,8 +21,6 @@ from agentray.envs.kg.prompt import (
     ONE_SHOT,
 )
 from agentray.envs.kg.score import f1_score
-from agentray.envs.registry import TaskIndex
-from agentray.policies.expert import expert_reply
 from agentray.types import Status, TaskSpec
 
 SAMPLE = KGConfig(n_train=40, n_test=20, seed=3)
@@ -374,18 +371,3 @@ def test_tasks_from_a_schemaless_triples_file(tmp_path):
     bad.write_text("a\tb\n")
     with pytest.raises(ValueError, match="bad.tsv:1"):
         KnowledgeGraph.from_tsv(bad)
-
-
-def test_expert_policy_replays_tasks_from_the_conversation():
-    env = KGEnv(KGConfig(n_train=8, n_test=4, seed=2))
-    index = TaskIndex({})
-    tasks = env.tasks("train") + env.tasks("test")
-    for task in tasks:
-        index.add(env, task)
-    for task in tasks:
-        result = run_episode(
-            env,
-            task,
-            lambda messages: expert_reply(index, messages),  # task from the text alone
-        ).result
-        assert result.status == Status.COMPLETED and result.reward == 1.0, task.id
