@@ -56,11 +56,10 @@ def _show(result: dict, cfg: PipelineConfig | None = None, stage: str | None = N
     """The stage's result as JSON on stdout; where its outputs are, on stderr."""
     typer.echo(json.dumps(result, indent=2, default=str))
     if cfg is not None and stage is not None:
-        from agentray.pipeline import outputs_of
+        from agentray.pipeline import outputs_line
 
-        outputs = outputs_of(cfg, stage)
-        if outputs is not None:
-            typer.secho(f"agentray {stage}: outputs in {outputs}", err=True, fg="green")
+        if (line := outputs_line(cfg, stage)) is not None:
+            typer.secho(line, err=True, fg="green")
 
 
 @app.command()

@@ -17,19 +17,28 @@ STAGES = ("collect", "process", "train", "serve", "eval")
 
 
 def run_dir_of(cfg: PipelineConfig) -> Path:
-    path = Path(cfg.run_dir).expanduser().resolve()
+    path = _absolute(cfg.run_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
+def _absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
 def outputs_of(cfg: PipelineConfig, stage: str) -> Path | None:
     """Where ``stage`` writes (absolute); None for serve, which writes no run artifacts."""
-    run_dir = Path(cfg.run_dir).expanduser().resolve()
     if stage == "pipeline":
-        return run_dir
+        return _absolute(cfg.run_dir)
     if stage == "collect" and cfg.collect.output:
-        return Path(cfg.collect.output).expanduser().resolve()
-    return None if stage == "serve" else run_dir / stage
+        return _absolute(cfg.collect.output)
+    return None if stage == "serve" else _absolute(cfg.run_dir) / stage
+
+
+def outputs_line(cfg: PipelineConfig, stage: str) -> str | None:
+    """The line a stage command or job ends with: where its outputs are."""
+    outputs = outputs_of(cfg, stage)
+    return None if outputs is None else f"agentray {stage}: outputs in {outputs}"
 
 
 def stage_instruct(cfg: PipelineConfig) -> dict[str, Any]:

@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = getattr(pipeline, f"stage_{stage}")(cfg)
     print(json.dumps(result, indent=2, default=str))
-    outputs = pipeline.outputs_of(cfg, stage)
-    if outputs is not None:
-        print(f"agentray {stage}: outputs in {outputs}", file=sys.stderr)
+    if (line := pipeline.outputs_line(cfg, stage)) is not None:
+        print(line, file=sys.stderr)
     return 0
 
 
