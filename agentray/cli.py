@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
 import typer
 
+from agentray import storage
 from agentray.config import (
     ConfigDeprecationWarning,
     ConfigError,
@@ -21,6 +23,21 @@ app = typer.Typer(
     no_args_is_help=True,
     help="AgentTuning on Ray: collect, process, train, serve, eval.",
 )
+
+
+@app.callback()
+def main(
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="run on this Ray cluster (e.g. auto, or ray://head:10001) instead of starting one",
+    ),
+) -> None:
+    """AgentTuning on Ray: collect, process, train, serve, eval."""
+    if address:
+        os.environ["RAY_ADDRESS"] = address
+
 
 ConfigArg = typer.Argument(..., exists=True, dir_okay=False, help="pipeline YAML config")
 RunDirOpt = typer.Option(None, "--run-dir", help="override run_dir of the config")
@@ -76,7 +93,7 @@ def quickstart(
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
     result = run_pipeline(cfg)
-    report = Path(cfg.run_dir).resolve() / "eval" / "report.md"
+    report = storage.join(storage.absolute(cfg.run_dir), "eval", "report.md")
     typer.echo(json.dumps(result["timings_s"]))
     typer.secho(f"\nReport: {report}", fg=typer.colors.GREEN, bold=True)
 

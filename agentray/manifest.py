@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from importlib import metadata
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from agentray import storage
 
 _PACKAGES = ("agentray", "ray", "torch", "transformers", "deepspeed", "datasets", "openai")
 
@@ -32,9 +33,8 @@ def write_manifest(
     counts: dict[str, Any] | None = None,
     outputs: dict[str, Any] | None = None,
     started_at: float | None = None,
-) -> Path:
-    stage_dir = Path(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
+) -> str:
+    """Writes ``<stage_dir>/manifest.json`` (a path or URI); returns its location."""
     cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     manifest = {
         "stage": stage,
@@ -46,10 +46,8 @@ def write_manifest(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": round(time.time() - started_at, 2) if started_at else None,
     }
-    path = stage_dir / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, default=str))
-    return path
+    return storage.write_json(storage.join(stage_dir, "manifest.json"), manifest)
 
 
 def read_manifest(stage_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(stage_dir) / "manifest.json").read_text())
+    return storage.read_json(storage.join(stage_dir, "manifest.json"))

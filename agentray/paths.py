@@ -24,18 +24,16 @@ def in_ray_job() -> bool:
 def check_run_dir(run_dir: str) -> str:
     """``run_dir`` if agentray can write there; raises ValueError saying what to use instead.
 
-    A URI (``s3://...``) is refused until run artifacts go through object storage, instead of
-    becoming a local folder named ``s3:``. A relative path is refused inside a Ray job: the
-    job's working directory is its unpacked package, which Ray deletes later."""
+    A URI (``s3://bucket/prefix``) is storage every node reaches. A relative path is refused
+    inside a Ray job: the job's working directory is its unpacked package, which Ray
+    deletes later."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", run_dir):
-        raise ValueError(
-            f"{run_dir!r} is a URI; object storage for run_dir is not supported yet: use an "
-            "absolute path on a filesystem every node mounts (e.g. /mnt/shared/runs/x)"
-        )
+        return run_dir
     if in_ray_job() and not Path(run_dir).expanduser().is_absolute():
         raise ValueError(
             f"{run_dir!r} is relative, and this is a Ray job: it would resolve inside the "
             f"job's package folder ({Path.cwd()}), which Ray deletes later; pass an absolute "
-            "path on storage every node sees, e.g. --run-dir /mnt/shared/runs/x"
+            "path on storage every node sees or an object store URI, e.g. --run-dir "
+            "/mnt/shared/runs/x or --run-dir s3://bucket/runs/x"
         )
     return run_dir

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from agentray import storage
 from agentray.config import PipelineConfig, validate_config
 from agentray.policies.config import AnyPolicyConfig, OpenAIConfig
 
@@ -16,23 +16,21 @@ console = Console()
 STAGES = ("collect", "process", "train", "serve", "eval")
 
 
-def run_dir_of(cfg: PipelineConfig) -> Path:
-    path = _absolute(cfg.run_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def run_dir_of(cfg: PipelineConfig) -> str:
+    """The run's location: an absolute local path (created) or an object store URI."""
+    location = storage.absolute(cfg.run_dir)
+    storage.makedirs(location)
+    return location
 
 
-def _absolute(path: str) -> Path:
-    return Path(path).expanduser().resolve()
-
-
-def outputs_of(cfg: PipelineConfig, stage: str) -> Path | None:
-    """Where ``stage`` writes (absolute); None for serve, which writes no run artifacts."""
+def outputs_of(cfg: PipelineConfig, stage: str) -> str | None:
+    """Where ``stage`` writes (absolute path or URI); None for serve, which writes no run
+    artifacts."""
     if stage == "pipeline":
-        return _absolute(cfg.run_dir)
+        return storage.absolute(cfg.run_dir)
     if stage == "collect" and cfg.collect.output:
-        return _absolute(cfg.collect.output)
-    return None if stage == "serve" else _absolute(cfg.run_dir) / stage
+        return storage.absolute(cfg.collect.output)
+    return None if stage == "serve" else storage.join(storage.absolute(cfg.run_dir), stage)
 
 
 def outputs_line(cfg: PipelineConfig, stage: str) -> str | None:
@@ -69,9 +67,11 @@ def stage_train(cfg: PipelineConfig) -> dict[str, Any]:
 def serve_config_for_run(cfg: PipelineConfig):
     """The serve section, pointed at this run's trained model unless it names one."""
     serve = cfg.serve.model_copy(deep=True)
-    trained = run_dir_of(cfg) / "train" / "model"
-    if "model" not in cfg.serve.model_fields_set and (trained / "config.json").exists():
-        serve.model = str(trained)
+    trained = storage.join(run_dir_of(cfg), "train", "model")
+    if "model" not in cfg.serve.model_fields_set and storage.exists(
+        storage.join(trained, "config.json")
+    ):
+        serve.model = trained
     return serve
 
 

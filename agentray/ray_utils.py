@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from agentray.storage import storage_env
+
 # Set for the driver and passed to every worker: offline hub, quiet tokenizers.
 WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -18,6 +20,12 @@ def setup_process_env() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+def worker_env() -> dict[str, str]:
+    """What every Ray worker gets from the driver: ``WORKER_ENV`` and the object-store
+    variables (``AWS_*``...), so a task on any node reaches the run's bucket."""
+    return {**{k: os.environ[k] for k in WORKER_ENV}, **storage_env()}
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """``ray.init`` once: joins ``address`` (or RAY_ADDRESS, e.g. inside ``ray job submit``),
     else starts a local cluster."""
@@ -30,7 +38,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     kwargs = {"address": address} if address else {"num_cpus": num_cpus}
     ray.init(
         **kwargs,
-        runtime_env={"env_vars": {k: os.environ[k] for k in WORKER_ENV}},
+        runtime_env={"env_vars": worker_env()},
         log_to_driver=True,
         # Ray Train's placement-group cleaner polls the State API, which the dashboard
         # serves; without it every training run logs a warning each second.

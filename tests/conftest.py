@@ -7,9 +7,37 @@ import os
 import pytest
 from ray_cluster import two_node_cluster  # noqa: F401 - a fixture for the multi-node tests
 
+from agentray.testing.s3 import S3Server
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# One SeaweedFS S3 server for the session, started on first use. Its AWS_* variables are set
+# now, before any Ray cluster starts, so every Ray worker of every test inherits them.
+_S3 = None if os.environ.get("AWS_ENDPOINT_URL") else S3Server()
+if _S3 is not None:
+    os.environ.update(_S3.env())
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The session's real S3 server (SeaweedFS on 127.0.0.1)."""
+    if _S3 is None:
+        pytest.skip("AWS_ENDPOINT_URL is set outside the tests: not starting a local S3")
+    _S3.start()
+    yield _S3
+    _S3.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request) -> str:
+    """A fresh bucket for this test: ``s3://<name>``."""
+    import re
+    import uuid
+
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    return s3_server.create_bucket(f"{stem}-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="session")

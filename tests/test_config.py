@@ -284,14 +284,13 @@ def test_the_pipeline_points_eval_at_the_served_model():
     assert served.params.max_new_tokens == 9
 
 
-def test_a_uri_run_dir_is_refused_at_load_not_made_a_local_folder(tmp_path, monkeypatch):
-    """Until run artifacts go through object storage, ``s3://...`` must not silently become
-    a local folder named ``s3:``."""
+def test_a_uri_run_dir_stays_a_uri_never_a_local_folder(tmp_path, monkeypatch):
+    from agentray.pipeline import outputs_of, run_dir_of
+
     monkeypatch.chdir(tmp_path)
-    path = _write(tmp_path, {"run_dir": "s3://bucket/run1"})
-    result = CliRunner().invoke(app, ["collect", path])
-    assert result.exit_code == 2
-    assert "run_dir: " in result.output and "'s3://bucket/run1' is a URI" in result.output
+    cfg = load_config(_write(tmp_path, {"run_dir": "s3://bucket/run1/"}))
+    assert run_dir_of(cfg) == "s3://bucket/run1"
+    assert outputs_of(cfg, "process") == "s3://bucket/run1/process"
     assert not (tmp_path / "s3:").exists()
 
 
