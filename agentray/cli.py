@@ -188,14 +188,15 @@ def evaluate(
         None, exists=True, dir_okay=False, help="pipeline YAML config (its eval section)"
     ),
     run_dir: str | None = RunDirOpt,
-    compare: tuple[Path, Path] | None = typer.Option(
+    compare: tuple[str, str] | None = typer.Option(
         None,
         "--compare",
-        help="two evaluated runs (run dirs, eval dirs or scores.json files), e.g. base and "
-        "tuned: a side-by-side report instead of a new evaluation",
+        help="two evaluated runs (run dirs, eval dirs or scores.json files; paths or URIs such "
+        "as s3://bucket/run), e.g. base and tuned: a side-by-side report instead of a new "
+        "evaluation",
     ),
-    out: Path | None = typer.Option(
-        None, "--out", help="--compare: output folder (default RUN_B/eval/compare)"
+    out: str | None = typer.Option(
+        None, "--out", help="--compare: output folder or URI (default RUN_B/eval/compare)"
     ),
 ) -> None:
     """Held-in / held-out env tasks and general suites against a served model -> scores.json
@@ -208,7 +209,7 @@ def evaluate(
         except CompareError as e:
             typer.secho(f"compare: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=2) from None
-        _show({k: str(v) for k, v in paths.items()})
+        _show(paths)
         return
     if config is None:
         typer.secho("eval: give a CONFIG, or --compare RUN_A RUN_B", fg=typer.colors.RED, err=True)

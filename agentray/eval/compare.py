@@ -1,14 +1,14 @@
 """Two eval runs side by side (``agentray eval --compare RUN_A RUN_B``): typically the base
 model and the tuned one. Reads each run's ``eval/scores.json``; writes ``compare.json``,
 ``compare.md`` (+ ``plots/``) and a self-contained ``compare.html`` into ``--out`` (default:
-``RUN_B/eval/compare``)."""
+``RUN_B/eval/compare``). Runs and ``--out`` may be paths or URIs (``s3://bucket/run``)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.eval import plots
 from agentray.eval.doc import Doc
 from agentray.eval.overall import CATEGORIES
@@ -16,50 +16,66 @@ from agentray.eval.report import CATEGORY_TITLES, fmt
 
 
 class CompareError(ValueError):
-    """A run to compare has no readable scores.json; the message names the path."""
+    """A run to compare has no readable scores.json; the message names the location."""
 
 
-def find_scores(run: str | Path) -> Path:
-    """``run`` may be a run dir (with eval/scores.json), an eval dir or the file itself."""
-    path = Path(run)
-    for candidate in (path / "eval" / "scores.json", path / "scores.json", path):
-        if candidate.is_file():
+def find_scores(run: str) -> str:
+    """``run`` (a path or URI) may be a run dir (with eval/scores.json), an eval dir or the
+    file itself; the location of its scores.json."""
+    location = storage.absolute(run)
+    for candidate in (
+        storage.join(location, "eval", "scores.json"),
+        storage.join(location, "scores.json"),
+        location,
+    ):
+        if _is_file(candidate):
             return candidate
     raise CompareError(f"{run}: no eval/scores.json found (run `agentray eval` on it first)")
 
 
-def load_scores(run: str | Path) -> dict[str, Any]:
-    path = find_scores(run)
+def _is_file(location: str) -> bool:
+    return storage.exists(location) and not storage.is_dir(location)
+
+
+def _parent(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[0]
+
+
+def load_scores(run: str) -> dict[str, Any]:
+    location = find_scores(run)
     try:
-        scores = json.loads(path.read_text())
+        scores = json.loads(storage.read_text(location))
     except ValueError as e:
-        raise CompareError(f"{path}: not valid JSON ({e})") from None
+        raise CompareError(f"{location}: not valid JSON ({e})") from None
     if not isinstance(scores, dict) or "categories" not in scores:
-        raise CompareError(f"{path}: not an agentray scores.json (no 'categories')")
+        raise CompareError(f"{location}: not an agentray scores.json (no 'categories')")
     return scores
 
 
-def run_label(run: str | Path) -> str:
-    path = Path(run).resolve()
-    if path.is_file():
-        path = path.parent
-    if path.name == "eval":
-        path = path.parent
-    return path.name
+def run_label(run: str) -> str:
+    location = storage.absolute(run)
+    if _is_file(location):
+        location = _parent(location)
+    if storage.name(location) == "eval":
+        location = _parent(location)
+    return storage.name(location)
 
 
-def compare_runs(
-    run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None
-) -> dict[str, Path]:
+def compare_runs(run_a: str, run_b: str, out_dir: str | None = None) -> dict[str, str]:
+    """Compares two evaluated runs (paths or URIs); writes the comparison into ``out_dir``
+    (a path or URI; default: beside RUN_B's scores.json, in ``compare``) and returns the
+    locations of compare.json and the two pages."""
     a, b = load_scores(run_a), load_scores(run_b)
     labels = [run_label(run_a), run_label(run_b)]
     if labels[0] == labels[1]:
         labels = [f"A: {labels[0]}", f"B: {labels[1]}"]
-    out = Path(out_dir) if out_dir else find_scores(run_b).parent / "compare"
+    out = (
+        storage.absolute(out_dir)
+        if out_dir
+        else storage.join(_parent(find_scores(run_b)), "compare")
+    )
     comparison = compare_scores(a, b, labels)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "compare.json"
-    json_path.write_text(json.dumps(comparison, indent=2))
+    json_path = storage.write_json(storage.join(out, "compare.json"), comparison)
     md_path, html_path = render_comparison(comparison, a, b, labels).write(out, "compare")
     return {"json": json_path, "report": md_path, "report_html": html_path}
 

@@ -7,7 +7,8 @@ import base64
 import html
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from agentray import storage
 
 _CODE_SPAN = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
@@ -127,17 +128,14 @@ class Doc:
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
 
-    def write(self, out_dir: Path, stem: str) -> tuple[Path, Path]:
-        """``<stem>.md`` (+ ``plots/*.png``) and the self-contained ``<stem>.html``."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if self.images:
-            (out_dir / "plots").mkdir(exist_ok=True)
+    def write(self, out_dir: str, stem: str) -> tuple[str, str]:
+        """``<stem>.md`` (+ ``plots/*.png``) and the self-contained ``<stem>.html`` under
+        ``out_dir`` (a path or URI); returns the locations of the two pages."""
         for name, png in self.images.items():
-            (out_dir / "plots" / name).write_bytes(png)
-        md_path, html_path = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
-        md_path.write_text(self.markdown())
-        html_path.write_text(self.html())
-        return md_path, html_path
+            storage.write_bytes(storage.join(out_dir, "plots", name), png)
+        md = storage.write_text(storage.join(out_dir, f"{stem}.md"), self.markdown())
+        page = storage.write_text(storage.join(out_dir, f"{stem}.html"), self.html())
+        return md, page
 
 
 def _html_table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentray import storage
 from agentray.envs.registry import reference_name
 
 CATEGORIES = ("held_in", "held_out", "general")
@@ -73,13 +74,14 @@ class ReferenceScores(BaseModel):
 
 
 def load_reference(path: str | Path | None = None) -> ReferenceScores:
-    """The reference file at ``path``, or the paper's numbers shipped with the package."""
+    """The reference file at ``path`` (a path or URI), or the paper's numbers shipped with
+    the package."""
     if path is None:
         text = (resources.files("agentray.eval") / "data" / PACKAGED_REFERENCE).read_text()
         where = f"agentray/eval/data/{PACKAGED_REFERENCE}"
     else:
         try:
-            text = Path(path).read_text()
+            text = storage.read_text(path)
         except OSError as e:
             raise ReferenceError(f"reference file {path}: {e}") from None
         where = str(path)

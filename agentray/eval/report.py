@@ -8,12 +8,11 @@ and why, and the reference tasks not run; ``overall`` repeats the three Overall 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.collect import summarize
 from agentray.envs.registry import metric_label
 from agentray.eval import plots
@@ -78,15 +77,15 @@ def build_scores(
 
 
 def write_report(
-    out_dir: Path,
+    out_dir: str,
     scores: dict[str, Any],
     env_rows: list[Trajectory],
     general_results: dict[str, list[dict[str, Any]]],
     samples: int,
-) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scores_path = out_dir / "scores.json"
-    scores_path.write_text(json.dumps(scores, indent=2))
+) -> dict[str, str]:
+    """scores.json, report.md (+ plots/) and report.html under ``out_dir`` (a path or URI);
+    returns their locations."""
+    scores_path = storage.write_json(storage.join(out_dir, "scores.json"), scores)
     doc = render_report(scores, env_rows, general_results, samples)
     md_path, html_path = doc.write(out_dir, "report")
     return {"scores": scores_path, "report": md_path, "report_html": html_path}

@@ -5,11 +5,10 @@ scores with the paper's Overall per category and the report."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.envs.config import EnvsConfig, as_envs, played_envs
 from agentray.eval.config import EvalConfig
 from agentray.eval.general.runner import run_general
@@ -21,25 +20,28 @@ from agentray.records import Trajectory
 
 def run_eval(
     cfg: EvalConfig,
-    run_dir: Path,
+    run_dir: str,
     progress: bool = True,
     fresh: bool = True,
     envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``cfg.policy`` on tasks made with the families' settings ``envs`` (the
     pipeline config's ``envs:``); returns the scores dict (also in
-    ``<run_dir>/eval/scores.json``).
+    ``<run_dir>/eval/scores.json``). ``run_dir``: an absolute path or a URI
+    (``s3://bucket/run``); every output goes through ``agentray.storage``.
 
     ``fresh`` discards earlier eval results of this run dir (a new model is being scored);
     pass False to resume an interrupted evaluation of the same model.
     """
     started = time.time()
     reference = load_reference(cfg.reference_file)  # a bad file fails before any work
-    out_dir = Path(run_dir) / "eval"
+    out_dir = storage.join(storage.absolute(run_dir), "eval")
     env_rows, n_tasks = _run_env_families(
-        cfg, as_envs(envs), out_dir / "trajectories", progress, fresh
+        cfg, as_envs(envs), storage.join(out_dir, "trajectories"), progress, fresh
     )
-    general = run_general(cfg.general, cfg.policy, out_dir / "general", fresh, progress)
+    general = run_general(
+        cfg.general, cfg.policy, storage.join(out_dir, "general"), fresh, progress
+    )
     task_scores = {
         "held_in": env_task_scores(env_rows, cfg.families),
         "held_out": env_task_scores(env_rows, cfg.held_out),
@@ -66,7 +68,7 @@ def run_eval(
         },
         counts={t: s["count"] for c in task_scores.values() for t, s in c.items()},
         outputs={
-            **{k: str(v) for k, v in paths.items()},
+            **paths,
             "overall": scores["overall"],
             "policy_stats": general.get("policy_stats", {}),
             "judge_stats": general.get("judge_stats", {}),
@@ -77,12 +79,13 @@ def run_eval(
 
 
 def _run_env_families(
-    cfg: EvalConfig, envs: EnvsConfig, traj_dir: Path, progress: bool, fresh: bool
+    cfg: EvalConfig, envs: EnvsConfig, traj_dir: str, progress: bool, fresh: bool
 ) -> tuple[list[Trajectory], int]:
-    """Held-in and held-out episodes in one engine run (Ray starts only if there are any)."""
+    """Held-in and held-out episodes in one engine run (Ray starts only if there are any),
+    stored by the collect stage's sink at ``traj_dir`` (a path or URI)."""
     families = [*cfg.families, *cfg.held_out]
-    if fresh and traj_dir.exists():
-        shutil.rmtree(traj_dir)
+    if fresh:
+        storage.remove(traj_dir)
     if not families:
         return [], 0
     from agentray.collect import ParquetSink, RolloutEngine, load_tasks, read_trajectories

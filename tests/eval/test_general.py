@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 import requests
 
+from agentray import storage
 from agentray.envs.sandbox import bwrap_available
 from agentray.eval.general.config import GeneralConfig, HumanEvalConfig
 from agentray.eval.general.gsm import extract_number
 from agentray.eval.general.humaneval import FAILED, PASSED, TIMED_OUT, ProgramRunner
 from agentray.eval.general.mmlu import DEMOS_PER_SUBJECT, MMLU, extract_letter
 from agentray.eval.general.mtbench import parse_rating
+from agentray.eval.general.results import parts_of
 from agentray.eval.general.runner import run_general
 from agentray.policies.registry import ExpertConfig, OpenAIConfig
 from agentray.testing.benchmark_endpoint import BenchmarkEndpoint
@@ -104,19 +107,29 @@ def test_general_suites_are_skipped_for_the_expert_policy(tmp_path):
     assert all("expert policy" in reason for reason in out["skipped"].values())
 
 
-def test_an_interrupted_run_resumes_without_asking_again(endpoint, tmp_path):
+def interrupt(results: str, lines: list[str]) -> None:
+    """Leaves what an interrupted run leaves at ``results``: the first item's request
+    failed, the next four were scored, the rest never finished."""
+    failed = json.dumps({**json.loads(lines[0]), "status": "request_error", "score": 0.0})
+    if storage.is_uri(results):  # written whole at its start, then one batch as a part
+        storage.write_text(results, "\n".join([failed, *lines[1:3]]) + "\n")
+        part = storage.join(parts_of(results), "000000.jsonl")
+        storage.write_text(part, "\n".join(lines[3:5]) + "\n")
+    else:  # appended to, and killed mid-write
+        storage.write_text(results, "\n".join([failed, *lines[1:5]]) + "\n" + lines[5][:20])
+
+
+def test_an_interrupted_run_resumes_without_asking_again(endpoint, run_root):
     cfg = GENERAL.model_copy(update={"suites": ["gsm_symbolic"]})
-    first = run_general(cfg, served(endpoint, "gold"), tmp_path, progress=False)
-    path = tmp_path / "gsm_symbolic.jsonl"
-    lines = path.read_text().splitlines()
-    failed = {**json.loads(lines[0]), "status": "request_error", "score": 0.0}
-    kept = [json.dumps(failed), *lines[1:5]]
-    path.write_text("\n".join(kept) + "\n" + lines[5][:20])  # killed mid-write
+    out_dir = storage.join(run_root, "eval", "general")
+    first = run_general(cfg, served(endpoint, "gold"), out_dir, progress=False)
+    results = storage.join(out_dir, "gsm_symbolic.jsonl")
+    interrupt(results, storage.read_text(results).splitlines())
     before = requests_by_model(endpoint)
-    resumed = run_general(cfg, served(endpoint, "gold"), tmp_path, fresh=False, progress=False)
+    resumed = run_general(cfg, served(endpoint, "gold"), out_dir, fresh=False, progress=False)
     # 4 kept; the failed request and the 7 never finished are asked again
     assert requests_by_model(endpoint)["gold"] - before["gold"] == N - 4
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in storage.read_text(results).splitlines()]
     assert sorted(r["id"] for r in rows) == sorted(
         r["id"] for r in first["results"]["gsm_symbolic"]
     )
@@ -124,6 +137,8 @@ def test_an_interrupted_run_resumes_without_asking_again(endpoint, tmp_path):
         r["id"] for r in first["results"]["gsm_symbolic"]
     ]
     assert resumed["tasks"]["gsm_symbolic"]["score"] == 100.0
+    assert storage.list_files(out_dir) == [results]  # the parts became the one results file
+    assert list(Path.cwd().iterdir()) == []
 
 
 def test_mmlu_reads_the_packaged_questions_and_keeps_demonstrations_apart():

@@ -7,14 +7,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from agentray import storage
 from agentray.cli import app
 from agentray.collect.config import RolloutConfig
 from agentray.envs.sandbox import bwrap_available
 from agentray.eval.config import EvalConfig
+from agentray.eval.general.config import GeneralConfig
 from agentray.eval.overall import load_reference
 from agentray.eval.run import run_eval
 from agentray.testing.benchmark_endpoint import BenchmarkEndpoint
@@ -141,3 +144,59 @@ def test_compare_puts_two_runs_side_by_side(two_runs, tmp_path):
 
     missing = CliRunner().invoke(app, ["eval", "--compare", str(tmp_path), str(gold_dir)])
     assert missing.exit_code == 2 and "no eval/scores.json" in missing.output
+
+
+GENERAL_ONLY = {"suites": ["mmlu", "gsm_symbolic"], "max_items": 3}
+EVAL_FILES = {
+    "eval/general/gsm_symbolic.jsonl",
+    "eval/general/mmlu.jsonl",
+    "eval/manifest.json",
+    "eval/plots/overall.png",
+    "eval/plots/statuses.png",
+    "eval/plots/tasks.png",
+    "eval/report.html",
+    "eval/report.md",
+    "eval/scores.json",
+}
+COMPARE_FILES = {
+    "eval/compare/compare.html",
+    "eval/compare/compare.json",
+    "eval/compare/compare.md",
+    "eval/compare/plots/overall.png",
+    "eval/compare/plots/tasks.png",
+}
+
+
+def stored(location: str) -> set[str]:
+    return {f.removeprefix(location + "/") for f in storage.list_files(location)}
+
+
+def test_eval_and_compare_write_every_output_at_the_run_location(run_root):
+    """The general suites only (no env families): the run dirs may be local or a bucket."""
+    runs = {model: storage.join(run_root, model) for model in ("wrong", "gold")}
+    with BenchmarkEndpoint(GeneralConfig(**GENERAL_ONLY)) as ep:
+        for model, run in runs.items():
+            served = {"backend": "openai", "model": model, "base_url": ep.base_url}
+            cfg = EvalConfig(families=[], policy=served, general=GENERAL_ONLY)
+            scores = run_eval(cfg, run, progress=False)
+    gold = runs["gold"]
+    assert stored(gold) == EVAL_FILES
+    assert storage.read_json(storage.join(gold, "eval", "scores.json")) == scores
+    assert scores["categories"]["general"]["tasks"]["mmlu"]["score"] == 100.0
+    manifest = storage.read_json(storage.join(gold, "eval", "manifest.json"))
+    assert manifest["outputs"]["report"] == storage.join(gold, "eval", "report.md")
+    markdown = storage.read_text(storage.join(gold, "eval", "report.md"))
+    assert "| mmlu | accuracy (%) | 3 | 100.0 |" in markdown
+    png = storage.read_bytes(storage.join(gold, "eval", "plots", "tasks.png"))
+    assert png.startswith(PNG_MAGIC)
+
+    result = CliRunner().invoke(app, ["eval", "--compare", runs["wrong"], gold])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["json"] == storage.join(
+        gold, "eval", "compare", "compare.json"
+    )
+    assert stored(gold) == EVAL_FILES | COMPARE_FILES
+    comparison = storage.read_json(storage.join(gold, "eval", "compare", "compare.json"))
+    assert comparison["labels"] == ["wrong", "gold"]
+    assert comparison["categories"]["general"]["tasks"]["mmlu"]["delta"] == 100.0
+    assert list(Path.cwd().iterdir()) == []

