@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.config import PipelineConfig, validate_config
 from agentray.envs.registry import family_names
 from agentray.model.tiny import TINY_MODEL, resolve_model
@@ -114,7 +115,12 @@ def evaluate(cfg: PipelineConfig, model: str, label: str) -> dict[str, Any]:
     eval_cfg.policy.model = serve_cfg.served_model_name
     try:
         start = time.perf_counter()
-        scores = run_eval(eval_cfg, Path(cfg.run_dir) / label, progress=True, envs=cfg.envs)
+        scores = run_eval(
+            eval_cfg,
+            storage.join(storage.absolute(cfg.run_dir), label),
+            progress=True,
+            envs=cfg.envs,
+        )
         print(f"[eval {label}] {time.perf_counter() - start:.0f}s")
     finally:
         stop_server(serve_cfg.app_name)
