@@ -18,8 +18,9 @@ PAPER_LR = {"7b": 5e-5, "13b": 5e-5, "70b": 1e-5}
 
 
 @pytest.mark.parametrize("size", sorted(PAPER_LR))
-def test_agentlm_preset_validates_with_the_paper_settings(size):
-    cfg = load_config(CONFIGS / f"agentlm-{size}.yaml")
+def test_agentlm_preset_validates_with_the_paper_settings(size, tmp_path):
+    # run_dir: the presets' s3:// URI is checked with the cluster recipes (tests/cli)
+    cfg = load_config(CONFIGS / f"agentlm-{size}.yaml", {"run_dir": str(tmp_path)})
     assert cfg.model == f"meta-llama/Llama-2-{size}-chat-hf"
     assert cfg.train.model == cfg.process.model == cfg.model  # one model, one chat template
     assert cfg.process.chat_template == "agentlm"  # Llama-2-chat + AgentLM's system prompt
