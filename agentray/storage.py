@@ -244,3 +244,27 @@ def local_copy(location: str | Path, cache_dir: str | Path | None = None) -> Pat
             if not (target / ".complete").exists():
                 raise
     return target
+
+
+def local_path(location: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """``local_copy`` for a file or a folder: a local path with the contents of ``location``
+    (itself when local); a file is cached like a folder, by its name, size and time."""
+    if not is_uri(location):
+        return Path(absolute(location))
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        return local_copy(location, cache_dir)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{location}: nothing stored there")
+    fingerprint = hashlib.sha256(f"{info.path}|{info.size}|{info.mtime}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(absolute(location).encode()).hexdigest()[:16]
+    target = Path(cache_dir or default_home() / "storage-cache") / f"{key}-{fingerprint}"
+    target = target / name(absolute(location))
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+        with fs.open_input_stream(path) as source, tmp.open("wb") as f:
+            shutil.copyfileobj(source, f)
+        os.replace(tmp, target)
+    return target

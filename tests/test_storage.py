@@ -67,3 +67,19 @@ def test_uri_paths_never_become_local_folders(s3_bucket, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     assert storage.absolute("rel/dir") == str(tmp_path / "rel" / "dir")
     assert storage.absolute(s3_bucket + "/x/") == s3_bucket + "/x"
+
+
+def test_local_path_caches_a_file_or_a_folder(s3_bucket, tmp_path):
+    data = storage.join(s3_bucket, "data")
+    storage.write_text(storage.join(data, "a.jsonl"), "1\n")
+    cache = tmp_path / "cache"
+    file = storage.local_path(storage.join(data, "a.jsonl"), cache)
+    assert file.name == "a.jsonl" and file.read_text() == "1\n"
+    assert storage.local_path(storage.join(data, "a.jsonl"), cache) == file
+    storage.write_text(storage.join(data, "a.jsonl"), "1\n2\n")
+    changed = storage.local_path(storage.join(data, "a.jsonl"), cache)
+    assert changed != file and changed.read_text() == "1\n2\n"
+    assert (storage.local_path(data, cache) / "a.jsonl").read_text() == "1\n2\n"
+    assert storage.local_path(str(tmp_path)) == tmp_path
+    with pytest.raises(FileNotFoundError, match="nothing stored"):
+        storage.local_path(storage.join(data, "absent.jsonl"), cache)

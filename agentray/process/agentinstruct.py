@@ -12,11 +12,11 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from agentray import storage
 from agentray.process.config import ProcessConfig
 from agentray.records import Trajectory
 
@@ -199,13 +199,14 @@ def drop_duplicates(rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]
 
 
 def agentinstruct_files(paths: list[str]) -> dict[str, list[str]]:
-    """Files by ``datasets`` builder ("json" or "parquet"); folders are searched."""
+    """Local files by ``datasets`` builder ("json" or "parquet"); folders are searched. A
+    URI (a file or a folder) is read from this node's download cache."""
     by_format: dict[str, list[str]] = {"json": [], "parquet": []}
-    for path in map(Path, paths):
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        if not path.exists():
-            raise FileNotFoundError(f"AgentInstruct data not found: {path}")
-        for file in files:
+    for location in paths:
+        if not storage.exists(location):
+            raise FileNotFoundError(f"AgentInstruct data not found: {location}")
+        path = storage.local_path(location)
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if file.suffix in (".jsonl", ".json"):
                 by_format["json"].append(str(file))
             elif file.suffix == ".parquet":
@@ -226,19 +227,19 @@ def load_agentinstruct(paths: list[str]):
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def write_agentinstruct(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
-    """One JSONL file per family, as the public dataset has one split per family."""
+def write_agentinstruct(rows: list[dict[str, Any]], location: str) -> dict[str, str]:
+    """One JSONL file per family, as the public dataset has one split per family; the
+    folder at ``location`` (a path or URI) is replaced as a whole."""
     import datasets
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     by_family: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_family.setdefault(row["family"], []).append(
             {"id": row["id"], "conversations": json.loads(row["conversations"])}
         )
-    paths = {}
-    for family, records in sorted(by_family.items()):
-        path = out_dir / f"{family}.jsonl"
-        datasets.Dataset.from_list(records).to_json(str(path), lines=True, force_ascii=False)
-        paths[family] = str(path)
-    return paths
+    with storage.staged_dir(location) as staged:
+        for family, records in sorted(by_family.items()):
+            datasets.Dataset.from_list(records).to_json(
+                str(staged / f"{family}.jsonl"), lines=True, force_ascii=False
+            )
+    return {family: storage.join(location, f"{family}.jsonl") for family in sorted(by_family)}

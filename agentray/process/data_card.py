@@ -1,17 +1,20 @@
 """The data card of a process run: counts, the realized mix, distributions, rejections.
 
 ``card_stats`` reduces the run's frames to numbers (they also go into the manifest);
-``write_data_card`` writes ``data_card.md`` with its plots (matplotlib PNGs beside it).
+``write_data_card`` writes ``data_card.md`` with its plots (matplotlib PNGs beside it), drawn
+in a local temporary folder and then copied to the stage's folder (a path or URI).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from agentray import storage
 from agentray.process.config import ProcessConfig
 from agentray.process.mix import MixPlan, realized_eta
 
@@ -87,9 +90,19 @@ def write_data_card(
     examples: pd.DataFrame,
     agent_rows: pd.DataFrame,
     cfg: ProcessConfig,
-    out: Path,
+    out: str,
     packing: dict[str, Any] | None = None,
-) -> Path:
+) -> str:
+    """Writes the card and its plots into ``out``; returns the card's location."""
+    with tempfile.TemporaryDirectory(prefix="agentray-data-card-") as tmp:
+        _write_card(stats, examples, agent_rows, cfg, Path(tmp), packing)
+        for plot in PLOTS.values():  # a plot of an earlier run that this one does not draw
+            storage.remove(storage.join(out, plot))
+        storage.upload_dir(tmp, out)
+    return storage.join(out, "data_card.md")
+
+
+def _write_card(stats, examples, agent_rows, cfg: ProcessConfig, out: Path, packing) -> None:
     plots = _plot_all(examples, agent_rows, stats, out)
     lines = [
         "# Data card: hybrid instruction-tuning set",
@@ -122,9 +135,7 @@ def write_data_card(
     lines += [f"![{name}]({path.name})" for name, path in plots.items()]
     lines += ["", f"## Set aside: {stats['rejected']} records (see rejected.jsonl)", ""]
     lines += [f"- {reason}: {n}" for reason, n in stats["rejected_by_reason"].items()] or ["- none"]
-    path = out / "data_card.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    (out / "data_card.md").write_text("\n".join(lines) + "\n")
 
 
 def _fmt(value: float | None) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.sharegpt import iter_sharegpt
 
 
@@ -18,7 +19,13 @@ def iter_general(source: str | None = None) -> Iterator[dict[str, Any]]:
     - ``.jsonl`` / ``.parquet`` files, or a folder of them, read with ``datasets``;
     - a folder written by ``datasets.Dataset.save_to_disk``;
     - otherwise a dataset name for ``datasets.load_dataset`` (needs the hub or its cache).
+
+    A file or folder may be a URI (``s3://...``): it is read from this node's download cache.
     """
+    if source is not None and storage.is_uri(source):
+        if not storage.exists(source):
+            raise FileNotFoundError(f"general_data {source!r}: nothing stored there")
+        source = str(storage.local_path(source))
     if source is None or _is_json_array(source):
         yield from iter_sharegpt(source)
         return

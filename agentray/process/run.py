@@ -1,6 +1,7 @@
 """The process stage on Ray Data: filter -> AgentInstruct -> mix with general data -> tokenize.
 
-Outputs under ``<run_dir>/process/``:
+Every input and output may be a local path or a URI (``s3://...``). Outputs under
+``<run_dir>/process/``:
   train/              the training set (parquet): examples (id, source, family, input_ids,
                       labels, ...) or, with packing on, packs (input_ids, labels, position_ids,
                       segment_ids, ...)
@@ -8,7 +9,7 @@ Outputs under ``<run_dir>/process/``:
   agentinstruct/      the kept agent records in the public AgentInstruct schema, a file per family
   rejected.jsonl      every record set aside, with its reason
   data_card.md        counts, the realized mix, token statistics, plots (data_card_*.png)
-  manifest.json
+  manifest.json       written last: a folder without one holds an unfinished run
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.manifest import write_manifest
 from agentray.model.packing import pack_dataset
 from agentray.process.agentinstruct import (
@@ -44,37 +46,41 @@ class ProcessError(RuntimeError):
     """The inputs cannot make a training set (the message says why)."""
 
 
-def process_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
-    return Path(cfg.output) if cfg.output else Path(run_dir) / "process"
+def process_dir(cfg: ProcessConfig, run_dir: str) -> str:
+    return storage.absolute(cfg.output) if cfg.output else storage.join(run_dir, "process")
 
 
-def train_data_dir(cfg: ProcessConfig, run_dir: Path) -> Path:
-    return process_dir(cfg, run_dir) / "train"
+def train_data_dir(cfg: ProcessConfig, run_dir: str) -> str:
+    return storage.join(process_dir(cfg, run_dir), "train")
 
 
-def trajectory_sources(cfg: ProcessConfig, run_dir: Path, required: bool = True) -> list[str]:
+def trajectory_sources(cfg: ProcessConfig, run_dir: str, required: bool = True) -> list[str]:
     """The trajectory folders; the default one may be absent when AgentInstruct files are
     given (the public data used alone)."""
-    default = str(Path(run_dir) / "collect" / "trajectories")
-    if not cfg.trajectories and not required and not Path(default).exists():
+    default = storage.join(run_dir, "collect", "trajectories")
+    if not cfg.trajectories and not required and not storage.exists(default):
         return []
     sources = cfg.trajectories or [default]
-    missing = [s for s in sources if not Path(s).exists()]
+    missing = [s for s in sources if not storage.exists(s)]
     if missing:
         raise ProcessError(
             f"trajectory folders not found: {missing} (run `agentray collect` first)"
         )
-    return [str(Path(s).resolve()) for s in sources]
+    return [storage.absolute(s) for s in sources]
 
 
-def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
+def run_process(cfg: ProcessConfig, run_dir: str) -> dict[str, Any]:
     started = time.time()
     ensure_ray()
     out = process_dir(cfg, run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
+    # the manifest is the commit record, written last: none while this run is unfinished
+    storage.remove(storage.join(out, "manifest.json"))
     # A template that cannot be masked fails before any work; the tokenizer, with the
     # chat template it was masked with, is saved for the train stage.
-    load_tokenizer(cfg.model, cfg.chat_template).save_pretrained(str(out / "tokenizer"))
+    tokenizer = load_tokenizer(cfg.model, cfg.chat_template)
+    with storage.staged_dir(storage.join(out, "tokenizer")) as staged:
+        tokenizer.save_pretrained(str(staged))
 
     agent, duplicates = _agent_records(cfg, run_dir)
     agent_examples = _split(agent["kept"].map_batches(**_tokenizer_stage(cfg)))
@@ -101,10 +107,9 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
 
     train_dir = train_data_dir(cfg, run_dir)
     packing = _write_train_set(examples, cfg, train_dir)
-    shutil.rmtree(out / "agentinstruct", ignore_errors=True)
     agentinstruct = write_agentinstruct(
         agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
-        out / "agentinstruct",
+        storage.join(out, "agentinstruct"),
     )
     rejected = [_rejected_row(r) for r in duplicates] + [
         row
@@ -113,7 +118,7 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
         .select_columns(["id", "source", "family", "reject_reason"])
         .take_all()
     ]
-    _write_jsonl(out / "rejected.jsonl", rejected)
+    _write_jsonl(storage.join(out, "rejected.jsonl"), rejected)
 
     frames = _card_frames(examples, agent, duplicates)
     stats = card_stats(*frames, rejected, plan, cfg) | {"packing": packing}
@@ -129,19 +134,19 @@ def run_process(cfg: ProcessConfig, run_dir: Path) -> dict[str, Any]:
         },
         counts=stats,
         outputs={
-            "train": str(train_dir),
+            "train": train_dir,
             "packed": bool(packing),
-            "tokenizer": str(out / "tokenizer"),
+            "tokenizer": storage.join(out, "tokenizer"),
             "agentinstruct": agentinstruct,
-            "rejected": str(out / "rejected.jsonl"),
-            "data_card": str(data_card),
+            "rejected": storage.join(out, "rejected.jsonl"),
+            "data_card": data_card,
         },
         started_at=started,
     )
     return stats
 
 
-def _agent_records(cfg: ProcessConfig, run_dir: Path) -> tuple[dict[str, Any], list[dict]]:
+def _agent_records(cfg: ProcessConfig, run_dir: str) -> tuple[dict[str, Any], list[dict]]:
     """The agent records split into kept / rejected, and the duplicates set aside."""
     import ray
 
@@ -234,7 +239,7 @@ def _copies(row: dict[str, Any], copies: dict[str, int]) -> list[dict[str, Any]]
     ]
 
 
-def _write_train_set(examples, cfg: ProcessConfig, train_dir: Path) -> dict[str, Any] | None:
+def _write_train_set(examples, cfg: ProcessConfig, train_dir: str) -> dict[str, Any] | None:
     """The examples, or their packs when packing is on; returns the packing figures."""
     if not cfg.packing.enabled:
         _write_parquet(examples.select_columns(list(TRAIN_COLUMNS)), train_dir)
@@ -319,7 +324,7 @@ def _reason_counts(ds) -> dict[str, int]:
     )
 
 
-def _agent_dataset(cfg: ProcessConfig, run_dir: Path):
+def _agent_dataset(cfg: ProcessConfig, run_dir: str):
     """Collected trajectories and AgentInstruct-schema files, classified into one dataset."""
     import ray
 
@@ -342,18 +347,27 @@ def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "source", "family", "reject_reason")}
 
 
-def _write_parquet(ds, path: Path) -> None:
-    """Replace ``path`` as a whole, so a rerun never mixes old and new files."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.write_parquet(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+def _write_parquet(ds, location: str) -> None:
+    """Replace ``location`` as a whole, so a rerun never mixes old and new files.
+
+    On a local (or shared) disk the shards are written beside it and renamed into place.
+    An object store has no rename, and copying every shard from a temporary prefix would
+    upload them twice, so there the old shards are deleted and the new ones written in
+    place: the stage's manifest, deleted when the stage starts and written last, is what
+    marks them complete (the train stage keeps reading ``process/train``, no indirection)."""
+    if storage.is_uri(location):
+        storage.remove(location)
+        ds.write_parquet(location)
+        return
+    target = Path(location)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        ds.write_parquet(str(tmp))
+        storage.publish_dir(tmp, location)
+    finally:
+        storage.remove(tmp)
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.rename(path)
+def _write_jsonl(location: str, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    storage.write_text(location, text)

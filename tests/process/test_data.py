@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from agentray import storage
 from agentray.collect.sink import ParquetSink
 from agentray.envs.play import expert_trajectory
 from agentray.envs.registry import make_env
@@ -228,36 +229,76 @@ def _write_old_shard(path, record: Trajectory) -> None:
     pq.write_table(pa.Table.from_pylist([row], schema=old), path)
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tokenizer):
-    from agentray.process.run import run_process
-
+def _collect_outputs(root) -> list[Trajectory]:
+    """A collect stage's trajectories (a few set aside for each reason) and three records of
+    the public AgentInstruct schema, written by hand, under ``root``."""
     rows = _expert_trajectories("db", 30)
     assert all(r.reward == 1.0 for r in rows)
     rows[0] = _with(rows[0], reward=0.0, status="completed")
     rows[1] = _with(rows[1], status="agent_invalid_action", reward=0.0)
     rows[2] = _with(rows[2], conversations=[])
     rows.append(_with(rows[5], id="db_999"))  # the same task again under another id
-    trajectories = tmp_path / "collect" / "trajectories"
+    trajectories = root / "collect" / "trajectories"
     _write_old_shard(trajectories / "part-old.parquet", rows[3])  # a run from before
     sink = ParquetSink(trajectories, flush_every=7)
     for row in rows[:3] + rows[4:]:
         sink.add(row)
     sink.flush()
-    # three records in the public AgentInstruct schema, written by hand; one repeats an id
-    public = tmp_path / "public" / "os.jsonl"
+    public = root / "public" / "os.jsonl"  # one repeats an id
     public.parent.mkdir()
     public.write_text(
         "\n".join(json.dumps({"id": f"os_{i}", "conversations": OS_TURNS}) for i in (0, 1, 1))
     )
+    return rows
 
-    cfg = ProcessConfig(
-        model=tiny_model_dir, eta=0.2, max_seq_len=1024, seed=3, agentinstruct=[str(public)]
-    )
-    stats = run_process(cfg, tmp_path)
 
-    out = tmp_path / "process"
-    train = pq.read_table(out / "train").to_pylist()
+def _stage_config(model: str, public: str) -> ProcessConfig:
+    return ProcessConfig(model=model, eta=0.2, max_seq_len=1024, seed=3, agentinstruct=[public])
+
+
+@pytest.fixture(scope="module")
+def local_process(tmp_path_factory, tiny_model_dir, ray_local):
+    """The stage run once on a local run dir: (run_dir, stats, trajectories)."""
+    from agentray.process.run import run_process
+
+    root = tmp_path_factory.mktemp("process-run")
+    rows = _collect_outputs(root)
+    stats = run_process(_stage_config(tiny_model_dir, str(root / "public" / "os.jsonl")), str(root))
+    return str(root), stats, rows
+
+
+def _process_on_s3(bucket: str, local_run: str, model: str) -> tuple[str, dict]:
+    """The same stage on a run dir in the bucket, its inputs uploaded there."""
+    from agentray.process.run import run_process
+
+    run_dir = storage.join(bucket, "run")
+    storage.upload_dir(storage.join(local_run, "collect"), storage.join(run_dir, "collect"))
+    public = storage.join(bucket, "public", "os.jsonl")
+    storage.write_bytes(public, storage.read_bytes(storage.join(local_run, "public", "os.jsonl")))
+    return run_dir, run_process(_stage_config(model, public), run_dir)
+
+
+def _jsonl(location: str) -> list[dict]:
+    return [json.loads(line) for line in storage.read_text(location).splitlines()]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_process_stage_filters_mixes_and_tokenizes(
+    where, local_process, tiny_model_dir, tokenizer, request, tmp_path, monkeypatch
+):
+    local_run, stats, rows = local_process
+    run_dir = local_run
+    if where == "s3":
+        monkeypatch.chdir(tmp_path)
+        local_stats = stats
+        bucket = request.getfixturevalue("s3_bucket")
+        run_dir, stats = _process_on_s3(bucket, local_run, tiny_model_dir)
+        assert stats == local_stats
+        assert not list(tmp_path.iterdir())  # nothing written to a local "s3:" folder
+
+    out = storage.join(run_dir, "process")
+    fs, train_path = storage.filesystem(storage.join(out, "train"))
+    train = pq.read_table(train_path, filesystem=fs).to_pylist()
     agent = [r for r in train if r["source"] == "agent"]
     general = [r for r in train if r["source"] == "general"]
     # 27 good db trajectories + 1 public record (its copies share its problem text)
@@ -270,7 +311,7 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
     for r in agent[:3]:
         assert len(r["input_ids"]) == len(r["labels"]) == r["num_tokens"]
 
-    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    rejected = _jsonl(storage.join(out, "rejected.jsonl"))
     reasons = {r["id"]: r["reject_reason"] for r in rejected if r["source"] == "agent"}
     assert reasons == {
         rows[0].id: "reward below 1",
@@ -280,32 +321,53 @@ def test_process_stage_filters_mixes_and_tokenizes(tmp_path, tiny_model_dir, tok
         "os_1": "duplicate task id",
     }
     assert stats["rejected"] == len(rejected)
-    records = [
-        json.loads(line) for line in (out / "agentinstruct" / "db.jsonl").read_text().splitlines()
-    ]
+    records = _jsonl(storage.join(out, "agentinstruct", "db.jsonl"))
     assert len(records) == 27 and {t["from"] for t in records[0]["conversations"]} == {
         "human",
         "gpt",
     }
-    public_out = (out / "agentinstruct" / "os.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in public_out] == ["os_0"]
-    assert "realized 0.2" in (out / "data_card.md").read_text()
-    assert json.loads((out / "manifest.json").read_text())["counts"]["agent_records"] == 28
+    public_out = _jsonl(storage.join(out, "agentinstruct", "os.jsonl"))
+    assert [r["id"] for r in public_out] == ["os_0"]
+    manifest = storage.read_json(storage.join(out, "manifest.json"))
+    assert manifest["counts"]["agent_records"] == 28
+    assert manifest["outputs"]["train"] == storage.join(out, "train")
 
     # the stored labels are what the tokenizer gives for the stored conversation
     by_id = {
-        json.loads(line)["id"]: json.loads(line)
-        for path in (out / "agentinstruct").glob("*.jsonl")
-        for line in path.read_text().splitlines()
+        r["id"]: r
+        for path in storage.list_files(storage.join(out, "agentinstruct"), ".jsonl")
+        for r in _jsonl(path)
     }
     sample = agent[0]
     again = encode_conversation(tokenizer, by_id[sample["id"]]["conversations"], 1024)
     assert again["input_ids"] == sample["input_ids"] and again["labels"] == sample["labels"]
     # the data card comes with its plots
-    card = (out / "data_card.md").read_text()
+    card = storage.read_text(storage.join(out, "data_card.md"))
+    assert "realized 0.2" in card and "status agent_invalid_action: 1" in card
     for plot in ("data_card_rewards.png", "data_card_lengths.png", "data_card_rejected.png"):
-        assert f"]({plot})" in card and (out / plot).stat().st_size > 1000
-    assert "status agent_invalid_action: 1" in card
+        assert f"]({plot})" in card and len(storage.read_bytes(storage.join(out, plot))) > 1000
+    if where == "s3":
+        _assert_same_rows_as_local(out, storage.join(local_run, "process", "train"))
+
+
+def _assert_same_rows_as_local(out: str, local_train: str) -> None:
+    """Every artifact is in the bucket, and Ray Data reads back the local run's rows."""
+    import ray
+
+    names = [name[len(out) + 1 :] for name in storage.list_files(out)]
+    for expected in ("rejected.jsonl", "manifest.json", "data_card.md", "agentinstruct/db.jsonl"):
+        assert expected in names
+    assert any(n.startswith("train/") and n.endswith(".parquet") for n in names)
+    assert "tokenizer/tokenizer_config.json" in names
+
+    def rows(location: str) -> list[dict]:
+        found = ray.data.read_parquet(location).to_pandas().sort_values("id")
+        return [
+            {k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()}
+            for row in found.to_dict("records")
+        ]
+
+    assert rows(storage.join(out, "train")) == rows(local_train)
 
 
 def _turn(speaker: str, value: str, loss: bool | None = None) -> dict:

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from agentray import storage
 from agentray.model.templates import AGENTLM_SYSTEM_PROMPT
 from agentray.process.general import classify_general, iter_general, iter_sharegpt
 from agentray.process.mix import plan_mix
@@ -77,7 +78,8 @@ def _sharegpt(n: int) -> list[dict]:
     return list(itertools.islice(iter_sharegpt(), n))
 
 
-def test_general_data_reads_json_jsonl_parquet_and_saved_datasets(tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_general_data_reads_json_jsonl_parquet_and_saved_datasets(where, tmp_path, request):
     import datasets
 
     records = [
@@ -94,12 +96,17 @@ def test_general_data_reads_json_jsonl_parquet_and_saved_datasets(tmp_path):
     (tmp_path / "lines.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     datasets.Dataset.from_list(records).to_parquet(str(tmp_path / "table.parquet"))
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "saved"))
+    base = str(tmp_path)
+    if where == "s3":  # the same files in a bucket, read through this node's cache
+        base = storage.join(request.getfixturevalue("s3_bucket"), "general")
+        storage.upload_dir(tmp_path, base)
     for source in ("array.json", "lines.jsonl", "table.parquet", "saved"):
-        loaded = list(iter_general(str(tmp_path / source)))
+        loaded = list(iter_general(storage.join(base, source)))
         assert loaded == records, source
         assert classify_general(loaded[0], 0)["reject_reason"] == ""
-    with pytest.raises(FileNotFoundError, match="general_data 'no/such/place'"):
-        list(iter_general("no/such/place"))
+    missing = "no/such/place" if where == "local" else storage.join(base, "no-such-place")
+    with pytest.raises(FileNotFoundError, match=f"general_data '{missing}'"):
+        list(iter_general(missing))
 
 
 def test_default_general_data_is_the_bundled_sharegpt():
