@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.collect.config import CollectConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
@@ -15,13 +15,17 @@ from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
 
 
-def trajectories_dir(cfg: CollectConfig, run_dir: Path) -> Path:
-    return Path(cfg.output) if cfg.output else Path(run_dir) / "collect" / "trajectories"
+def trajectories_dir(cfg: CollectConfig, run_dir: str) -> str:
+    """The trajectory folder: ``cfg.output`` or ``<run_dir>/collect/trajectories`` (a path
+    or URI)."""
+    if cfg.output:
+        return storage.absolute(cfg.output)
+    return storage.join(storage.absolute(run_dir), "collect", "trajectories")
 
 
 def run_collect(
     cfg: CollectConfig,
-    run_dir: Path,
+    run_dir: str,
     progress: bool = True,
     envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -46,12 +50,12 @@ def run_collect(
     summary["tasks"] = len(tasks)
     summary["written_total"] = len(sink.written)
     write_manifest(
-        Path(run_dir) / "collect",
+        storage.join(storage.absolute(run_dir), "collect"),
         "collect",
         cfg,
         inputs={"tasks": len(tasks), "envs": played_envs(envs, cfg.families)},
         counts=summary,
-        outputs={"trajectories": str(out)},
+        outputs={"trajectories": out},
         started_at=started,
     )
     return summary

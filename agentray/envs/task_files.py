@@ -1,15 +1,16 @@
 """Tasks read from JSONL files (``task_files`` in a family config), e.g. written by
-``agentray instruct``."""
+``agentray instruct``: local paths or URIs (``s3://...``), read through ``agentray.storage``."""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 from pydantic import Field, ValidationError
 
+from agentray import storage
 from agentray.types import TaskSpec
 
 
@@ -47,30 +48,35 @@ def file_tasks(family: str, paths: list[str], split: str) -> list[TaskSpec]:
     return out
 
 
-def _file_key(path: str) -> tuple[str, int, int]:
-    resolved = Path(path).expanduser().resolve()
+def _file_key(path: str) -> tuple[str, int | None, int | None]:
+    location = storage.absolute(path)
     try:
-        stat = resolved.stat()
+        fs, inner = storage.filesystem(location)
+        info = fs.get_file_info(inner)
     except OSError as e:
-        raise ValueError(f"task file {path}: {e.strerror or e}") from None
-    return str(resolved), stat.st_mtime_ns, stat.st_size
+        raise ValueError(f"task file {path}: {e}") from None
+    if info.type != pafs.FileType.File:
+        problem = "No such file" if info.type == pafs.FileType.NotFound else "not a file"
+        raise ValueError(f"task file {path}: {problem}")
+    return location, info.mtime_ns, info.size
 
 
 @lru_cache(maxsize=32)
-def _read_task_file(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, TaskSpec], ...]:
+def _read_task_file(
+    path: str, mtime_ns: int | None, size: int | None
+) -> tuple[tuple[str, TaskSpec], ...]:
     """(``file:line``, task) per non-blank line; cached until the file changes."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                out.append((where, TaskSpec.model_validate_json(line)))
-            except ValidationError as e:
-                problem = "; ".join(
-                    f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}"
-                    for err in e.errors()
-                )
-                raise ValueError(f"{where}: not a TaskSpec ({problem})") from None
+    # split on newlines only: str.splitlines would also split at U+2028 inside a string
+    for number, line in enumerate(storage.read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            out.append((where, TaskSpec.model_validate_json(line)))
+        except ValidationError as e:
+            problem = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors()
+            )
+            raise ValueError(f"{where}: not a TaskSpec ({problem})") from None
     return tuple(out)

@@ -17,11 +17,17 @@ through, in order:
 So a proposal is rejected for the first problem found: an invalid one for its invalidity,
 a valid one for repeating a known task.
 
-Kept tasks are appended to ``<out>/tasks/<family>.jsonl`` (TaskSpec lines, split train, ids
+Kept tasks go to ``<out>/tasks/<family>.jsonl`` (TaskSpec lines, split train, ids
 ``<family>_gen_<n>``); every other proposal to ``<out>/rejected.jsonl`` with its reason.
 A failed request (after the teacher client's retries) and a reply without any proposal
 count as one rejected proposal each, so proposals = kept + rejected always holds. A rerun
 over the same output continues: kept tasks count, ids and request numbers go on.
+
+``<out>`` is a local path or a URI (``s3://...``). Object stores cannot append, so after
+each wave of requests a file that got new lines is written again whole, all-or-nothing
+(``JsonlFile``): a killed run leaves each file as it was after some earlier wave, never a
+half line, and a rerun resumes from there. The files hold at most a few thousand lines
+(``tasks_per_family`` kept tasks and their rejected proposals), so the rewrites stay small.
 """
 
 from __future__ import annotations
@@ -36,12 +42,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from agentray import storage
 from agentray.envs.config import EnvsConfig, family_config_dicts
 from agentray.envs.proposals import DUPLICATE, NEAR_DUPLICATE, SURPLUS, TEACHER_ERROR, Rejected
 from agentray.envs.registry import make_env
@@ -71,8 +77,29 @@ class InstructError(RuntimeError):
     verifier that rejects the family's own tasks."""
 
 
-def instruct_dir(cfg: InstructConfig, run_dir: Path) -> Path:
-    return Path(cfg.output) if cfg.output else Path(run_dir) / "instruct"
+def instruct_dir(cfg: InstructConfig, run_dir: str) -> str:
+    """``cfg.output`` or ``<run_dir>/instruct``, absolute (a path or URI)."""
+    if cfg.output:
+        return storage.absolute(cfg.output)
+    return storage.join(storage.absolute(run_dir), "instruct")
+
+
+class JsonlFile:
+    """A JSONL file that grows by whole rewrites (object stores cannot append): ``extend``
+    writes every line again, all-or-nothing. Starts from the lines already stored."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        text = storage.read_text(location) if storage.exists(location) else ""
+        self.lines = [line for line in text.split("\n") if line.strip()]
+
+    def extend(self, lines: list[str]) -> None:
+        if lines:
+            self.lines += lines
+            storage.write_text(self.location, "".join(line + "\n" for line in self.lines))
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
 
 
 @dataclass
@@ -98,12 +125,19 @@ class FamilyRun:
     """One family's seeds, known instructions, output file and counts."""
 
     def __init__(
-        self, family: str, cfg: InstructConfig, out: Path, family_config: dict[str, Any]
+        self,
+        family: str,
+        cfg: InstructConfig,
+        out: str,
+        family_config: dict[str, Any],
+        rejected: JsonlFile,
     ) -> None:
         self.family, self.cfg, self.out = family, cfg, out
         self.family_config = family_config
         self.module: ModuleType = importlib.import_module(INSTRUCT_FAMILIES[family])
-        self.task_file = out / "tasks" / f"{family}.jsonl"
+        self.task_file = storage.join(out, "tasks", f"{family}.jsonl")
+        self.tasks_out = JsonlFile(self.task_file)
+        self.rejected_out = rejected
         self.counts: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         env = make_env(self.family, self._family_config())
@@ -124,20 +158,20 @@ class FamilyRun:
         """The family's settings, without this run's own output among its task files (a
         rerun reads that file as its own progress, not as existing tasks)."""
         config = dict(self.family_config)
-        own = self.task_file.resolve()
-        files = [f for f in config.get("task_files", []) if Path(f).resolve() != own]
+        files = [f for f in config.get("task_files", []) if storage.absolute(f) != self.task_file]
         if "task_files" in config:
             config["task_files"] = files
         return config
 
     def _resume(self) -> list[TaskSpec]:
-        if not self.task_file.exists():
-            self.next_id = self.next_request = 0
-            return []
-        tasks = file_tasks(self.family, [str(self.task_file)], "train")
+        """The tasks kept by earlier runs; ids and request numbers go on after theirs (and
+        after the requests whose proposals were all rejected)."""
+        tasks = file_tasks(self.family, [self.task_file], "train") if self.tasks_out.lines else []
         numbers = [int(m.group(1)) for t in tasks if (m := re.search(r"_(\d+)$", t.id))]
         requests = [t.payload.get("origin", {}).get("request", -1) for t in tasks]
-        requests += _rejected_requests(self.out / "rejected.jsonl", self.family)
+        requests += [
+            r["request"] for r in self.rejected_out.rows() if r.get("family") == self.family
+        ]
         self.next_id = max(numbers, default=-1) + 1
         self.next_request = max(requests, default=-1) + 1
         for task in tasks:
@@ -265,7 +299,7 @@ class FamilyRun:
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "resumed": len(self.resumed),
             "tasks_in_file": self.kept,
-            "task_file": str(self.task_file.resolve()),
+            "task_file": self.task_file,
         }
 
 
@@ -282,21 +316,6 @@ def _rejected_row(c: Candidate, rejected: Rejected) -> dict[str, Any]:
     }
 
 
-def _rejected_requests(path: Path, family: str) -> list[int]:
-    if not path.exists():
-        return []
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [row["request"] for row in rows if row.get("family") == family]
-
-
-def _append_lines(path: Path, lines: list[str]) -> None:
-    if not lines:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-
-
 # -------------------------------------------------------------------------------- the run
 
 
@@ -309,7 +328,6 @@ async def _run_family(
     totals: Counter[str],
 ) -> None:
     loop = asyncio.get_running_loop()
-    rejected_file = run.out / "rejected.jsonl"
     while requests := run.next_wave(cfg.teacher.max_concurrency):
         replies = await teacher.generate([r.messages for r in requests], cfg.teacher.params)
         candidates: list[Candidate] = []
@@ -325,8 +343,8 @@ async def _run_family(
         for candidate, verdict in zip(candidates, verdicts, strict=True):
             candidate.outcome = verdict
         kept, rejected = run.settle(candidates)
-        _append_lines(run.task_file, [t.model_dump_json() for t in kept])
-        _append_lines(rejected_file, [json.dumps(row, default=str) for row in failures + rejected])
+        run.tasks_out.extend([t.model_dump_json() for t in kept])
+        run.rejected_out.extend([json.dumps(row, default=str) for row in failures + rejected])
         totals["rejected"] += len(failures) + len(rejected)
         totals["requests"] += len(requests)
         bar.update(len(kept))
@@ -353,7 +371,7 @@ async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -
 
 def run_instruct(
     cfg: InstructConfig,
-    run_dir: Path,
+    run_dir: str,
     progress: bool = True,
     envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -364,12 +382,13 @@ def run_instruct(
     ``<out>/manifest.json``."""
     started = time.time()
     out = instruct_dir(cfg, run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
     try:
         if cfg.teacher.backend == "openai":
             resolve_api_key(cfg.teacher.api_key_env, cfg.teacher.base_url)
         configs = family_config_dicts(envs)
-        runs = [FamilyRun(family, cfg, out, configs[family]) for family in cfg.families]
+        rejected = JsonlFile(storage.join(out, "rejected.jsonl"))
+        runs = [FamilyRun(f, cfg, out, configs[f], rejected) for f in cfg.families]
     except (ValueError, SandboxUnavailable) as e:
         raise InstructError(str(e)) from e
     teacher_stats = asyncio.run(_run_all(runs, cfg, progress))
@@ -388,7 +407,7 @@ def run_instruct(
         "envs": {name: {"task_files": [f["task_file"]]} for name, f in families.items()},
         "wall_s": round(time.time() - started, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    storage.write_json(storage.join(out, "summary.json"), summary)
     write_manifest(
         out,
         "instruct",
@@ -398,7 +417,7 @@ def run_instruct(
             "envs": {run.family: run.family_config for run in runs},
         },
         counts=summary,
-        outputs={"tasks": str(out / "tasks"), "rejected": str(out / "rejected.jsonl")},
+        outputs={"tasks": storage.join(out, "tasks"), "rejected": rejected.location},
         started_at=started,
     )
     return summary

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import time
+from collections import Counter
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 
+from agentray import storage
 from agentray.collect.config import CollectConfig, RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks, merge_stats
 from agentray.collect.run import run_collect
 from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
 from agentray.policies.registry import ExpertConfig, HFConfig, OpenAIConfig, PolicyConfig
-from agentray.records import Trajectory
+from agentray.records import TRAJECTORY_SCHEMA, Trajectory
 
 
 def test_policy_stats_of_several_actors_are_summed():
@@ -46,15 +50,36 @@ def _record(task_id: str) -> Trajectory:
     )
 
 
-def test_sink_keeps_one_record_per_id_and_flushes_by_age(tmp_path):
-    sink = ParquetSink(tmp_path, flush_every=100, flush_interval_s=0.2)
+def test_sink_keeps_one_record_per_id_and_flushes_by_age(location):
+    sink = ParquetSink(location, flush_every=100, flush_interval_s=0.2)
     assert sink.add(_record("db_0")) and not sink.add(_record("db_0"))
-    assert sink.shards_written == 0 and finished_ids(tmp_path) == set()
+    assert sink.shards_written == 0 and finished_ids(location) == set()
     time.sleep(0.25)
     sink.add(_record("db_1"))  # the oldest buffered record is old enough: a shard
-    assert sink.shards_written == 1 and finished_ids(tmp_path) == {"db_0", "db_1"}
-    again = ParquetSink(tmp_path)  # a rerun sees both as done
+    assert sink.shards_written == 1 and finished_ids(location) == {"db_0", "db_1"}
+    again = ParquetSink(location)  # a rerun sees both as done
     assert not again.add(_record("db_1")) and again.add(_record("db_2"))
+
+
+def test_shards_are_whole_objects_in_write_order_and_readers_keep_one_row_per_id(
+    location, all_files, row_ids
+):
+    sink = ParquetSink(location, flush_every=1)
+    for task_id in ("db_0", "db_1"):
+        sink.add(_record(task_id))
+    first, second = storage.list_files(location, ".parquet")  # sorted names: write order
+    assert [row_ids(first), row_ids(second)] == [Counter(["db_0"]), Counter(["db_1"])]
+    # nothing else under the folder (no temporary object): what Ray Data reads as parquet
+    assert all_files(location) == [storage.name(first), storage.name(second)]
+    # a shard that repeats an id (two drivers at once): the first shard in sorted order wins
+    late = _record("db_0").model_copy(update={"reward": 0.0})
+    rows = [late.to_row(), _record("db_2").to_row()]
+    data = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=TRAJECTORY_SCHEMA), data)
+    storage.write_bytes(storage.join(location, "part-z.parquet"), data.getvalue().to_pybytes())
+    records = read_trajectories(location)
+    assert [(r.id, r.reward) for r in records] == [("db_0", 1.0), ("db_1", 1.0), ("db_2", 1.0)]
+    assert finished_ids(location) == {"db_0", "db_1", "db_2"}
 
 
 SMALL = {"db": {"n_train": 6, "n_test": 3}, "os": {"n_train": 6, "n_test": 3}}
@@ -71,11 +96,14 @@ def _collect_cfg(**rollout) -> CollectConfig:
 
 
 @pytest.mark.slow
-def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path):
-    summary = run_collect(_collect_cfg(), tmp_path, progress=False, envs=SMALL)
-    rows = read_trajectories(tmp_path / "collect" / "trajectories")
-    ids = [r.id for r in rows]
-    assert len(ids) == len(set(ids)) == 12
+def test_expert_collection_writes_agentinstruct_records_once(
+    ray_local, location, tmp_path, monkeypatch, all_files, row_ids
+):
+    monkeypatch.chdir(tmp_path)  # a URI taken for a relative path would land here
+    summary = run_collect(_collect_cfg(), location, progress=False, envs=SMALL)
+    out = storage.join(location, "collect", "trajectories")
+    rows = read_trajectories(out)
+    assert row_ids(out) == Counter({r.id: 1 for r in rows}) and len(rows) == 12
     assert all(r.reward == 1.0 and r.status == "completed" for r in rows), [
         (r.id, r.status, r.error) for r in rows if r.reward != 1.0
     ]
@@ -90,13 +118,24 @@ def test_expert_collection_writes_agentinstruct_records_once(ray_local, tmp_path
         assert row.turns == sum(t["loss"] is True for t in turns)
         assert row.policy["backend"] == "expert"
         assert {"wall_s", "env_s", "policy_s", "attempts"} <= set(row.timings)
-    manifest = json.loads((tmp_path / "collect" / "manifest.json").read_text())
+    manifest = storage.read_json(storage.join(location, "collect", "manifest.json"))
     assert manifest["counts"]["written_total"] == 12
+    assert manifest["outputs"]["trajectories"] == out
 
     # a rerun over the same run dir resumes: nothing is redone or doubled
-    again = run_collect(_collect_cfg(), tmp_path, progress=False, envs=SMALL)
+    again = run_collect(_collect_cfg(), location, progress=False, envs=SMALL)
     assert again["skipped_already_done"] == 12 and again["families"] == {}
-    assert len(read_trajectories(tmp_path / "collect" / "trajectories")) == 12
+    assert len(read_trajectories(out)) == 12
+    # every artifact is in the run's location (the bucket), shards and manifest only
+    files = all_files(location)
+    shards = [f for f in files if f != "collect/manifest.json"]
+    assert len(shards) == len(files) - 1 >= 3, files  # 12 records, flush_every 4
+    assert all(re.fullmatch(r"collect/trajectories/part-[0-9a-f-]+\.parquet", f) for f in shards)
+    assert not [p for p in tmp_path.rglob("*") if "s3" in p.name]
+    # the folder is what Ray Data reads, on a local disk and in a bucket alike
+    import ray.data
+
+    assert ray.data.read_parquet(out).count() == 12
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentray import storage
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink, finished_ids, read_trajectories
@@ -50,13 +51,9 @@ def _run_with(engine: RolloutEngine, tasks, sink: ParquetSink, chaos) -> dict:
         engine.shutdown()
 
 
-def _ids(out_dir: Path) -> Counter:
-    return Counter(r.id for r in read_trajectories(out_dir))
-
-
 @pytest.mark.parametrize("teacher", ["expert", "endpoint"])
 def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
-    ray_local, tmp_path, teacher
+    ray_local, tmp_path, teacher, row_ids
 ):
     """The expert's turns go to its PolicyActor in batches; the endpoint's through the
     per-pool mailboxes (submit / collect): both recover from a dead PolicyActor."""
@@ -86,7 +83,7 @@ def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
 
         summary = _run_with(engine, tasks, sink, chaos)
     assert killed["policy_at"] < len(tasks), "the run ended before the kills"
-    ids = _ids(tmp_path / "out")
+    ids = row_ids(str(tmp_path / "out"))
     assert ids == Counter({t.id: 1 for t in tasks})  # every id, exactly once
     rows = read_trajectories(tmp_path / "out")
     assert {r.status for r in rows} == {"completed"}, [r.error for r in rows if r.error]
@@ -98,7 +95,7 @@ def test_sigkilled_env_pool_and_policy_actor_episodes_restart_and_finish_once(
     assert all(r.turns == 2 for r in rows)  # a restart does not keep the dead attempt's turns
 
 
-def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_path):
+def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_path, row_ids):
     family = {"db": {"n_train": 60, "n_test": 2}}
     tasks = load_tasks(["db"], "train", family)
     engine = RolloutEngine(_rollout(max_episode_retries=0), ExpertConfig(), family)
@@ -109,7 +106,7 @@ def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_
         os.kill(await engine.pools.slots[1].actor.pid.remote(), signal.SIGKILL)
 
     summary = _run_with(engine, tasks, sink, chaos)
-    assert _ids(tmp_path / "out") == Counter({t.id: 1 for t in tasks})
+    assert row_ids(str(tmp_path / "out")) == Counter({t.id: 1 for t in tasks})
     rows = read_trajectories(tmp_path / "out")
     errors = [r for r in rows if r.status == "task_error"]
     assert errors, "no episode was in flight on the killed pool"
@@ -120,7 +117,7 @@ def test_without_retries_episodes_of_a_dead_pool_are_task_errors(ray_local, tmp_
     assert sum(r.status == "completed" for r in rows) > len(tasks) - 16
 
 
-def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_path):
+def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_path, row_ids):
     family = {"db": {"n_train": 24, "n_test": 2}}
     tasks = load_tasks(["db"], "train", family)
     with ExpertEndpoint(
@@ -149,7 +146,7 @@ def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_
         started = time.monotonic()
         summary = _run_with(engine, tasks, sink, no_chaos)
         wall = time.monotonic() - started
-    assert _ids(tmp_path / "out") == Counter({t.id: 1 for t in tasks})
+    assert row_ids(str(tmp_path / "out")) == Counter({t.id: 1 for t in tasks})
     statuses = summary["families"]["db"]["statuses"]
     assert sum(statuses.values()) == len(tasks)
     assert statuses.get("completed", 0) > 0
@@ -162,13 +159,13 @@ def test_flaky_stalling_teacher_every_episode_ends_with_a_status(ray_local, tmp_
     )
 
 
-def _write_config(path: Path, run_dir: Path, base_url: str, family: dict) -> None:
+def _write_config(path: Path, run_dir: str, base_url: str, family: dict) -> None:
     collect = {
         "families": ["db"],
         "policy": {"backend": "openai", "model": "expert", "base_url": base_url},
         "rollout": {"max_in_flight": 4, "num_env_pools": 1, "flush_every": 4},
     }
-    path.write_text(yaml.safe_dump({"run_dir": str(run_dir), "envs": family, "collect": collect}))
+    path.write_text(yaml.safe_dump({"run_dir": run_dir, "envs": family, "collect": collect}))
 
 
 def _driver(config: Path, address: str) -> subprocess.Popen:
@@ -183,17 +180,20 @@ def _driver(config: Path, address: str) -> subprocess.Popen:
     )
 
 
-def test_driver_killed_mid_run_and_rerun_loses_none_doubles_none(ray_local, tmp_path):
+def test_driver_killed_mid_run_and_rerun_loses_none_doubles_none(
+    ray_local, tmp_path, location, row_ids, all_files
+):
+    """On a local disk and in an S3 bucket (no rename there: whole objects, unique names)."""
     family = {"db": {"n_train": 60, "n_test": 2}}
     all_ids = {t.id for t in load_tasks(["db"], "train", family)}
-    run_dir, config = tmp_path / "run", tmp_path / "collect.yaml"
-    out = run_dir / "collect" / "trajectories"
+    config = tmp_path / "collect.yaml"
+    out = storage.join(location, "collect", "trajectories")
     address = ray_local.get_runtime_context().gcs_address
     with ExpertEndpoint(families=["db"], family_configs=family, latency_ms=100) as endpoint:
-        _write_config(config, run_dir, endpoint.base_url, family)
+        _write_config(config, location, endpoint.base_url, family)
         driver = _driver(config, address)
         deadline = time.monotonic() + 180
-        while len(list(out.glob("*.parquet"))) < 2:
+        while len(storage.list_files(out, ".parquet")) < 2:
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "no shard written in time"
             time.sleep(0.02)
@@ -206,9 +206,14 @@ def test_driver_killed_mid_run_and_rerun_loses_none_doubles_none(ray_local, tmp_
         rerun = _driver(config, address)
         output, _ = rerun.communicate(timeout=240)
         assert rerun.returncode == 0, output[-3000:]
-    ids = _ids(out)
+    ids = row_ids(out)  # every row of every shard, read back from where they were written
     assert set(ids) == all_ids, f"lost: {sorted(all_ids - set(ids))}"
     assert max(ids.values()) == 1, f"doubled: {[i for i, n in ids.items() if n > 1]}"
-    counts = json.loads((run_dir / "collect" / "manifest.json").read_text())["counts"]
+    counts = storage.read_json(storage.join(location, "collect", "manifest.json"))["counts"]
     assert counts["skipped_already_done"] == len(before)  # resumed, not redone
     assert counts["episodes"] == len(all_ids) - len(before)
+    # no partial shard and, in a bucket, no other object at all (a kill between write and
+    # rename may leave a hidden temporary file on a local disk, which no reader lists)
+    others = [f for f in all_files(out) if not re.fullmatch(r"part-[0-9a-f-]+\.parquet", f)]
+    assert not others if storage.is_uri(out) else all(f.startswith(".") for f in others), others
+    assert not (REPO / "s3:").exists()

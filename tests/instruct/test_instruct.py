@@ -5,13 +5,14 @@ the kept tasks."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import uuid
 
 import openai
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from agentray import storage
 from agentray.cli import app
 from agentray.envs.db import DBConfig, DBEnv
 from agentray.envs.db import proposals as db_proposals
@@ -263,18 +264,37 @@ def test_task_files_join_the_train_split_and_bad_files_name_the_line(tmp_path):
         make_env("kg", {"task_files": [str(good)]})
 
 
+def test_task_files_may_be_uris(s3_bucket):
+    kept = db_proposals.task_from_proposal(_db_proposal(), "db_gen_0")
+    location = storage.join(s3_bucket, "tasks", "db.jsonl")
+    storage.write_text(location, kept.model_dump_json() + "\n")
+    config = DBConfig(n_train=1, n_test=1, task_files=[location])
+    assert [t.id for t in DBEnv(config).tasks("train")] == ["db_0", "db_gen_0"]
+    more = kept.model_copy(update={"id": "db_gen_12"})
+    storage.write_text(location, kept.model_dump_json() + "\n" + more.model_dump_json())
+    assert [t.id for t in DBEnv(config).tasks("train")][-1] == "db_gen_12"  # read again
+    with pytest.raises(ValueError, match="task file .*missing.jsonl"):
+        file_tasks("db", [storage.join(s3_bucket, "missing.jsonl")], "train")
+
+
 # ------------------------------------------------------------------ end to end over HTTP
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _rows(location: str) -> list[dict]:
+    return [json.loads(line) for line in storage.read_text(location).split("\n") if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+@pytest.fixture(scope="module", params=["local", "s3"])
+def generated(request, tmp_path_factory):
     """One instruct run against the stand-in teacher behind the latency/error-injecting
-    endpoint: every fault once per family, 3 tasks wanted per family."""
-    run_dir = tmp_path_factory.mktemp("instruct-run")
+    endpoint: every fault once per family, 3 tasks wanted per family; the run dir on a
+    local disk or in a bucket of the session's S3 server."""
+    if request.param == "local":
+        run_dir = str(tmp_path_factory.mktemp("instruct-run"))
+    else:
+        s3 = request.getfixturevalue("s3_server")
+        run_dir = storage.join(s3.create_bucket(f"instruct-{uuid.uuid4().hex[:8]}"), "run")
+    cwd = tmp_path_factory.mktemp("cwd")
     endpoint = ExpertEndpoint(
         families=["db"],
         family_configs=SMALL,
@@ -299,21 +319,31 @@ def generated(tmp_path_factory):
         max_requests_per_family=10,
     )
     try:
-        summary = run_instruct(cfg, run_dir, progress=False, envs=SMALL)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(cwd)  # a URI taken for a relative path would land here
+            summary = run_instruct(cfg, run_dir, progress=False, envs=SMALL)
     finally:
         endpoint.stop()
+    assert list(cwd.iterdir()) == []
     return run_dir, cfg, summary, endpoint
 
 
 def test_teacher_proposals_are_verified_and_every_bad_one_rejected_for_its_fault(generated):
     run_dir, cfg, summary, endpoint = generated
-    out = run_dir / "instruct"
-    rejected = _rows(out / "rejected.jsonl")
+    out = storage.join(run_dir, "instruct")
+    # every output is in the run dir (on a local disk or in the bucket), nothing else
+    task_files = [storage.join(out, "tasks", f"{family}.jsonl") for family in FAMILIES]
+    outputs = ["manifest.json", "rejected.jsonl", "summary.json"]
+    assert storage.list_files(out) == [storage.join(out, f) for f in outputs] + task_files
+    rejected = _rows(storage.join(out, "rejected.jsonl"))
     log = endpoint.state.teacher.log
     assert endpoint.stats()["errors_injected"] > 0  # the client retried through them
     for family in FAMILIES:
         counts = summary["families"][family]
-        kept = file_tasks(family, [str(out / "tasks" / f"{family}.jsonl")], "train")
+        kept = file_tasks(family, [storage.join(out, "tasks", f"{family}.jsonl")], "train")
+        assert summary["envs"][family]["task_files"] == [
+            storage.join(out, "tasks", f"{family}.jsonl")
+        ]
         sent = [e for e in log if e["family"] == family]
         mine = [r for r in rejected if r["family"] == family]
         # counts add up: every proposal sent is kept or rejected, none lost or doubled
@@ -341,7 +371,7 @@ def test_teacher_proposals_are_verified_and_every_bad_one_rejected_for_its_fault
             assert task.split == "train" and task.payload["origin"]["teacher"] == "stand-in"
             assert replay_expert(env, task).reward == 1.0
     assert {t["mode"] for t in log if t["family"] == "db"} == {"self_instruct", "derive"}
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = storage.read_json(storage.join(out, "manifest.json"))
     assert manifest["stage"] == "instruct" and manifest["counts"]["kept"] == 3 * len(FAMILIES)
 
 
@@ -352,7 +382,7 @@ def test_the_cli_resumes_and_the_endpoint_replays_generated_tasks(generated, tmp
     with ExpertEndpoint(families=FAMILIES, family_configs=families, seed=2) as endpoint:
         # the CLI: one more task per family, continuing the earlier run's files and ids
         config = {
-            "run_dir": str(run_dir),
+            "run_dir": run_dir,
             "envs": families,
             "collect": {"families": FAMILIES},
             "instruct": {
@@ -366,7 +396,8 @@ def test_the_cli_resumes_and_the_endpoint_replays_generated_tasks(generated, tmp
         result = CliRunner().invoke(app, ["instruct", str(path), "--base-url", endpoint.base_url])
         assert result.exit_code == 0, result.output
         resumed = json.loads(result.stdout[result.stdout.index("{") :])
-        assert f"agentray instruct: outputs in {run_dir.resolve() / 'instruct'}" in result.stderr
+        outputs = storage.join(storage.absolute(run_dir), "instruct")
+        assert f"agentray instruct: outputs in {outputs}" in result.stderr
         for family in FAMILIES:
             counts = resumed["families"][family]
             assert counts["resumed"] == 3 and counts["tasks_in_file"] == 3 + counts["kept"]
