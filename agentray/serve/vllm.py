@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from agentray.model.tiny import resolve_model
+from agentray.model.tiny import model_source
 from agentray.serve.config import ServeConfig
 
 
@@ -46,7 +46,7 @@ def llm_config(cfg: ServeConfig) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_loading_config": {
             "model_id": cfg.served_model_name,
-            "model_source": resolve_model(cfg.model),
+            "model_source": model_source(cfg.model),  # a URI: each replica downloads it
         },
         "engine_kwargs": engine,
         "deployment_config": deployment,
