@@ -46,7 +46,9 @@ def llm_config(cfg: ServeConfig) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_loading_config": {
             "model_id": cfg.served_model_name,
-            "model_source": model_source(cfg.model),  # a URI: each replica downloads it
+            # a URI as it is: ray.serve.llm downloads it on each replica (boto3, which reads
+            # AWS_ENDPOINT_URL and the keys)
+            "model_source": model_source(cfg.model),
         },
         "engine_kwargs": engine,
         "deployment_config": deployment,
