@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from agentray import storage
 from agentray.model.templates import LLAMA2_CHAT_TEMPLATE
 from agentray.paths import default_home
 
@@ -23,13 +24,24 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
 def resolve_model(name_or_path: str) -> str:
-    """The path or hub name to pass to ``from_pretrained``; builds the tiny default once."""
+    """The local path or hub name to pass to ``from_pretrained``. Call it on the node that
+    loads the model: a URI (``s3://...``) is downloaded into this node's cache
+    (``storage.local_copy``: once, and again only when the files there changed); the tiny
+    default is built once; a hub name or local path is returned as it is."""
+    if storage.is_uri(name_or_path):
+        return str(storage.local_copy(name_or_path))
     if name_or_path != TINY_MODEL:
         return name_or_path
     path = default_home() / "models" / "tiny-llama"
     if not (path / "config.json").exists():
         build_tiny_model(path)
     return str(path)
+
+
+def model_source(name_or_path: str) -> str:
+    """What the driver hands to the nodes that load the model: a URI as it is (each node
+    fetches its own copy with ``resolve_model``), the tiny default built, else unchanged."""
+    return name_or_path if storage.is_uri(name_or_path) else resolve_model(name_or_path)
 
 
 def _corpus(max_sharegpt_records: int = 3000) -> Iterator[str]:

@@ -68,7 +68,10 @@ class HFConfig(_PolicyBase):
     """A local HF transformers model."""
 
     backend: Literal["hf"] = Field("hf", description="local transformers model")
-    model: str = Field(TINY_MODEL, description="HF hub name or local path")
+    model: str = Field(
+        TINY_MODEL,
+        description="HF hub name, local path, or URI (s3://...: downloaded where loaded)",
+    )
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda")
     dtype: str = Field("auto", description="torch dtype name, or auto (the checkpoint's)")
     max_batch_size: int = Field(32, gt=0, description="conversations per model.generate call")
@@ -78,7 +81,10 @@ class VLLMConfig(_PolicyBase):
     """A local model on vLLM (GPU; pip install 'agentray[vllm]')."""
 
     backend: Literal["vllm"] = Field("vllm", description="local model on vLLM")
-    model: str = Field(TINY_MODEL, description="HF hub name or local path")
+    model: str = Field(
+        TINY_MODEL,
+        description="HF hub name, local path, or URI (s3://...: downloaded where loaded)",
+    )
     dtype: str = Field("auto", description="dtype name, or auto (the checkpoint's)")
     max_batch_size: int = Field(256, gt=0, description="sequences decoded together (max_num_seqs)")
     gpu_memory_utilization: float = Field(

@@ -21,7 +21,6 @@ import logging
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -31,6 +30,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agentray import storage
 from agentray.serve.config import ServeConfig, resolve_api_key
 from agentray.serve.decode import DecodeRequest, StepEvent
 from agentray.serve.model_server import HFModelServer
@@ -409,7 +409,7 @@ def wait_until_ready(base_url: str, timeout_s: float, api_key: str | None = None
     )
 
 
-def run_serve(cfg: ServeConfig, run_dir: str | Path, block: bool = True) -> str:
+def run_serve(cfg: ServeConfig, run_dir: str, block: bool = True) -> str:
     """The ``agentray serve`` stage: start, record the URL in ``<run_dir>/serve/manifest.json``,
     and with ``block`` serve until Ctrl-C."""
     from agentray.manifest import write_manifest
@@ -424,7 +424,7 @@ def run_serve(cfg: ServeConfig, run_dir: str | Path, block: bool = True) -> str:
         "auth": resolve_api_key(cfg) is not None,
     }
     write_manifest(
-        Path(run_dir) / "serve",
+        storage.join(run_dir, "serve"),
         "serve",
         cfg,
         inputs={"model": cfg.model},

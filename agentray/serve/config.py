@@ -52,7 +52,8 @@ class ServeConfig(BaseModel):
     )
     model: str = Field(
         TINY_MODEL,
-        description="path for from_pretrained, e.g. <run_dir>/train/model, or a hub name",
+        description="path or URI (s3://...: each replica downloads it) for from_pretrained, "
+        "e.g. <run_dir>/train/model, or a hub name",
     )
     served_model_name: str = Field("agentray", description="the model id clients send")
     app_name: str = Field("agentray", description="Ray Serve application name")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from agentray.model.tiny import resolve_model
+from agentray.model.tiny import model_source
 from agentray.serve.config import ServeConfig
 
 
@@ -46,7 +46,9 @@ def llm_config(cfg: ServeConfig) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_loading_config": {
             "model_id": cfg.served_model_name,
-            "model_source": resolve_model(cfg.model),
+            # a URI as it is: ray.serve.llm downloads it on each replica (boto3, which reads
+            # AWS_ENDPOINT_URL and the keys)
+            "model_source": model_source(cfg.model),
         },
         "engine_kwargs": engine,
         "deployment_config": deployment,

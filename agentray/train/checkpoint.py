@@ -14,11 +14,11 @@ latest and every rank loads its part.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.train.config import TrainConfig
 
 DEEPSPEED_DIR = "deepspeed"
@@ -97,37 +97,63 @@ def restore_checkpoint(engine, rank: int) -> dict[str, Any] | None:
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    return parse_history(Path(path).read_text())
 
 
-def export_model(checkpoint, out_dir: Path) -> tuple[Path, dict[str, Any], list[dict]]:
-    """Copy the checkpoint's HF model (not its DeepSpeed state) to ``<out_dir>/model``;
-    returns (model dir, train state, history)."""
+def parse_history(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def export_model(checkpoint, model_dir: str) -> tuple[dict[str, Any], list[dict]]:
+    """Publish the checkpoint's HF model (not its DeepSpeed state nor the train state) at
+    ``model_dir``, a local path or URI, straight from the checkpoint's storage; returns
+    (train state, history)."""
     import pyarrow.fs as pafs
 
     if checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
-    fs, root = checkpoint.filesystem, checkpoint.path
-    tmp = out_dir / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for info in fs.get_file_info(pafs.FileSelector(root)):
-        name = Path(info.path).name
-        if name == DEEPSPEED_DIR:
-            continue
-        if info.type == pafs.FileType.Directory:
-            (tmp / name).mkdir()  # copy_files fills a folder but does not create it
+    fs, root = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    state = json.loads(_read_text(fs, f"{root}/{STATE_FILE}"))
+    history = parse_history(_read_text(fs, f"{root}/{METRICS_FILE}"))
+    skip = {DEEPSPEED_DIR, STATE_FILE, METRICS_FILE}
+    entries = [
+        info
+        for info in fs.get_file_info(pafs.FileSelector(root))
+        if storage.name(info.path) not in skip
+    ]
+    if storage.is_uri(model_dir):  # an object store shows objects only once uploaded
+        storage.remove(model_dir)
+        _copy_entries(fs, entries, model_dir)
+    else:
+        with storage.staged_dir(model_dir) as tmp:
+            _copy_entries(fs, entries, str(tmp))
+    return state, history
+
+
+def _read_text(fs, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _copy_entries(source_fs, entries: list, target: str) -> None:
+    import pyarrow.fs as pafs
+
+    target_fs, root = storage.filesystem(target)
+    for info in entries:
+        destination = f"{root}/{storage.name(info.path)}"
+        if info.type == pafs.FileType.Directory and isinstance(target_fs, pafs.LocalFileSystem):
+            Path(destination).mkdir(parents=True)  # copy_files fills a folder, never creates it
         pafs.copy_files(
             info.path,
-            str(tmp / name),
-            source_filesystem=fs,
-            destination_filesystem=pafs.LocalFileSystem(),
+            destination,
+            source_filesystem=source_fs,
+            destination_filesystem=target_fs,
+            use_threads=True,
         )
-    state = json.loads((tmp / STATE_FILE).read_text())
-    (tmp / STATE_FILE).unlink()
-    history = read_history(tmp / METRICS_FILE)
-    (tmp / METRICS_FILE).unlink()
-    model_dir = out_dir / "model"
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp.rename(model_dir)
-    return model_dir, state, history
+
+
+def checkpoint_location(checkpoint, storage_path: str) -> str:
+    """Ray Train's checkpoint path is relative to its filesystem: put the scheme back."""
+    if storage.is_uri(storage_path):
+        return f"{storage_path.split('://', 1)[0]}://{checkpoint.path}"
+    return checkpoint.path

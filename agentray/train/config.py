@@ -27,16 +27,21 @@ class LoraSettings(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(TINY_MODEL, description="HF name or path of the model to fine-tune")
+    model: str = Field(
+        TINY_MODEL,
+        description="HF name, path or URI (s3://...: each worker downloads it) of the model "
+        "to fine-tune",
+    )
     data: str | None = Field(
-        None, description="folder of tokenized parquet shards; default: <run_dir>/process/train"
+        None,
+        description="folder or URI of tokenized parquet shards; default: <run_dir>/process/train",
     )
     tokenizer: str | None = Field(
         None,
         description="tokenizer (and chat template) saved with the model; default: the one the "
         "process stage saved next to the data (<data>/../tokenizer), else the model's",
     )
-    output: str | None = Field(None, description="default: <run_dir>/train")
+    output: str | None = Field(None, description="a path or URI; default: <run_dir>/train")
     run_name: str | None = Field(
         None, description="Ray Train run name under <output>/ray_results; default: timestamped"
     )

@@ -1,9 +1,15 @@
-"""Per-step training metrics: model FLOPs and MFU, TensorBoard scalars, the loss plot."""
+"""Per-step training metrics: model FLOPs and MFU, TensorBoard scalars, the loss plot, and
+rank 0's live copy of them while training."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from agentray import storage
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; the first name that
 # occurs in torch.cuda.get_device_name() wins, so more specific names come first.
@@ -20,6 +26,8 @@ PEAK_BF16_TFLOPS = (
     ("A10", 125.0),
     ("MI300X", 1307.0),
 )
+METRICS_JSONL = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 TB_SCALARS = ("loss", "lr", "grad_norm", "tokens_per_s", "model_tflops_per_s", "mfu")
 
 
@@ -101,6 +109,50 @@ class ScalarLog:
         self.writer.close()
 
 
+class LiveLogs:
+    """Rank 0's ``metrics.jsonl`` and TensorBoard scalars while training.
+
+    Written in place when the stage's output is a folder this node sees; else in a local
+    temp folder, copied to the output at each ``publish`` when the output is a URI (when it
+    is another node's disk, the driver writes both from the history at the end).
+    """
+
+    def __init__(
+        self, out_dir: str, history: list[dict[str, Any]], tensorboard: bool, first_step: int
+    ) -> None:
+        in_place = not storage.is_uri(out_dir) and Path(out_dir).is_dir()
+        self.out_dir, self.in_place = out_dir, in_place
+        self.folder = Path(out_dir) if in_place else Path(tempfile.mkdtemp(prefix="agentray-logs-"))
+        # a resumed run rewrites the file from the checkpoint: no steps twice
+        self.metrics = self.folder / METRICS_JSONL
+        self.metrics.write_text("".join(json.dumps(row) + "\n" for row in history))
+        self.scalars = ScalarLog(self.folder / TENSORBOARD_DIR, first_step) if tensorboard else None
+
+    def add(self, row: dict[str, Any]) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.scalars is not None:
+            self.scalars.add(row)
+
+    def publish(self) -> None:
+        if self.in_place or not storage.is_uri(self.out_dir):
+            return
+        storage.write_bytes(storage.join(self.out_dir, METRICS_JSONL), self.metrics.read_bytes())
+        if self.scalars is not None:
+            self.scalars.writer.flush()
+            # a resumed run adds its own events file: TensorBoard purges past its first step
+            storage.upload_dir(
+                self.folder / TENSORBOARD_DIR, storage.join(self.out_dir, TENSORBOARD_DIR)
+            )
+
+    def close(self) -> None:
+        if self.scalars is not None:
+            self.scalars.close()
+        self.publish()
+        if not self.in_place:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def write_tensorboard(history: list[dict[str, Any]], logdir: Path) -> None:
     log = ScalarLog(logdir)
     for row in history:
@@ -132,3 +184,22 @@ def plot_loss(history: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def publish_metrics(history: list[dict], out_dir: str, tensorboard: bool) -> dict[str, Any]:
+    """The full history (from the final checkpoint) as metrics.jsonl, the loss plot, and
+    TensorBoard scalars where rank 0 could not write them; returns their locations."""
+    metrics_path = storage.join(out_dir, METRICS_JSONL)
+    storage.write_text(metrics_path, "".join(json.dumps(row) + "\n" for row in history))
+    plot_path = storage.join(out_dir, "loss.png")
+    with tempfile.TemporaryDirectory(prefix="agentray-plot-") as tmp:
+        storage.write_bytes(plot_path, plot_loss(history, Path(tmp) / "loss.png").read_bytes())
+    tensorboard_dir = storage.join(out_dir, TENSORBOARD_DIR)
+    if tensorboard and not storage.list_files(tensorboard_dir):
+        with storage.staged_dir(tensorboard_dir) as tmp:
+            write_tensorboard(history, tmp)
+    return {
+        "metrics": metrics_path,
+        "loss_plot": plot_path,
+        "tensorboard": tensorboard_dir if tensorboard else None,
+    }

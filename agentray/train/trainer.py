@@ -4,20 +4,22 @@ The driver reads the tokenized shards with Ray Data (one example per row, or pac
 several: told apart by their columns), plans the number of optimizer steps, and starts
 ``num_workers`` workers; each streams its share of rows through ``get_dataset_shard`` and
 trains. Checkpoints (HF model + every rank's DeepSpeed state, see ``checkpoint.py``) go
-through ``ray.train.report``; when a worker dies, Ray Train restarts the group
-(``max_failures``) and every rank resumes from the latest checkpoint's step. The driver
-copies the final HF model to ``<output>/model``.
+through ``ray.train.report`` to Ray Train's storage (``<output>/ray_results``: a local
+path, or a URI when the run is on an object store); when a worker dies, Ray Train restarts
+the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
+driver publishes the final HF model at ``<output>/model``. Every run artifact goes through
+``agentray.storage``; models given as URIs are fetched on the node that loads them.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agentray import storage
 from agentray.train.batches import (
     IGNORE_INDEX,
     PACKED_COLUMNS,
@@ -32,13 +34,14 @@ from agentray.train.batches import (
 )
 from agentray.train.checkpoint import (
     METRICS_FILE,
+    checkpoint_location,
     export_model,
     restore_checkpoint,
     save_checkpoint,
 )
 from agentray.train.config import TrainConfig
 from agentray.train.engine import ZERO_CONFIG_DIR, deepspeed_config
-from agentray.train.metrics import plot_loss
+from agentray.train.metrics import METRICS_JSONL, TENSORBOARD_DIR, plot_loss, publish_metrics
 
 __all__ = [
     "IGNORE_INDEX",
@@ -86,6 +89,7 @@ class _Run:
         import torch.distributed as dist
         from transformers import AutoTokenizer
 
+        from agentray.model.tiny import resolve_model
         from agentray.train.engine import build_engine, skip_cpu_shm_build
         from agentray.train.metrics import FlopsModel, device_peak_tflops
 
@@ -97,8 +101,9 @@ class _Run:
         if not cfg.use_gpu:
             skip_cpu_shm_build()
         torch.manual_seed(cfg.seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(loop["tokenizer_path"])
-        self.engine = build_engine(cfg, loop["model_path"], loop["ds_config"], self.total)
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(loop["tokenizer_path"]))
+        model_path = resolve_model(loop["model_path"])
+        self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.collate = make_collate(
             loop["packed"],
@@ -124,18 +129,14 @@ class _Run:
             self.epoch_step, self.history = restored["epoch_step"], restored["history"]
             self.resumed_from = [*restored["resumed_from_steps"], self.step]
         self.worker_nodes = nodes
-        # Live per-step lines where the output folder is visible (same node or shared
-        # storage); the driver gets the full history from the final checkpoint either way.
-        self.live = self.rank == 0 and Path(self.loop["metrics_path"]).parent.is_dir()
-        self.scalars = None
-        if self.live:
-            # a resumed run rewrites the file from the checkpoint: no steps twice
-            with open(self.loop["metrics_path"], "w") as f:
-                f.writelines(json.dumps(row) + "\n" for row in self.history)
-            if self.cfg.tensorboard:
-                from agentray.train.metrics import ScalarLog
+        # Live per-step metrics; the driver gets the full history from the final checkpoint.
+        self.logs = None
+        if self.rank == 0:
+            from agentray.train.metrics import LiveLogs
 
-                self.scalars = ScalarLog(Path(self.loop["tensorboard_dir"]), self.step + 1)
+            self.logs = LiveLogs(
+                self.loop["out_dir"], self.history, self.cfg.tensorboard, self.step + 1
+            )
         if self.rank == 0 and self.resumed_from and self.loop["progress"]:
             _say(f"[train] resumed from the checkpoint of step {self.step}/{self.total}")
 
@@ -178,8 +179,8 @@ def train_loop_per_worker(loop: dict[str, Any]) -> None:
             raise RuntimeError(f"rank {run.rank}: epoch {run.epoch} yielded no full batch")
         if run.epoch_step < run.steps_per_epoch and run.step < run.total:
             run.epoch_step = run.steps_per_epoch  # this worker's shard ran out: next epoch
-    if run.scalars is not None:
-        run.scalars.close()
+    if run.logs is not None:
+        run.logs.close()
 
 
 def _optimizer_steps(run: _Run, shard):
@@ -283,11 +284,8 @@ def _after_step(run: _Run) -> None:
 
     cfg, row = run.cfg, run.history[-1]
     step, last = row["step"], row["step"] == run.total
-    if run.live:
-        with open(run.loop["metrics_path"], "a") as f:
-            f.write(json.dumps(row) + "\n")
-    if run.scalars is not None:
-        run.scalars.add(row)
+    if run.logs is not None:
+        run.logs.add(row)
     if run.rank == 0 and run.loop["progress"] and (step % cfg.log_every_steps == 0 or last):
         _say(_progress_line(row, run.total))
     save = last or bool(cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
@@ -300,6 +298,8 @@ def _after_step(run: _Run) -> None:
     if save or step % cfg.log_every_steps == 0:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(row, checkpoint=checkpoint)
+        if run.logs is not None:
+            run.logs.publish()
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -325,36 +325,38 @@ def _progress_line(row: dict[str, Any], total: int) -> str:
 # ---------------------------------------------------------------------------- driver
 
 
-def run_train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg.model`` on the tokenized shards; the HF model lands in ``<output>/model``."""
+def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg.model`` on the tokenized shards; the HF model lands in ``<output>/model``.
+    ``run_dir``, ``cfg.data``, ``cfg.output`` and ``cfg.model`` may be local paths or URIs."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from agentray.manifest import write_manifest
-    from agentray.model.tiny import resolve_model
+    from agentray.model.tiny import model_source
     from agentray.ray_utils import ensure_ray
 
     started = time.time()
-    run_dir = Path(run_dir).resolve()
-    data_dir = Path(cfg.data or run_dir / "process" / "train").resolve()
-    out_dir = Path(cfg.output or run_dir / "train").resolve()
-    if next(data_dir.rglob("*.parquet"), None) is None:
+    run_dir = storage.absolute(run_dir)
+    data_dir = storage.absolute(cfg.data or storage.join(run_dir, "process", "train"))
+    out_dir = storage.absolute(cfg.output or storage.join(run_dir, "train"))
+    if not storage.list_files(data_dir, ".parquet"):
         raise FileNotFoundError(f"no parquet shards in {data_dir}; run the process stage first")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out_dir)
     ensure_ray()
-    model_path = resolve_model(cfg.model)
+    model_path = model_source(cfg.model)
     tokenizer_path = _tokenizer_path(cfg, data_dir, model_path)
 
-    ds, packed = _training_dataset(str(data_dir), cfg)
+    ds, packed = _training_dataset(data_dir, cfg)
     num_rows = ds.count()
     total, steps_per_epoch = plan_steps(num_rows, cfg)
     if cfg.shuffle:
         # Block order + a buffer in each worker: no all-to-all shuffle every epoch.
         ds = ds.randomize_block_order(seed=cfg.seed)
-    metrics_path = out_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    tensorboard_dir = out_dir / "tensorboard"
-    shutil.rmtree(tensorboard_dir, ignore_errors=True)
+    metrics_path = storage.join(out_dir, METRICS_JSONL)
+    tensorboard_dir = storage.join(out_dir, TENSORBOARD_DIR)
+    storage.remove(metrics_path)
+    storage.remove(tensorboard_dir)
+    storage_path = storage.absolute(cfg.storage_path or storage.join(out_dir, "ray_results"))
 
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -366,8 +368,7 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict[st
             "packed": packed,
             "total_steps": total,
             "steps_per_epoch": steps_per_epoch,
-            "metrics_path": str(metrics_path),
-            "tensorboard_dir": str(tensorboard_dir),
+            "out_dir": out_dir,
             "progress": progress,
         },
         scaling_config=ScalingConfig(
@@ -378,7 +379,7 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict[st
         ),
         datasets={"train": ds},
         run_config=RunConfig(
-            storage_path=cfg.storage_path or str(out_dir / "ray_results"),
+            storage_path=storage_path,
             name=cfg.run_name or time.strftime("train-%Y%m%d-%H%M%S"),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
@@ -387,23 +388,20 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict[st
     fit_start = time.perf_counter()
     result = trainer.fit()
     fit_s = time.perf_counter() - fit_start
-    model_dir, state, history = export_model(result.checkpoint, out_dir)
-    metrics_path.write_text("".join(json.dumps(row) + "\n" for row in history))
-    plot_loss(history, out_dir / "loss.png")
-    if cfg.tensorboard and not any(tensorboard_dir.glob("events.*")):
-        from agentray.train.metrics import write_tensorboard  # rank 0 could not see out_dir
-
-        write_tensorboard(history, tensorboard_dir)
+    model_dir = storage.join(out_dir, "model")
+    state, history = export_model(result.checkpoint, model_dir)
+    outputs = publish_metrics(history, out_dir, cfg.tensorboard)
+    checkpoint = checkpoint_location(result.checkpoint, storage_path)
     summary = _summary(history, state, model_dir, fit_s, started) | {
         "packed": packed,
-        "checkpoint": result.checkpoint.path,
+        "checkpoint": checkpoint,
     }
     write_manifest(
         out_dir,
         "train",
         cfg,
         inputs={
-            "data": str(data_dir),
+            "data": data_dir,
             "rows": num_rows,
             "packed": packed,
             "model": model_path,
@@ -411,25 +409,27 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict[st
         },
         counts={k: v for k, v in summary.items() if k not in ("model_dir", "checkpoint")}
         | {"planned_steps": total, "steps_per_epoch": steps_per_epoch},
-        outputs={
-            "model": str(model_dir),
-            "metrics": str(metrics_path),
-            "loss_plot": str(out_dir / "loss.png"),
-            "tensorboard": str(tensorboard_dir) if cfg.tensorboard else None,
-            "checkpoint": result.checkpoint.path,
-        },
+        outputs={"model": model_dir, **outputs, "checkpoint": checkpoint},
         started_at=started,
     )
     return summary
 
 
-def _tokenizer_path(cfg: TrainConfig, data_dir: Path, model_path: str) -> str:
+def _tokenizer_path(cfg: TrainConfig, data_dir: str, model_path: str) -> str:
     """The process stage saves the tokenizer with the chat template its masks were made with
     next to the training set; the served model must carry that template."""
     if cfg.tokenizer:
         return cfg.tokenizer
-    beside_data = data_dir.parent / "tokenizer"
-    return str(beside_data) if (beside_data / "tokenizer_config.json").exists() else model_path
+    beside_data = storage.join(_parent(data_dir), "tokenizer")
+    if storage.exists(storage.join(beside_data, "tokenizer_config.json")):
+        return beside_data
+    return model_path
+
+
+def _parent(location: str) -> str:
+    if storage.is_uri(location):
+        return location.rstrip("/").rsplit("/", 1)[0]
+    return str(Path(location).parent)
 
 
 def _training_dataset(data_dir: str, cfg: TrainConfig):
@@ -458,7 +458,7 @@ def _row_lengths(batch: dict[str, Any]) -> dict[str, list[int]]:
 
 
 def _summary(
-    history: list[dict], state: dict[str, Any], model_dir: Path, fit_s: float, started: float
+    history: list[dict], state: dict[str, Any], model_dir: str, fit_s: float, started: float
 ) -> dict[str, Any]:
     # Step 1 includes warm-up (first batches, lazy init); leave it out of throughput.
     timed = history[1:] or history
@@ -479,5 +479,5 @@ def _summary(
         "wall_s": time.time() - started,
         "resumed_from_steps": state["resumed_from_steps"],
         "worker_nodes": state["worker_nodes"],
-        "model_dir": str(model_dir),
+        "model_dir": model_dir,
     }

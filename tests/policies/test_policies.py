@@ -8,6 +8,7 @@ import importlib.util
 import socket
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -211,6 +212,32 @@ def test_hf_sampling_and_context_limit(hf_policy):
     too_long = GenerationParams(max_new_tokens=hf_policy.context_window)
     overflow = hf_policy.generate_sync(CONVERSATIONS[:1], too_long)[0]
     assert overflow.finish_reason == "context_limit" and "context window" in overflow.error
+
+
+def test_hf_policy_loads_a_model_from_a_uri_through_the_node_cache(
+    hf_policy, prompt_sensitive_model_dir, s3_bucket, tmp_path, monkeypatch
+):
+    from agentray import storage
+    from agentray.model import model_source, resolve_model
+
+    uri = storage.join(s3_bucket, "model")
+    storage.upload_dir(prompt_sensitive_model_dir, uri)
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGENTRAY_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert model_source(uri) == uri and not home.exists()  # a driver hands the URI on
+    policy = HFPolicy(uri, max_batch_size=3)
+    cached = resolve_model(uri)  # the loading node's copy, downloaded once
+    assert [p.parent for p in home.rglob("config.json")] == [Path(cached)]
+    assert Path(cached).parent == home / "storage-cache"
+    params = GenerationParams(max_new_tokens=12)
+    assert [c.text for c in policy.generate_sync(CONVERSATIONS, params)] == [
+        c.text for c in hf_policy.generate_sync(CONVERSATIONS, params)
+    ]
+    # hub names and local paths stay as they are
+    assert resolve_model(prompt_sensitive_model_dir) == prompt_sensitive_model_dir
+    assert resolve_model("meta-llama/Llama-2-7b-chat-hf") == "meta-llama/Llama-2-7b-chat-hf"
+    assert not list(tmp_path.glob("s3:*"))
 
 
 def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):

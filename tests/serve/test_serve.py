@@ -407,3 +407,33 @@ def test_a_second_serve_on_another_port_fails_at_once_with_the_reason(served):
     with pytest.raises(ServeAddressError, match=f"at 127.0.0.1:{cfg.port} and keeps"):
         start_server(other)
     assert time.monotonic() - started < 30  # no wait for the startup timeout (300 s)
+
+
+def test_a_model_on_s3_is_served_with_its_manifest_in_the_bucket(
+    served, client, s3_bucket, tmp_path, monkeypatch
+):
+    """serve.model and run_dir as URIs: each replica (ingress and model) downloads the model
+    into its node's cache and loads it; the run's manifest goes to the bucket. A second app
+    on the same Serve instance, under its own route."""
+    from agentray import storage
+
+    cfg, _, _ = served
+    model = storage.join(s3_bucket, "model")
+    storage.upload_dir(cfg.model, model)
+    run_dir = storage.join(s3_bucket, "run")
+    monkeypatch.chdir(tmp_path)
+    on_s3 = cfg.model_copy(
+        update={"model": model, "app_name": "agentray-s3", "route_prefix": "/s3"}
+    )
+    try:
+        url = run_serve(on_s3, run_dir, block=False)
+        assert url.endswith("/s3/v1")
+        s3_client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
+        prompt = "List the files in /tmp."
+        answer = ask(s3_client, prompt)
+        assert answer and answer == ask(client, prompt)  # the same weights, greedy
+    finally:
+        stop_server(on_s3.app_name)
+    manifest = storage.read_json(storage.join(run_dir, "serve", "manifest.json"))
+    assert manifest["inputs"]["model"] == model and manifest["outputs"]["url"] == url
+    assert not list(tmp_path.glob("s3:*"))

@@ -87,3 +87,15 @@ def test_vllm_backend_without_vllm_is_a_clear_config_error(monkeypatch):
     monkeypatch.setenv("AGENTRAY_API_KEY", "k")
     with pytest.raises(ValueError, match="no API-key check"):
         build_app(ServeConfig(backend="vllm"))
+
+
+def test_vllm_replicas_get_a_model_uri_as_it_is(tmp_path):
+    """ray.serve.llm downloads a URI on each replica itself: the driver must not."""
+    from agentray.serve.vllm import llm_config
+
+    def source(model: str) -> str:
+        config = llm_config(ServeConfig(backend="vllm", model=model))
+        return config["model_loading_config"]["model_source"]
+
+    assert source("s3://no-such-bucket/run/train/model") == "s3://no-such-bucket/run/train/model"
+    assert source(str(tmp_path)) == str(tmp_path)

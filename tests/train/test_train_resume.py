@@ -1,5 +1,6 @@
 """Fault tolerance: a training worker SIGKILLed mid-run; Ray Train restarts the group and
-every rank resumes from the latest checkpoint's step, not from 0."""
+every rank resumes from the latest checkpoint's step, not from 0; with the run on a local
+disk and on S3 (checkpoints, metrics and the model in the bucket)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from test_train import write_fixture_shards
 
+from agentray import storage
 from agentray.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.slow
 RUN_NAME = "resume-test"
 
 
-def _rows(path: Path) -> list[dict]:
-    if not path.exists():
+def _rows(location: str) -> list[dict]:
+    try:
+        lines = storage.read_text(location).splitlines()
+    except OSError:  # not written yet
         return []
-    lines = path.read_text().splitlines()
     out = []
     for line in lines:
         try:
@@ -33,10 +35,10 @@ def _rows(path: Path) -> list[dict]:
     return out
 
 
-def _registered_step(snapshot: Path) -> int | None:
+def _registered_step(snapshot: str) -> int | None:
     """The step of the latest checkpoint Ray Train has registered (its own bookkeeping)."""
     try:
-        latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+        latest = storage.read_json(snapshot)["latest_checkpoint_result"]
     except (OSError, ValueError, KeyError):
         return None
     return latest["metrics"]["step"] if latest else None
@@ -57,10 +59,12 @@ class Killer(threading.Thread):
     """Waits until a checkpoint is registered and the run has trained past it, then
     SIGKILLs one training worker process."""
 
-    def __init__(self, out: Path, timeout_s: float = 400) -> None:
+    def __init__(self, out: str, timeout_s: float = 400) -> None:
         super().__init__(daemon=True)
-        self.metrics = out / "metrics.jsonl"
-        self.snapshot = out / "ray_results" / RUN_NAME / "checkpoint_manager_snapshot.json"
+        self.metrics = storage.join(out, "metrics.jsonl")
+        self.snapshot = storage.join(
+            out, "ray_results", RUN_NAME, "checkpoint_manager_snapshot.json"
+        )
         self.deadline = time.monotonic() + timeout_s
         self.killed_at: int | None = None  # the registered checkpoint step at the kill
         self.seen: list[dict] = []  # rows the first attempt logged before the kill
@@ -81,15 +85,30 @@ class Killer(threading.Thread):
         self.error = "no checkpoint was registered in time"
 
 
-def test_killed_worker_resumes_from_the_checkpoint_step(tmp_path, tiny_model_dir, ray_local):
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path) -> str:
+    """Where the run's data and outputs are: a local folder or a bucket."""
+    if request.param == "local":
+        return str(tmp_path)
+    return request.getfixturevalue("s3_bucket")
+
+
+def test_killed_worker_resumes_from_the_checkpoint_step(
+    root, tmp_path, tiny_model_dir, ray_local, monkeypatch
+):
     from agentray.train.trainer import run_train
 
-    write_fixture_shards(tiny_model_dir, tmp_path / "data")  # 48 rows
-    out = tmp_path / "out"
+    write_fixture_shards(tiny_model_dir, tmp_path / "shards")  # 48 rows
+    data, out = storage.join(root, "data"), storage.join(root, "out")
+    if storage.is_uri(root):
+        storage.upload_dir(tmp_path / "shards", data)
+    else:
+        (tmp_path / "shards").rename(data)
+    monkeypatch.chdir(tmp_path)
     cfg = TrainConfig(
         model=tiny_model_dir,
-        data=str(tmp_path / "data"),
-        output=str(out),
+        data=data,
+        output=out,
         run_name=RUN_NAME,
         num_workers=2,
         zero_stage=2,
@@ -99,12 +118,14 @@ def test_killed_worker_resumes_from_the_checkpoint_step(tmp_path, tiny_model_dir
         max_seq_len=256,
         checkpoint_every_steps=9,  # mid-epoch: a resume must skip the batches already done
         keep_checkpoints=2,
-        log_every_steps=9,
+        # rank 0 publishes live metrics to S3 at each report (locally, a line every step):
+        # the kill waits for the step after the checkpoint
+        log_every_steps=1 if storage.is_uri(root) else 9,
         max_failures=2,
     )
     killer = Killer(out)
     killer.start()
-    summary = run_train(cfg, tmp_path, progress=False)
+    summary = run_train(cfg, root, progress=False)
     killer.join(timeout=5)
     assert killer.error is None, killer.error
     assert killer.killed_at is not None, "the run ended before a worker could be killed"
@@ -113,7 +134,7 @@ def test_killed_worker_resumes_from_the_checkpoint_step(tmp_path, tiny_model_dir
     # resumed once, from the checkpoint that was the latest at the kill, and ended on plan
     assert summary["resumed_from_steps"] == [k] and 0 < k < 36
     assert summary["steps"] == 36
-    history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    history = _rows(storage.join(out, "metrics.jsonl"))
     assert [r["step"] for r in history] == list(range(1, 37))
     assert [r["epoch"] for r in history] == [s // 6 for s in range(36)]
     assert all(r["sequences"] == 8 for r in history)
@@ -131,16 +152,23 @@ def test_killed_worker_resumes_from_the_checkpoint_step(tmp_path, tiny_model_dir
     assert abs(resumed["loss"] - first_try["loss"]) < 0.3 * (history[0]["loss"] - first_try["loss"])
 
     # checkpoints: keep-N, each with every rank's DeepSpeed state next to the HF model
-    checkpoints = sorted(
-        p for p in (out / "ray_results" / RUN_NAME).glob("checkpoint_*") if p.is_dir()
-    )
+    files = storage.list_files(storage.join(out, "ray_results", RUN_NAME))
+    checkpoints = sorted({f.rsplit("/deepspeed/", 1)[0] for f in files if "/deepspeed/" in f})
     assert len(checkpoints) == 2
     last = checkpoints[-1]
-    optimizer_files = sorted(p.name for p in (last / "deepspeed" / "state").glob("*optim*"))
+    optimizer_files = sorted(
+        storage.name(f)
+        for f in storage.list_files(storage.join(last, "deepspeed", "state"))
+        if "optim" in storage.name(f)
+    )
     assert optimizer_files == [
         "zero_pp_rank_0_mp_rank_00_optim_states.pt",
         "zero_pp_rank_1_mp_rank_00_optim_states.pt",
     ]
-    assert (last / "config.json").exists() and (last / "model.safetensors").exists()
-    assert json.loads((last / "train_state.json").read_text())["step"] == 36
-    assert not (out / "model" / "deepspeed").exists()  # the served copy is the HF model only
+    assert storage.exists(storage.join(last, "config.json"))
+    assert storage.exists(storage.join(last, "model.safetensors"))
+    assert storage.read_json(storage.join(last, "train_state.json"))["step"] == 36
+    model_files = storage.list_files(storage.join(out, "model"))
+    assert storage.join(out, "model", "config.json") in model_files
+    assert not any("/deepspeed/" in f for f in model_files)  # the served copy: HF model only
+    assert not list(tmp_path.glob("s3:*"))  # nothing local named after the URI
