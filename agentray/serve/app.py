@@ -354,7 +354,9 @@ def start_server(cfg: ServeConfig) -> str:
     ensure_ray()
     app = build_app(cfg)  # config errors (e.g. vllm missing) before Serve starts
     check_serve_address(cfg)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.start(
+        proxy_location=cfg.proxy_location, http_options={"host": cfg.host, "port": cfg.port}
+    )
     serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix)
     wait_until_ready(cfg.base_url, cfg.startup_timeout_s, resolve_api_key(cfg))
     return cfg.base_url

@@ -59,6 +59,11 @@ class ServeConfig(BaseModel):
     app_name: str = Field("agentray", description="Ray Serve application name")
     host: str = Field("127.0.0.1", description="0.0.0.0 to listen on every interface")
     port: int = Field(8000, gt=0, lt=65536)
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode",
+        description="where Ray Serve runs its HTTP proxies: on every node (behind a load "
+        "balancer), or only the head (one address; also for nodes sharing one network)",
+    )
     route_prefix: str = Field("/", description="the API is served under <prefix>/v1")
     num_replicas: int = Field(
         1, gt=0, description="model replicas (with num_gpus: 1, one per GPU of the cluster)"

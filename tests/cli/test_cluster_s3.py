@@ -33,12 +33,14 @@ def _small_pipeline(serve_port: int) -> dict:
         },
         "process": {"max_general_records": 60, "max_seq_len": 1024, "packing": {"enabled": True}},
         "train": {"num_workers": 2, "epochs": 1, "max_seq_len": 1024, "micro_batch_size": 2},
-        "serve": {"port": serve_port},
+        # the simulated nodes share one network: a proxy per node would race for the port
+        "serve": {"port": serve_port, "proxy_location": "HeadOnly"},
         "eval": {
             "families": FAMILIES,
             "max_tasks_per_family": 2,
             "general": {"suites": ["gsm_symbolic"], "max_items": 2},
-            "policy": {"backend": "openai", "params": {"max_new_tokens": 32}},
+            # the pipeline points it at the model it serves
+            "policy": {"backend": "openai", "model": "agentray", "params": {"max_new_tokens": 32}},
         },
     }
 
