@@ -35,11 +35,11 @@ STAGES = ("collect", "process", "train", "serve", "eval")
 START = "import time; t = time.perf_counter(); from agentray.ray_utils import ensure_ray; ensure_ray(); print(time.perf_counter() - t)"
 
 
-def pipeline_seconds(run_dir: str, families: list[str], tasks: int) -> dict[str, float]:
+def pipeline_seconds(run_dir: str, families: list[str], tasks: int, port: int) -> dict[str, float]:
     cfg = quickstart_config(run_dir, families)
     cfg.collect.max_tasks_per_family = tasks
     cfg.eval.max_tasks_per_family = tasks
-    cfg.serve.port = free_port()
+    cfg.serve.port = port  # Serve keeps the port it first started with on a cluster
     return run_pipeline(cfg)["timings_s"]
 
 
@@ -58,8 +58,9 @@ def storage_table(families: list[str], tasks: int) -> Table:
         os.environ.update(server.env())
         bucket = server.create_bucket("bench")
         ensure_ray()  # one cluster for both runs; its workers get the AWS_* variables
-        local = pipeline_seconds(tempfile.mkdtemp(prefix="bench-local-"), families, tasks)
-        remote = pipeline_seconds(storage.join(bucket, "run"), families, tasks)
+        port = free_port()
+        local = pipeline_seconds(tempfile.mkdtemp(prefix="bench-local-"), families, tasks, port)
+        remote = pipeline_seconds(storage.join(bucket, "run"), families, tasks, port)
     table = Table(title=f"pipeline per stage: local disk vs S3 (SeaweedFS), {families}")
     for column in ("stage", "local s", "s3 s", "s3 / local"):
         table.add_column(column, justify="right")

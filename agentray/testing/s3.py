@@ -194,6 +194,7 @@ def main() -> None:
     for key, value in server.env().items():
         print(f"export {key}={value}")
     print(f"# SeaweedFS S3 on {server.endpoint}; Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # kill / timeout stop it too
     try:
         signal.pause()
     except KeyboardInterrupt:
