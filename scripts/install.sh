@@ -12,6 +12,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
     apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
   else
     echo "[install] WARNING: bubblewrap (bwrap) not found; OS tasks need it: apt-get install bubblewrap" >&2
+    if [ -n "${CI:-}" ]; then echo "[install] CI: bubblewrap is required" >&2; exit 1; fi
   fi
 fi
 
@@ -28,6 +29,7 @@ if [ -n "$heldout_apt" ]; then
     apt-get update -qq >/dev/null && apt-get install -y -qq $heldout_apt >/dev/null
   else
     echo "[install] WARNING: missing for the held-out families (scienceworld, miniwob): apt-get install $heldout_apt" >&2
+    if [ -n "${CI:-}" ]; then echo "[install] CI: $heldout_apt required" >&2; exit 1; fi
   fi
 fi
 

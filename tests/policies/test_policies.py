@@ -18,7 +18,6 @@ from agentray.policies.expert import ExpertPolicy
 from agentray.policies.hf import HFPolicy
 from agentray.policies.openai import OpenAIPolicy
 from agentray.policies.registry import (
-    POLICIES,
     ExpertConfig,
     HFConfig,
     OpenAIConfig,
@@ -252,7 +251,6 @@ def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):
             VLLMPolicy(tiny_model_dir)
 
 
-@pytest.mark.skipif("vllm" not in POLICIES, reason="registry line for vllm not added yet")
 def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
     assert policy_class("vllm") is VLLMPolicy
     cfg = VLLMConfig(model=tiny_model_dir)
