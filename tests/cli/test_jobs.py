@@ -119,11 +119,9 @@ def test_collect_job_submitted_to_local_cluster_succeeds(local_cluster, tmp_path
         "--config",
         str(config),
     ]
-    deadline = time.time() + 300
     result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in (result.stdout + result.stderr).lower()
-    assert time.time() < deadline
     assert f"agentray collect: outputs in {run_dir / 'collect'}" in result.stdout + result.stderr
     shards = list((run_dir / "collect" / "trajectories").glob("*.parquet"))
     assert shards, "the job wrote no trajectories"
