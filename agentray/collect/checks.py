@@ -68,10 +68,11 @@ class WatchedSink:
         self._sink = sink
         self._log = log
 
-    def add(self, record: Trajectory) -> None:
-        self._sink.add(record)
+    def add(self, record: Trajectory) -> bool:
+        added = self._sink.add(record)
         if record.status == Status.TASK_ERROR:
             self._log.add(f"task_error {record.id}", record.error)
+        return added
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)

@@ -67,7 +67,9 @@ def test_eval_with_unmeasured_tasks_exits_1_with_one_failed_line(failed_eval):
 def test_unmeasured_tasks_get_no_score_and_no_place_in_the_overall(failed_eval):
     out, _, _ = failed_eval
     scores = storage.read_json(storage.join(out, "scores.json"))
-    held_in, held_out, general = (scores["categories"][c] for c in ("held_in", "held_out", "general"))
+    held_in, held_out, general = (
+        scores["categories"][c] for c in ("held_in", "held_out", "general")
+    )
     assert held_in["tasks"]["db"]["score"] == 100.0 and held_in["not_measured"] == {}
     assert held_out["tasks"] == {} and general["tasks"] == {}
     for category, task in ((held_out, "kg"), (general, "mmlu")):
