@@ -79,6 +79,20 @@ def _show(result: dict, cfg: PipelineConfig | None = None, stage: str | None = N
             typer.secho(line, err=True, fg="green")
 
 
+def _run_stage(stage: str, run, cfg: PipelineConfig | None = None) -> dict:
+    """``run()``'s result; a stage that fails loudly (``StageFailed``: a dead endpoint, most
+    episodes or items failing) prints its result (if it got one) and one red line, exit 1."""
+    from agentray.failures import StageFailed, failure_line
+
+    try:
+        return run()
+    except StageFailed as e:
+        if e.result is not None:
+            typer.echo(json.dumps(e.result, indent=2, default=str))
+        typer.secho(failure_line(stage, e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def quickstart(
     run_dir: str = typer.Option("runs/quickstart", help="where every stage writes"),
@@ -92,7 +106,7 @@ def quickstart(
     except ConfigError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
-    result = run_pipeline(cfg)
+    result = _run_stage("quickstart", lambda: run_pipeline(cfg))
     report = storage.join(storage.absolute(cfg.run_dir), "eval", "report.md")
     typer.echo(json.dumps(result["timings_s"]))
     typer.secho(f"\nReport: {report}", fg=typer.colors.GREEN, bold=True)
@@ -104,7 +118,7 @@ def pipeline(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     from agentray.pipeline import run_pipeline
 
     cfg = _load(config, run_dir)
-    _show(run_pipeline(cfg), cfg, "pipeline")
+    _show(_run_stage("pipeline", lambda: run_pipeline(cfg)), cfg, "pipeline")
 
 
 @app.command()
@@ -132,7 +146,10 @@ def instruct(
     }
     cfg = _load_with(config, {k: v for k, v in given.items() if v})
     try:
-        _show(run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs), cfg, "instruct")
+        result = _run_stage(
+            "instruct", lambda: run_instruct(cfg.instruct, run_dir_of(cfg), envs=cfg.envs)
+        )
+        _show(result, cfg, "instruct")
     except InstructError as e:
         typer.secho(f"instruct: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
@@ -144,7 +161,7 @@ def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
     from agentray.pipeline import stage_collect
 
     cfg = _load(config, run_dir)
-    _show(stage_collect(cfg), cfg, "collect")
+    _show(_run_stage("collect", lambda: stage_collect(cfg)), cfg, "collect")
 
 
 @app.command()
@@ -219,7 +236,7 @@ def evaluate(
 
     try:
         cfg = _load(config, run_dir)
-        _show(stage_eval(cfg), cfg, "eval")
+        _show(_run_stage("eval", lambda: stage_eval(cfg)), cfg, "eval")
     except ReferenceError as e:
         typer.secho(f"eval: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

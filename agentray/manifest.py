@@ -33,11 +33,15 @@ def write_manifest(
     counts: dict[str, Any] | None = None,
     outputs: dict[str, Any] | None = None,
     started_at: float | None = None,
+    failure: dict[str, Any] | None = None,
 ) -> str:
-    """Writes ``<stage_dir>/manifest.json`` (a path or URI); returns its location."""
+    """Writes ``<stage_dir>/manifest.json`` (a path or URI); returns its location.
+    ``status`` is ``failed`` when the stage ended with ``failure`` (what failed), else ``ok``."""
     cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     manifest = {
         "stage": stage,
+        "status": "failed" if failure else "ok",
+        "failure": failure,
         "config": cfg,
         "inputs": inputs or {},
         "outputs": outputs or {},

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import ModuleType
 
-from agentray.config import ConfigError, load_config
+from agentray.config import ConfigError, PipelineConfig, load_config
 
 STAGES = ("instruct", "collect", "process", "train", "serve", "eval", "pipeline")
 
@@ -29,18 +30,29 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     from agentray import pipeline
+    from agentray.failures import StageFailed, failure_line
 
     stage = args.stage
-    if stage == "pipeline":
-        result = pipeline.run_pipeline(cfg)
-    elif stage == "serve":
-        result = pipeline.stage_serve(cfg, block=True)
-    else:
-        result = getattr(pipeline, f"stage_{stage}")(cfg)
+    try:
+        result = _run(pipeline, stage, cfg)
+    except StageFailed as e:  # a dead endpoint, most episodes or items failing: exit 1
+        if e.result is not None:
+            print(json.dumps(e.result, indent=2, default=str))
+        line = failure_line(stage, e)
+        print(f"\033[31m{line}\033[0m" if sys.stderr.isatty() else line, file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2, default=str))
     if (line := pipeline.outputs_line(cfg, stage)) is not None:
         print(line, file=sys.stderr)
     return 0
+
+
+def _run(pipeline: ModuleType, stage: str, cfg: PipelineConfig) -> dict:
+    if stage == "pipeline":
+        return pipeline.run_pipeline(cfg)
+    if stage == "serve":
+        return pipeline.stage_serve(cfg, block=True)
+    return getattr(pipeline, f"stage_{stage}")(cfg)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ __all__ = [
     "check_family_names",
     "RolloutEngine",
     "ParquetSink",
+    "PolicyCannotPlay",
+    "WatchedSink",
+    "check_expert_plays",
+    "preflight_policy",
     "load_tasks",
     "read_trajectories",
     "run_collect",
@@ -27,6 +31,10 @@ __getattr__ = lazy_exports(
         "summarize": "agentray.collect.engine:summarize",
         "ParquetSink": "agentray.collect.sink:ParquetSink",
         "read_trajectories": "agentray.collect.sink:read_trajectories",
+        "PolicyCannotPlay": "agentray.collect.checks:PolicyCannotPlay",
+        "WatchedSink": "agentray.collect.checks:WatchedSink",
+        "check_expert_plays": "agentray.collect.checks:check_expert_plays",
+        "preflight_policy": "agentray.collect.checks:preflight_policy",
         "run_collect": "agentray.collect.run:run_collect",
     }
 )

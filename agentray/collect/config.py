@@ -85,5 +85,12 @@ class CollectConfig(BaseModel):
     )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     output: str | None = Field(None, description="default: <run_dir>/collect/trajectories")
+    max_error_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="the stage fails (exit 1, manifest status failed; outputs kept) when more "
+        "than this fraction of its episodes end in task_error (1: never)",
+    )
 
     _families = field_validator("families")(check_family_names)

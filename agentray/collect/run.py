@@ -7,12 +7,20 @@ import time
 from typing import Any
 
 from agentray import storage
+from agentray.collect.checks import (
+    WatchedSink,
+    check_expert_plays,
+    preflight_policy,
+    task_errors,
+)
 from agentray.collect.config import CollectConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
 from agentray.envs.config import EnvsConfig, as_envs, played_envs
+from agentray.failures import ErrorLog, StageFailed, common_error_text, error_failure
 from agentray.manifest import write_manifest
 from agentray.ray_utils import ensure_ray
+from agentray.types import TaskSpec
 
 
 def trajectories_dir(cfg: CollectConfig, run_dir: str) -> str:
@@ -33,22 +41,23 @@ def run_collect(
     settings ``envs`` (the pipeline config's ``envs:``; defaults where None); returns the run summary
     (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
     stats, retries, actor replacements and the node of each EnvPool), also written to
-    ``<run_dir>/collect/manifest.json`` under ``counts``."""
+    ``<run_dir>/collect/manifest.json`` under ``counts``.
+
+    Raises ``EndpointUnavailable`` before any work if the policy's endpoint does not answer,
+    ``PolicyCannotPlay`` if the expert cannot play a family, and ``StageFailed`` (with the
+    summary; outputs and manifest written, status failed) when more than
+    ``cfg.max_error_fraction`` of the episodes end in task_error."""
     started = time.time()
-    ensure_ray()
+    preflight_policy(cfg.policy)  # a dead endpoint fails here, in seconds
     out = trajectories_dir(cfg, run_dir)
     envs = as_envs(envs)
     tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
-    sink = ParquetSink(
-        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
+    check_expert_plays(cfg.policy, tasks, envs)
+    errors = ErrorLog("collect")
+    summary = _run_episodes(cfg, envs, tasks, out, errors, progress)
+    failure = error_failure(
+        task_errors(summary), summary["episodes"], cfg.max_error_fraction, errors
     )
-    engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
-    try:
-        summary = asyncio.run(engine.run(tasks, sink, progress=progress))
-    finally:
-        engine.shutdown()
-    summary["tasks"] = len(tasks)
-    summary["written_total"] = len(sink.written)
     write_manifest(
         storage.join(storage.absolute(run_dir), "collect"),
         "collect",
@@ -57,5 +66,36 @@ def run_collect(
         counts=summary,
         outputs={"trajectories": out},
         started_at=started,
+        failure=failure,
     )
+    if failure is not None:
+        raise StageFailed(
+            f"collect FAILED: {failure['errors']} of {failure['total']} episodes ended in "
+            f"task_error (more than max_error_fraction {cfg.max_error_fraction})"
+            f"{common_error_text(failure)}; outputs and manifest in {out}",
+            summary,
+        )
+    return summary
+
+
+def _run_episodes(
+    cfg: CollectConfig,
+    envs: EnvsConfig,
+    tasks: list[TaskSpec],
+    out: str,
+    errors: ErrorLog,
+    progress: bool,
+) -> dict[str, Any]:
+    ensure_ray()
+    sink = ParquetSink(
+        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
+    )
+    engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
+    try:
+        summary = asyncio.run(engine.run(tasks, WatchedSink(sink, errors), progress=progress))
+    finally:
+        engine.shutdown()
+        errors.close()
+    summary["tasks"] = len(tasks)
+    summary["written_total"] = len(sink.written)
     return summary

@@ -47,6 +47,14 @@ class EvalConfig(BaseModel):
     sample_trajectories: int = Field(
         1, ge=0, description="sample episodes / items shown per task in the report"
     )
+    max_error_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a task whose episodes / items end in task_error / request_error more "
+        "often than this is not measured (no score, left out of the Overall) and the stage "
+        "fails (exit 1; scores, report and manifest written) (1: never)",
+    )
 
     _families = field_validator("families", "held_out")(check_family_names)
 

@@ -4,6 +4,11 @@
 scale (percent; MT-Bench 1-10), each with its item count and status counts, and the
 category's Overall (``overall.py``) with the weight each task got, the tasks that got none
 and why, and the reference tasks not run; ``overall`` repeats the three Overall numbers.
+
+A task whose episodes or items mostly ended in infrastructure errors (``task_error``,
+``request_error``: more than ``eval.max_error_fraction``) is *not measured*: it moves from
+``tasks`` to ``not_measured`` (errors, count, first error), gets no score and is left out
+of the Overall; ``status`` is then ``failed``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from agentray.envs.registry import metric_label
 from agentray.eval import plots
 from agentray.eval.doc import Doc
 from agentray.eval.overall import CATEGORIES, ReferenceScores, category_overall
+from agentray.failures import one_line
 from agentray.records import Trajectory
 
 CATEGORY_TITLES = plots.CATEGORY_TITLES
@@ -40,15 +46,68 @@ def env_task_scores(records: list[Trajectory], families: Iterable[str]) -> dict[
     return tasks
 
 
+INFRA_STATUSES = ("task_error", "request_error")
+
+
+def first_errors(
+    env_rows: list[Trajectory], general_results: dict[str, list[dict[str, Any]]]
+) -> dict[str, str]:
+    """Per task (family or suite): the error of its first episode (by id) or item (in
+    order) that ended in an infrastructure error."""
+    out: dict[str, str] = {}
+    for row in sorted(env_rows, key=lambda r: r.id):
+        if row.status.value in INFRA_STATUSES:
+            out.setdefault(row.task, row.error or row.status.value)
+    for suite, results in general_results.items():
+        for result in results:
+            if result.get("status") in INFRA_STATUSES:
+                out.setdefault(suite, str(result.get("error") or result["status"]))
+    return out
+
+
+def set_aside_unmeasured(
+    task_scores: dict[str, dict[str, Any]], errors: dict[str, str], max_fraction: float
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Split each category's tasks into (measured, not measured): a task is not measured
+    when more than ``max_fraction`` of its episodes / items ended in an infrastructure
+    error; ``errors``: each task's first such error."""
+    measured: dict[str, dict[str, Any]] = {}
+    unmeasured: dict[str, dict[str, Any]] = {}
+    for category, tasks in task_scores.items():
+        measured[category], unmeasured[category] = {}, {}
+        for task, t in tasks.items():
+            n_errors = sum(t["statuses"].get(s, 0) for s in INFRA_STATUSES)
+            if t["count"] and n_errors / t["count"] > max_fraction:
+                unmeasured[category][task] = {
+                    "errors": n_errors,
+                    "count": t["count"],
+                    "first_error": errors.get(task),
+                    "metric": t.get("metric", ""),
+                    "statuses": t["statuses"],
+                }
+            else:
+                measured[category][task] = t
+    return measured, unmeasured
+
+
+def unmeasured_text(info: dict[str, Any]) -> str:
+    """How the report shows a task that was not measured."""
+    first = one_line(info["first_error"] or "no error message", limit=160)
+    return f"not measured ({info['errors']} errors: {first})"
+
+
 def build_scores(
     task_scores: dict[str, dict[str, Any]],
     skipped: dict[str, dict[str, str]],
     reference: ReferenceScores,
     reference_file: str | None,
     meta: dict[str, Any],
+    not_measured: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """``task_scores``: category -> task -> summary (with ``score``); ``skipped``: category
-    -> task -> reason."""
+    -> task -> reason; ``not_measured``: category -> task -> errors (no score; left out of
+    the Overall)."""
+    not_measured = not_measured or {}
     categories = {}
     for category in CATEGORIES:
         tasks = task_scores.get(category, {})
@@ -57,11 +116,14 @@ def build_scores(
         categories[category] = {
             "tasks": tasks,
             "skipped": skipped.get(category, {}),
+            "not_measured": not_measured.get(category, {}),
             **category_overall(ours, reference, category),
         }
     run_tasks = [t for c in categories.values() for t in (*c["tasks"], *c["skipped"])]
+    failed = any(c["not_measured"] for c in categories.values())
     return {
         **meta,
+        "status": "failed" if failed else "ok",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "categories": categories,
         "overall": {c: categories[c]["overall"] for c in CATEGORIES},
@@ -106,6 +168,8 @@ def render_report(
         f"Model `{scores.get('model', '?')}` at `{scores.get('base_url', '?')}`; env tasks on "
         f"the `{scores.get('split', '?')}` split; {scores.get('created', '')}."
     )
+    if scores.get("status") == "failed":
+        doc.para(f"**FAILED**: {failed_summary(scores)}.")
     _overall_section(doc, scores)
     _tasks_section(doc, scores)
     _status_section(doc, scores)
@@ -126,13 +190,19 @@ def _overall_section(doc: Doc, scores: dict[str, Any]) -> None:
     rows = []
     for category in CATEGORIES:
         c = scores["categories"][category]
-        if not c["tasks"] and not c["skipped"]:
+        if not _listed(c):
             continue
         not_run = ", ".join(c["reference_tasks_not_run"]) or "none"
         rows.append(
             [CATEGORY_TITLES[category], fmt(c["overall"], 2), str(len(c["weights"])), not_run]
         )
     doc.table(["category", "Overall", "tasks weighted", "reference tasks not run"], rows, {1, 2})
+    unmeasured = _unmeasured(scores)
+    if unmeasured:
+        doc.para(
+            "The Overall leaves out the tasks that were not measured (most of their episodes "
+            "or items ended in task_error / request_error): " + ", ".join(unmeasured) + "."
+        )
     if any(v is not None for v in scores["overall"].values()):
         doc.image("overall.png", plots.overall_bars({"this run": scores["overall"]}), "Overall")
 
@@ -141,7 +211,7 @@ def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
     doc.heading("Scores per task")
     for category in CATEGORIES:
         c = scores["categories"][category]
-        if not c["tasks"] and not c["skipped"]:
+        if not _listed(c):
             continue
         doc.heading(CATEGORY_TITLES[category], 3)
         rows = []
@@ -159,6 +229,9 @@ def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
                     _statuses(t["statuses"]),
                 ]
             )
+        for task, info in c.get("not_measured", {}).items():
+            shown = [unmeasured_text(info), "—", "—", "—", _statuses(info["statuses"])]
+            rows.append([task, info["metric"], str(info["count"]), *shown])
         for task, reason in c["skipped"].items():
             rows.append([task, "", "0", "skipped", "—", "—", "—", reason])
         header = [
@@ -179,6 +252,29 @@ def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
         doc.image("tasks.png", plots.task_bars({"this run": series}), "scores per task")
 
 
+def _listed(category: dict[str, Any]) -> bool:
+    return bool(category["tasks"] or category["skipped"] or category.get("not_measured"))
+
+
+def _unmeasured(scores: dict[str, Any]) -> list[str]:
+    """``task (category)`` of every task not measured."""
+    return [
+        f"{task} ({category})"
+        for category in CATEGORIES
+        for task in scores["categories"][category].get("not_measured", {})
+    ]
+
+
+def failed_summary(scores: dict[str, Any]) -> str:
+    """One line: which tasks were not measured and why."""
+    parts = [
+        f"{task} {info['errors']}/{info['count']} errors"
+        for category in CATEGORIES
+        for task, info in scores["categories"][category].get("not_measured", {}).items()
+    ]
+    return f"{len(parts)} tasks not measured ({'; '.join(parts)})"
+
+
 def _statuses(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
 
@@ -187,7 +283,8 @@ def _status_section(doc: Doc, scores: dict[str, Any]) -> None:
     statuses = {
         task: t["statuses"]
         for c in CATEGORIES
-        for task, t in scores["categories"][c]["tasks"].items()
+        for group in ("tasks", "not_measured")
+        for task, t in scores["categories"][c].get(group, {}).items()
         if t["statuses"]
     }
     if not statuses:

@@ -53,6 +53,7 @@ from agentray.envs.proposals import DUPLICATE, NEAR_DUPLICATE, SURPLUS, TEACHER_
 from agentray.envs.registry import make_env
 from agentray.envs.sandbox import SandboxUnavailable
 from agentray.envs.task_files import file_tasks
+from agentray.failures import ErrorLog
 from agentray.instruct.config import DERIVABLE_FAMILIES, INSTRUCT_FAMILIES, InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex
 from agentray.instruct.prompts import (
@@ -65,6 +66,7 @@ from agentray.instruct.prompts import (
 from agentray.manifest import write_manifest
 from agentray.policies.base import Policy
 from agentray.policies.openai import resolve_api_key
+from agentray.policies.preflight import check_endpoint
 from agentray.policies.registry import make_policy
 from agentray.types import Message, TaskSpec
 
@@ -326,6 +328,7 @@ async def _run_family(
     pool: ThreadPoolExecutor,
     bar: tqdm,
     totals: Counter[str],
+    errors: ErrorLog,
 ) -> None:
     loop = asyncio.get_running_loop()
     while requests := run.next_wave(cfg.teacher.max_concurrency):
@@ -335,6 +338,7 @@ async def _run_family(
         for request, reply in zip(requests, replies, strict=True):
             if reply.finish_reason in ("error", "context_limit"):
                 failures.append(run.failed_request(request, reply.error or reply.finish_reason))
+                errors.add(f"teacher_error {run.family} request {request.number}", reply.error)
             else:
                 candidates += run.candidates(request, reply.text)
         verdicts = await asyncio.gather(
@@ -359,11 +363,15 @@ async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -
         total=total, initial=initial, desc="verified tasks", unit="task", disable=not progress
     )
     totals: Counter[str] = Counter()
+    errors = ErrorLog("instruct")
     try:
         with ThreadPoolExecutor(cfg.verify_workers, thread_name_prefix="verify") as pool:
-            await asyncio.gather(*(_run_family(r, teacher, cfg, pool, bar, totals) for r in runs))
+            await asyncio.gather(
+                *(_run_family(r, teacher, cfg, pool, bar, totals, errors) for r in runs)
+            )
     finally:
         bar.close()
+        errors.close()
         if hasattr(teacher, "aclose"):
             await teacher.aclose()
     return teacher.stats() if hasattr(teacher, "stats") else {}
@@ -386,6 +394,8 @@ def run_instruct(
     try:
         if cfg.teacher.backend == "openai":
             resolve_api_key(cfg.teacher.api_key_env, cfg.teacher.base_url)
+            if cfg.teacher.preflight:  # a dead endpoint fails here, in seconds
+                check_endpoint(cfg.teacher, role="teacher")
         configs = family_config_dicts(envs)
         rejected = JsonlFile(storage.join(out, "rejected.jsonl"))
         runs = [FamilyRun(f, cfg, out, configs[f], rejected) for f in cfg.families]

@@ -62,6 +62,12 @@ class OpenAIConfig(_PolicyBase):
     price_per_1m_output: float = Field(
         0.0, ge=0, description="USD per 1M completion tokens, for cost accounting (GPT-4 8k: 60)"
     )
+    preflight: bool = Field(
+        True,
+        description="check the endpoint before a stage's work (list models, one 1-token "
+        "request; fails in seconds with the URL and the error); false skips it, e.g. for an "
+        "endpoint without /v1/models",
+    )
 
 
 class HFConfig(_PolicyBase):

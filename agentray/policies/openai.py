@@ -190,7 +190,7 @@ class OpenAIPolicy(Policy):
 
     @classmethod
     def from_config(cls, cfg: OpenAIConfig) -> OpenAIPolicy:
-        return cls(**cfg.model_dump(exclude={"backend", "params"}))
+        return cls(**cfg.model_dump(exclude={"backend", "params", "preflight"}))
 
     async def generate(
         self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None

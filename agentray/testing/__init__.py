@@ -6,6 +6,10 @@
   prompts (procedural proposals plus named faults).
 - ``benchmark_endpoint``: an endpoint that answers the general suites from their gold data
   (a known-good and a known-bad answer source for scoring tests).
+- ``conversation_expert``: the scripted expert for a plain conversation (its task found
+  from the text), behind both endpoints.
+- ``per_process_env``, ``expertless_env``: test-only env families (tasks that differ per
+  process; no scripted expert).
 - ``free_port``: a TCP port nobody listens on now, for a server a test or benchmark starts.
 """
 

@@ -36,8 +36,14 @@ from agentray.eval.general.config import GeneralConfig
 from agentray.eval.general.humaneval import defines_function
 from agentray.eval.general.mtbench import JUDGE_MARK
 from agentray.eval.general.runner import make_suite
-from agentray.testing.expert_endpoint import ConversationExpert
-from agentray.testing.openai_wire import approx_tokens, chat_completion_body, error_response
+from agentray.testing.conversation_expert import ConversationExpert
+from agentray.testing.openai_wire import (
+    PREFLIGHT_REPLY,
+    approx_tokens,
+    chat_completion_body,
+    error_response,
+    is_preflight,
+)
 
 MODELS = ("gold", "wrong", "judge")
 WRONG_ENV_REPLY = "I am not sure what to do here."
@@ -152,6 +158,8 @@ class BenchmarkEndpoint:
 
     def reply(self, model: str, messages: list[dict[str, str]]) -> str:
         """Raises KeyError for a conversation it knows nothing about."""
+        if is_preflight(messages):
+            return PREFLIGHT_REPLY
         if any(JUDGE_MARK in m["content"] for m in messages):
             return f"The response is adequate. Rating: [[{self.judge_rating:g}]]"
         last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user")

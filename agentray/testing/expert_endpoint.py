@@ -4,7 +4,10 @@ For tests and benchmarks: real HTTP (uvicorn + starlette), with seeded latency, 
 stall injection.
 
 It finds the task a conversation is about (``TaskIndex``) and replies with the expert's next
-action, so episodes driven through it really succeed. An ``agentray instruct`` prompt is
+action, so episodes driven through it really succeed. By default it knows every registered
+family that can run here (held-out ones too), each indexed when a conversation first needs
+it; ``families`` lists the ones to index at start instead (and answers only those). The
+stages' preflight request is answered "OK". An ``agentray instruct`` prompt is
 answered by the stand-in teacher (``instruct_teacher``: procedural proposals plus the faults
 named in ``instruct_faults``). ``POST /v1/chat/completions``,
 ``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``.
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import math
 import random
@@ -30,7 +32,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any, Literal, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.applications import Starlette
@@ -38,17 +40,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentray.envs.registry import TaskIndex, family_names, make_env
-from agentray.policies.expert import expert_reply
+from agentray.envs.registry import family_names
+from agentray.testing.conversation_expert import ConversationExpert, available_families
 from agentray.testing.instruct_teacher import FAULT_REASONS, StandInTeacher
 from agentray.testing.openai_wire import (
+    PREFLIGHT_REPLY,
     approx_tokens,
     chat_completion_body,
     error_response,
+    is_preflight,
     json_body,
     request_messages,
 )
-from agentray.types import Message
 
 READY_LINE = "agentray expert endpoint listening on "
 ERROR_KINDS = {429: ("rate_limit_exceeded", "requests"), 408: ("timeout", "server_error")}
@@ -62,11 +65,16 @@ class EndpointConfig(BaseModel):
     host: str = Field("127.0.0.1", description="interface to bind")
     port: int = Field(0, ge=0, le=65535, description="0 = any free port")
     model: str = Field("expert", description="model name listed by /v1/models")
-    families: list[str] = Field(
-        default_factory=lambda: ["db", "kg"], description="env families whose tasks it answers"
+    families: list[str] | None = Field(
+        None,
+        description="env families whose tasks it answers (indexed at start); None: every "
+        "registered family that can run here, held-out ones too, each indexed when the first "
+        "conversation no indexed family knows arrives",
     )
     family_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per-family settings: the same the envs run with"
+        default_factory=dict,
+        description="per-family settings: the same the run's envs use (its envs: section), "
+        "else the tasks differ and its conversations are not found",
     )
     latency_ms: float = Field(0.0, ge=0, description="fixed latency; the minimum otherwise")
     latency_dist: Literal["fixed", "uniform", "exponential"] = Field(
@@ -99,10 +107,14 @@ class EndpointConfig(BaseModel):
 
     @field_validator("families")
     @classmethod
-    def _known_families(cls, value: list[str]) -> list[str]:
-        unknown = [f for f in value if f not in family_names()]
+    def _known_families(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = [f for f in value if f not in family_names(held_out=True)]
         if unknown:
-            raise ValueError(f"unknown env families {unknown}; allowed: {family_names()}")
+            raise ValueError(
+                f"unknown env families {unknown}; allowed: {family_names(held_out=True)}"
+            )
         return value
 
     @field_validator("instruct_faults")
@@ -127,50 +139,6 @@ class EndpointConfig(BaseModel):
         return self
 
 
-class ConversationExpert:
-    """The expert's next reply for a plain OpenAI conversation.
-
-    HTTP drops the ``loss: False`` marks on demonstration turns, which ``TaskIndex`` and
-    ``expert_reply`` rely on; they are put back from the env's own opening turns, found by
-    hashing the conversation's first ``len(prompt)`` messages.
-    """
-
-    def __init__(self, family_configs: dict[str, dict[str, Any] | None]) -> None:
-        self.index = TaskIndex({})
-        self._demo_marks: dict[str, tuple[int, ...]] = {}
-        self._prompt_lengths: set[int] = set()
-        for name, cfg in family_configs.items():
-            env = make_env(name, cfg)
-            for split in ("train", "test"):
-                for task in env.tasks(split):
-                    prompt = env.prompt(task)
-                    self.index.add(env, task)
-                    marks = tuple(i for i, m in enumerate(prompt) if m.get("loss") is False)
-                    self._demo_marks[_prompt_key(prompt)] = marks
-                    self._prompt_lengths.add(len(prompt))
-
-    def with_demo_marks(self, messages: list[Message]) -> list[Message]:
-        for length in sorted(self._prompt_lengths, reverse=True):
-            marks = self._demo_marks.get(_prompt_key(messages[:length]))
-            if marks is not None and len(messages) >= length:
-                out = [dict(m) for m in messages]
-                for i in marks:
-                    out[i]["loss"] = False
-                return out  # type: ignore[return-value]
-        return messages
-
-    def reply(self, messages: list[Message]) -> str:
-        """Raises KeyError when no known task matches the conversation."""
-        return expert_reply(self.index, self.with_demo_marks(messages))
-
-
-def _prompt_key(messages: list[Message]) -> str:
-    digest = hashlib.sha1()
-    for m in messages:
-        digest.update(f"{m['role']}\x00{m['content']}\x01".encode())
-    return digest.hexdigest()
-
-
 # -- request handling ---------------------------------------------------------------------
 
 
@@ -179,7 +147,12 @@ class EndpointState:
 
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
-        self.expert = ConversationExpert({f: config.family_configs.get(f) for f in config.families})
+        configs = config.family_configs
+        if config.families is not None:
+            self.expert = ConversationExpert({f: configs.get(f) for f in config.families})
+        else:  # every family that can run here, indexed as conversations need them
+            lazy = {f: configs.get(f) for f in available_families()}
+            self.expert = ConversationExpert({}, lazy=lazy)
         self.teacher = StandInTeacher(config.instruct_faults, config.seed)
         self.rng = random.Random(config.seed)
         self.stopping = False
@@ -283,7 +256,9 @@ class EndpointState:
             message = f"This model's maximum context length is {limit} tokens; the messages have {prompt_tokens}"
             return error_response(400, message, code="context_length_exceeded", param="messages")
         try:
-            if self.teacher.answers(messages):
+            if is_preflight(messages):
+                text = PREFLIGHT_REPLY
+            elif self.teacher.answers(messages):
                 text = self.teacher.reply(messages)
                 self.counters["instruct_replies"] += 1
             else:
@@ -429,7 +404,8 @@ def _flag_value(name: str, text: str) -> Any:
         value = json.loads(text)
     except ValueError:
         value = text
-    is_list = get_origin(EndpointConfig.model_fields[name].annotation) is list
+    annotation = EndpointConfig.model_fields[name].annotation
+    is_list = list in (get_origin(annotation), *map(get_origin, get_args(annotation)))
     if is_list and not isinstance(value, list):
         return str(text).split(",")
     return value

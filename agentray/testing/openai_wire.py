@@ -10,7 +10,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentray.policies.preflight import PREFLIGHT_MESSAGES
 from agentray.types import Message
+
+PREFLIGHT_REPLY = "OK"
+
+
+def is_preflight(messages: list[dict[str, Any]]) -> bool:
+    """Whether a request is a stage's preflight check (which a stand-in answers "OK")."""
+    return [(m["role"], m["content"]) for m in messages] == [
+        (m["role"], m["content"]) for m in PREFLIGHT_MESSAGES
+    ]
 
 
 def approx_tokens(text: str) -> int:

@@ -8,8 +8,9 @@ import time
 import openai
 import pytest
 
-from agentray.envs.registry import make_env
+from agentray.envs.registry import env_class, make_env
 from agentray.model.chat import chat_messages
+from agentray.policies.preflight import PREFLIGHT_MESSAGES
 from agentray.testing.endpoint_process import EndpointProcess, fetch_stats
 from agentray.testing.expert_endpoint import (
     EndpointConfig,
@@ -76,6 +77,27 @@ def test_stock_client_drives_episodes_to_success(endpoint):
     assert stats["prompt_tokens"] == usage["prompt"]
     assert stats["completion_tokens"] == usage["completion"]
     assert stats["errors_injected"] == stats["stalls"] == 0
+
+
+@pytest.mark.parametrize("family", ["alfworld", "mind2web", "scienceworld"])
+def test_by_default_it_answers_every_family_that_can_run_here(endpoint, family):
+    """No ``families``: held-in families beyond db and kg and the held-out ones are
+    answered too (each indexed when a conversation first needs it)."""
+    why_not = env_class(family).unavailable()
+    if why_not is not None:
+        pytest.skip(f"{family} cannot run here: {why_not}")
+    configs = {family: {"n_train": 2, "n_test": 1}}
+    ep = endpoint(family_configs=configs)
+    assert ep.config.families is None
+    client = client_for(ep)
+    env = make_env(family, configs[family])
+    for task in env.tasks("train") + env.tasks("test"):
+        reply = ask(client, chat_messages(env.prompt(task))).choices[0].message.content
+        assert reply == env.expert_actions(task)[0], task.id
+    # the stages' preflight request gets its answer without indexing anything more
+    indexed = list(ep.state.expert.indexed)
+    assert ask(client, PREFLIGHT_MESSAGES).choices[0].message.content == "OK"
+    assert ep.state.expert.indexed == indexed and family in indexed
 
 
 def test_unknown_conversation_and_context_limit_are_400s(endpoint):

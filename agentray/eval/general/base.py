@@ -119,10 +119,11 @@ async def run_suite(
     max_concurrency: int,
     fresh: bool = True,
     progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every item not yet in the results at ``results`` (a path or URI; with
     ``fresh=False``: items whose request failed run again too); return all results, in item
-    order."""
+    order. ``on_result`` sees each new result as it is scored."""
     items = suite.items()
     kept = [] if fresh else read_results(results)
     done = {r["id"]: r for r in kept if r.get("status") != REQUEST_ERROR}
@@ -142,6 +143,8 @@ async def run_suite(
             result = await next_done
             done[result["id"]] = result
             writer.add(result)
+            if on_result is not None:
+                on_result(result)
             bar.update()
         finished = True
     finally:

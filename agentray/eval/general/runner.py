@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agentray import storage
-from agentray.eval.general.base import Ask, Suite, SuiteSkipped, run_suite
+from agentray.eval.general.base import REQUEST_ERROR, Ask, Suite, SuiteSkipped, run_suite
 from agentray.eval.general.config import GeneralConfig
 from agentray.eval.general.registry import suite_class
+from agentray.failures import ErrorLog
 from agentray.policies.base import Policy
 from agentray.policies.registry import PolicyConfig, make_policy
 from agentray.types import Completion, GenerationParams, Message
@@ -53,17 +55,19 @@ def run_general(
     out_dir: str,
     fresh: bool = True,
     progress: bool = True,
+    errors: ErrorLog | None = None,
 ) -> dict[str, Any]:
     """{"tasks": summary per suite, "skipped": reason per suite, "results": item results per
     suite, "policy_stats", "timings_s"}; item results also go to ``out_dir/<suite>.jsonl``
-    (``out_dir``: a path or URI)."""
+    (``out_dir``: a path or URI). Each request_error item goes to ``errors`` as it ends."""
     out_dir = storage.absolute(out_dir)
     if fresh:
         storage.remove(out_dir)  # results of an earlier model
     suites, skipped = ready_suites(cfg, policy_cfg)
     out: dict[str, Any] = {"tasks": {}, "skipped": skipped, "results": {}, "timings_s": {}}
     if suites:
-        asyncio.run(_run(suites, cfg, policy_cfg, out_dir, fresh, progress, out))
+        report = _error_reporter(errors)
+        asyncio.run(_run(suites, cfg, policy_cfg, out_dir, fresh, progress, out, report))
     return out
 
 
@@ -75,6 +79,7 @@ async def _run(
     fresh: bool,
     progress: bool,
     out: dict[str, Any],
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     policy = make_policy(policy_cfg)
     judge = make_policy(cfg.mt_bench.judge) if cfg.mt_bench.judge is not None else None
@@ -90,6 +95,7 @@ async def _run(
                 cfg.max_concurrency,
                 fresh=fresh,
                 progress=progress,
+                on_result=on_result,
             )
             out["timings_s"][suite.name] = round(time.perf_counter() - started, 2)
             out["results"][suite.name] = rows
@@ -100,6 +106,17 @@ async def _run(
             out["judge_stats"] = _stats(judge)
             await judge.aclose()
         await policy.aclose()
+
+
+def _error_reporter(errors: ErrorLog | None) -> Callable[[dict[str, Any]], None] | None:
+    if errors is None:
+        return None
+
+    def report(result: dict[str, Any]) -> None:
+        if result.get("status") == REQUEST_ERROR:
+            errors.add(f"request_error {result['id']}", result.get("error"))
+
+    return report
 
 
 def _stats(policy: Policy) -> dict[str, Any]:
