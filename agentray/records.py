@@ -8,7 +8,11 @@
 The parquet schema is derived from the ``Trajectory`` model (``arrow_schema``); fields
 typed as dicts (``policy``, ``timings``) are stored as JSON text. Rows read back go
 through ``Trajectory.from_row``, which ignores columns the model does not have (runs
-written before ``response_token_ids`` was dropped still load).
+written before ``response_token_ids`` was dropped still load) and gives a column a shard
+lacks (``attempt``, added later) its default.
+
+A task id may carry several rows (a ``task_error`` and the rerun that retried it, or two
+drivers over one folder at once): every reader keeps one per id by ``replaces_kept``.
 """
 
 from __future__ import annotations
@@ -95,8 +99,15 @@ class Trajectory(BaseModel):
     seed: int
     timings: dict[str, float | int] = Field(default_factory=dict)  # wall_s, ... (JSON text)
     error: str | None = None
+    # which run of this task id wrote the record: 1, then +1 per rerun that retried a task_error
+    attempt: int = 1
 
     JSON_FIELDS: ClassVar[tuple[str, ...]] = ("policy", "timings")
+
+    @field_validator("attempt", mode="before")
+    @classmethod
+    def _first_attempt(cls, value: Any) -> Any:
+        return 1 if value is None else value  # a shard written before the column existed
 
     @field_validator("policy", "timings", mode="before")
     @classmethod
@@ -202,6 +213,20 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
 
 
 TRAJECTORY_SCHEMA = arrow_schema(Trajectory)
+# the columns every shard has, whatever version wrote it (later ones: ``attempt``)
+TRAJECTORY_CORE_COLUMNS = [name for name in TRAJECTORY_SCHEMA.names if name != "attempt"]
+
+
+def replaces_kept(kept_status: str | None) -> bool:
+    """Whether the next row of an id, in write order (sorted shard names, then rows), stands
+    for the id instead of the row kept so far (None: no row yet).
+
+    Only a ``task_error`` is replaced: the first row of any other status stands for its id
+    for good (a completed episode is kept exactly once, whatever is written after it), and
+    an id with only errors is its last row, the latest attempt (a rerun writes its retry
+    after the attempt it retries)."""
+    return kept_status is None or kept_status == Status.TASK_ERROR.value
+
 
 _ROLE_TO_FROM = {"user": "human", "system": "human", "assistant": "gpt"}
 _FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}

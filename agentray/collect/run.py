@@ -29,19 +29,25 @@ def run_collect(
     progress: bool = True,
     envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Collect every task of ``cfg`` not yet in the output folder, with the families'
-    settings ``envs`` (the pipeline config's ``envs:``; defaults where None); returns the run summary
+    """Collect every task of ``cfg`` not yet in the output folder (and, with
+    ``rollout.retry_errors``, again those recorded as task_error, up to
+    ``rollout.max_attempts``), with the families' settings ``envs`` (the pipeline config's
+    ``envs:``; defaults where None); returns the run summary
     (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
     stats, retries, actor replacements and the node of each EnvPool), also written to
     ``<run_dir>/collect/manifest.json`` under ``counts``."""
     started = time.time()
-    ensure_ray()
     out = trajectories_dir(cfg, run_dir)
+    # what is there already is read first: an unreadable shard fails before Ray starts
+    sink = ParquetSink(
+        out,
+        flush_every=cfg.rollout.flush_every,
+        flush_interval_s=cfg.rollout.flush_interval_s,
+        max_attempts=cfg.rollout.attempts_allowed,
+    )
+    ensure_ray()
     envs = as_envs(envs)
     tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
-    sink = ParquetSink(
-        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
-    )
     engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         summary = asyncio.run(engine.run(tasks, sink, progress=progress))

@@ -31,7 +31,9 @@ def run_eval(
     (``s3://bucket/run``); every output goes through ``agentray.storage``.
 
     ``fresh`` discards earlier eval results of this run dir (a new model is being scored);
-    pass False to resume an interrupted evaluation of the same model.
+    pass False to resume an interrupted evaluation of the same model: finished episodes
+    are kept, and those that ended in task_error are run again as the collect stage does
+    (``rollout.retry_errors``, ``rollout.max_attempts``).
     """
     started = time.time()
     reference = load_reference(cfg.reference_file)  # a bad file fails before any work
@@ -93,7 +95,9 @@ def _run_env_families(
 
     ensure_ray()
     tasks = load_tasks(families, cfg.split, envs, cfg.max_tasks_per_family)
-    sink = ParquetSink(traj_dir, flush_every=cfg.rollout.flush_every)
+    sink = ParquetSink(
+        traj_dir, flush_every=cfg.rollout.flush_every, max_attempts=cfg.rollout.attempts_allowed
+    )
     engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         asyncio.run(engine.run(tasks, sink, progress=progress))
