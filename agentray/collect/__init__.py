@@ -27,7 +27,7 @@ __getattr__ = lazy_exports(
         "load_tasks": "agentray.collect.engine:load_tasks",
         "summarize": "agentray.collect.engine:summarize",
         "ParquetSink": "agentray.collect.sink:ParquetSink",
-        "CorruptShardError": "agentray.collect.sink:CorruptShardError",
+        "CorruptShardError": "agentray.records:CorruptShardError",
         "read_trajectories": "agentray.collect.sink:read_trajectories",
         "run_collect": "agentray.collect.run:run_collect",
     }

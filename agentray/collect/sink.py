@@ -24,7 +24,9 @@ Exactly-once without a rename (object stores have none), and retries without an 
 The folder is what ``ray.data.read_parquet(<folder>)`` reads (every name ends in
 ``.parquet``; nothing else is written there). Rows are ``Trajectory`` records, written with
 the schema derived from the model and read back through ``Trajectory.from_row``. A shard
-that cannot be read (truncated, corrupt) raises ``CorruptShardError`` naming it.
+that cannot be read (truncated, corrupt) raises ``CorruptShardError`` naming it (defined
+with its reader, ``read_trajectory_shard``, in ``agentray.records``, so that the process
+stage, which may not import collect, can catch it too; ``agentray.collect`` exports it).
 """
 
 from __future__ import annotations
@@ -40,38 +42,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentray import storage
-from agentray.records import TRAJECTORY_SCHEMA, Trajectory, replaces_kept
+from agentray.records import (
+    TRAJECTORY_SCHEMA,
+    Trajectory,
+    read_trajectory_shard,
+    replaces_kept,
+)
 from agentray.types import Status
 
 _READ_THREADS = 8  # shards read at once: on an object store each read is a round trip
 _KEY_COLUMNS = ["id", "status"]
-
-
-class CorruptShardError(RuntimeError):
-    """A trajectory shard that cannot be read: ``location`` names it, ``reason`` says why
-    (the reader's error, one line)."""
-
-    def __init__(self, location: str, reason: str) -> None:
-        super().__init__(f"unreadable trajectory shard {location}: {reason}")
-        self.location = location
-        self.reason = reason
-
-
-def read_shard(shard: str, columns: list[str]) -> pa.Table:
-    """``columns`` of one shard, those it has (older shards lack ``attempt``); raises
-    CorruptShardError if it cannot be read or lacks ``id`` or ``status``."""
-    fs, path = storage.filesystem(shard)
-    try:
-        with fs.open_input_file(path) as f:
-            parquet = pq.ParquetFile(f)
-            names = parquet.schema_arrow.names
-            missing = [c for c in _KEY_COLUMNS if c in columns and c not in names]
-            if missing:
-                raise CorruptShardError(shard, f"no {missing} column (not a trajectory shard)")
-            return parquet.read(columns=[c for c in columns if c in names])
-    except (pa.ArrowException, OSError) as e:  # corrupt data surfaces as either
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CorruptShardError(shard, reason) from None
 
 
 def _shards(out_dir: str | Path, columns: list[str]) -> list[pa.Table]:
@@ -80,7 +60,7 @@ def _shards(out_dir: str | Path, columns: list[str]) -> list[pa.Table]:
     if not shards:
         return []
     with ThreadPoolExecutor(min(_READ_THREADS, len(shards))) as pool:
-        return list(pool.map(lambda shard: read_shard(shard, columns), shards))
+        return list(pool.map(lambda shard: read_trajectory_shard(shard, columns), shards))
 
 
 def _kept_rows(out_dir: str | Path, columns: list[str]) -> dict[str, dict[str, Any]]:
