@@ -83,9 +83,14 @@ def _run_stage(stage: str, run, cfg: PipelineConfig | None = None) -> dict:
     """``run()``'s result; a stage that fails loudly (``StageFailed``: a dead endpoint, most
     episodes or items failing) prints its result (if it got one) and one red line, exit 1."""
     from agentray.failures import StageFailed, failure_line
+    from agentray.records import CorruptShardError
 
     try:
         return run()
+    except CorruptShardError as e:
+        message = f"{stage}: {e} (move it out of the folder and rerun: its episodes are redone)"
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
     except StageFailed as e:
         if e.result is not None:
             typer.echo(json.dumps(e.result, indent=2, default=str))
@@ -157,7 +162,8 @@ def instruct(
 
 @app.command()
 def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
-    """Env families x teacher policy -> trajectory parquet (resumable)."""
+    """Env families x teacher policy -> trajectory parquet (resumable; a rerun retries
+    task_error episodes, see collect.rollout.retry_errors)."""
     from agentray.pipeline import stage_collect
 
     cfg = _load(config, run_dir)
@@ -215,6 +221,13 @@ def evaluate(
     out: str | None = typer.Option(
         None, "--out", help="--compare: output folder or URI (default RUN_B/eval/compare)"
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="keep this run's finished episodes and items (the same model) and run the rest, "
+        "and again the episodes that ended in task_error (eval.rollout.retry_errors); "
+        "default: start over",
+    ),
 ) -> None:
     """Held-in / held-out env tasks and general suites against a served model -> scores.json
     (Overall per category), report.md, report.html; or --compare RUN_A RUN_B."""
@@ -236,7 +249,7 @@ def evaluate(
 
     try:
         cfg = _load(config, run_dir)
-        _show(_run_stage("eval", lambda: stage_eval(cfg)), cfg, "eval")
+        _show(_run_stage("eval", lambda: stage_eval(cfg, resume=resume)), cfg, "eval")
     except ReferenceError as e:
         typer.secho(f"eval: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

@@ -81,10 +81,12 @@ def stage_serve(cfg: PipelineConfig, block: bool = True) -> dict[str, Any]:
     return run_serve(serve_config_for_run(cfg), run_dir_of(cfg), block=block)
 
 
-def stage_eval(cfg: PipelineConfig) -> dict[str, Any]:
+def stage_eval(cfg: PipelineConfig, resume: bool = False) -> dict[str, Any]:
+    """``resume``: keep the run dir's finished eval work (the same model) instead of
+    starting over; see ``run_eval``'s ``fresh``."""
     from agentray.eval import run_eval
 
-    return run_eval(cfg.eval, run_dir_of(cfg), envs=cfg.envs)
+    return run_eval(cfg.eval, run_dir_of(cfg), fresh=not resume, envs=cfg.envs)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:

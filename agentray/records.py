@@ -8,7 +8,14 @@
 The parquet schema is derived from the ``Trajectory`` model (``arrow_schema``); fields
 typed as dicts (``policy``, ``timings``) are stored as JSON text. Rows read back go
 through ``Trajectory.from_row``, which ignores columns the model does not have (runs
-written before ``response_token_ids`` was dropped still load).
+written before ``response_token_ids`` was dropped still load) and gives a column a shard
+lacks (``attempt``, added later) its default.
+
+A task id may carry several rows (a ``task_error`` and the rerun that retried it, or two
+drivers over one folder at once): every reader keeps one per id by ``replaces_kept``.
+``read_trajectory_shard`` reads one shard, and names it in one line (``CorruptShardError``)
+when it cannot: the collect sink's readers use it, and the process stage may (it cannot
+import collect) to set such a shard aside.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from enum import Enum
 from typing import Annotated, Any, ClassVar, Union
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict, is_typeddict
 
+from agentray import storage
 from agentray.types import Message, Status, TaskSpec
 
 ConversationTurn = TypedDict(
@@ -95,8 +104,15 @@ class Trajectory(BaseModel):
     seed: int
     timings: dict[str, float | int] = Field(default_factory=dict)  # wall_s, ... (JSON text)
     error: str | None = None
+    # which run of this task id wrote the record: 1, then +1 per rerun that retried a task_error
+    attempt: int = 1
 
     JSON_FIELDS: ClassVar[tuple[str, ...]] = ("policy", "timings")
+
+    @field_validator("attempt", mode="before")
+    @classmethod
+    def _first_attempt(cls, value: Any) -> Any:
+        return 1 if value is None else value  # a shard written before the column existed
 
     @field_validator("policy", "timings", mode="before")
     @classmethod
@@ -202,6 +218,47 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
 
 
 TRAJECTORY_SCHEMA = arrow_schema(Trajectory)
+# the columns every shard has, whatever version wrote it (later ones: ``attempt``)
+TRAJECTORY_CORE_COLUMNS = [name for name in TRAJECTORY_SCHEMA.names if name != "attempt"]
+
+
+def replaces_kept(kept_status: str | None) -> bool:
+    """Whether the next row of an id, in write order (sorted shard names, then rows), stands
+    for the id instead of the row kept so far (None: no row yet).
+
+    Only a ``task_error`` is replaced: the first row of any other status stands for its id
+    for good (a completed episode is kept exactly once, whatever is written after it), and
+    an id with only errors is its last row, the latest attempt (a rerun writes its retry
+    after the attempt it retries)."""
+    return kept_status is None or kept_status == Status.TASK_ERROR.value
+
+
+class CorruptShardError(RuntimeError):
+    """A trajectory shard that cannot be read: ``location`` names it, ``reason`` says why
+    (the reader's error, one line)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"unreadable trajectory shard {location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+def read_trajectory_shard(shard: str, columns: list[str]) -> pa.Table:
+    """``columns`` of one shard, those it has (older shards lack ``attempt``); raises
+    CorruptShardError if it cannot be read or lacks ``id`` or ``status``."""
+    fs, path = storage.filesystem(shard)
+    try:
+        with fs.open_input_file(path) as f:
+            parquet = pq.ParquetFile(f)
+            names = parquet.schema_arrow.names
+            missing = [c for c in ("id", "status") if c in columns and c not in names]
+            if missing:
+                raise CorruptShardError(shard, f"no {missing} column (not a trajectory shard)")
+            return parquet.read(columns=[c for c in columns if c in names])
+    except (pa.ArrowException, OSError) as e:  # corrupt data surfaces as either
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise CorruptShardError(shard, reason) from None
+
 
 _ROLE_TO_FROM = {"user": "human", "system": "human", "assistant": "gpt"}
 _FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}

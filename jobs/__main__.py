@@ -31,10 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from agentray import pipeline
     from agentray.failures import StageFailed, failure_line
+    from agentray.records import CorruptShardError
 
     stage = args.stage
     try:
         result = _run(pipeline, stage, cfg)
+    except CorruptShardError as e:
+        print(
+            f"{stage}: {e} (move it out of the folder and rerun: its episodes are redone)",
+            file=sys.stderr,
+        )
+        return 1
     except StageFailed as e:  # a dead endpoint, most episodes or items failing: exit 1
         if e.result is not None:
             print(json.dumps(e.result, indent=2, default=str))

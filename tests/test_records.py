@@ -1,5 +1,6 @@
 """The Trajectory record: its parquet schema comes from the model, rows round-trip through
-the sink, runs written before ``response_token_ids`` was dropped still load, and both
+the sink, runs written before ``response_token_ids`` was dropped or ``attempt`` was added
+still load, and both
 producers (the engine and ``expert_trajectory``) agree on ``env_version``."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from agentray.records import TRAJECTORY_SCHEMA, EpisodeResult, Trajectory, arrow
 from agentray.types import Status, TaskSpec
 
 # the columns every run so far has on disk (less response_token_ids, now dropped)
-ON_DISK = pa.schema(
+EVERY_RUN = pa.schema(
     [
         ("id", pa.string()),
         ("task", pa.string()),
@@ -40,6 +41,7 @@ ON_DISK = pa.schema(
         ("error", pa.string()),
     ]
 )
+ON_DISK = EVERY_RUN.append(pa.field("attempt", pa.int64()))  # runs since attempts are counted
 TURNS = [
     {"from": "human", "loss": None, "value": "instructions"},
     {"from": "gpt", "loss": False, "value": "OK."},
@@ -90,7 +92,7 @@ def test_a_record_round_trips_through_the_sink(tmp_path):
 
 
 def test_a_run_written_with_response_token_ids_still_loads(tmp_path):
-    old = ON_DISK.append(pa.field("response_token_ids", pa.list_(pa.list_(pa.int32()))))
+    old = EVERY_RUN.append(pa.field("response_token_ids", pa.list_(pa.list_(pa.int32()))))
     row = _record().to_row() | {"env_version": "1", "response_token_ids": [[1, 2, 3]]}
     pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "part-old.parquet")
     [loaded] = read_trajectories(tmp_path)
@@ -100,6 +102,18 @@ def test_a_run_written_with_response_token_ids_still_loads(tmp_path):
     assert not sink.add(_record()) and sink.add(_record("db_1"))
     sink.flush()
     assert sorted(r.id for r in read_trajectories(tmp_path)) == ["db_0", "db_1"]
+
+
+def test_a_run_written_before_attempts_were_counted_loads_as_first_attempts(tmp_path):
+    rows = [_record("db_0").to_row(), _record("db_1", status="task_error").to_row()]
+    table = pa.Table.from_pylist([{k: r[k] for k in EVERY_RUN.names} for r in rows], EVERY_RUN)
+    pq.write_table(table, tmp_path / "part-old.parquet")
+    assert read_trajectories(tmp_path) == [_record("db_0"), _record("db_1", status="task_error")]
+    assert all(r.attempt == 1 for r in read_trajectories(tmp_path))
+    sink = ParquetSink(tmp_path, max_attempts=2)  # the old error is retried as attempt 2
+    assert sink.next_attempt("db_0") is None and sink.next_attempt("db_1") == 2
+    # Ray Data fills a column some shards lack with nulls
+    assert Trajectory.from_row(rows[0] | {"attempt": None}).attempt == 1
 
 
 def test_rows_as_ray_data_hands_them_over_convert():

@@ -10,6 +10,7 @@ from agentray.registry import lazy_exports
 
 __all__ = [
     "CollectConfig",
+    "CorruptShardError",
     "RolloutConfig",
     "check_family_names",
     "RolloutEngine",
@@ -30,6 +31,7 @@ __getattr__ = lazy_exports(
         "load_tasks": "agentray.collect.engine:load_tasks",
         "summarize": "agentray.collect.engine:summarize",
         "ParquetSink": "agentray.collect.sink:ParquetSink",
+        "CorruptShardError": "agentray.records:CorruptShardError",
         "read_trajectories": "agentray.collect.sink:read_trajectories",
         "PolicyCannotPlay": "agentray.collect.checks:PolicyCannotPlay",
         "WatchedSink": "agentray.collect.checks:WatchedSink",

@@ -61,6 +61,18 @@ class RolloutConfig(BaseModel):
         description="dead actors recreated per run and actor kind; past it a dead slot "
         "stays empty and the live ones carry on",
     )
+    retry_errors: bool = Field(
+        True,
+        description="a rerun over the same output runs again the tasks whose record is a "
+        "task_error (an outage, a 400, a timeout), up to max_attempts runs per task id; "
+        "false keeps them as they are",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="runs of one task id over reruns, the first included (each record "
+        "carries its attempt); a task_error on its last attempt is not retried",
+    )
     flush_every: int = Field(32, gt=0, description="records per parquet shard")
     flush_interval_s: float = Field(
         60.0,
@@ -69,6 +81,11 @@ class RolloutConfig(BaseModel):
         "(bounds the work a killed driver redoes)",
     )
     metrics: bool = Field(True, description="export Ray metrics (episodes, in flight, latency)")
+
+    @property
+    def attempts_allowed(self) -> int:
+        """The sink's ``max_attempts``: 1 while errors are kept frozen."""
+        return self.max_attempts if self.retry_errors else 1
 
 
 class CollectConfig(BaseModel):

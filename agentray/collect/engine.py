@@ -10,7 +10,8 @@ batches, which batches them again across pools into ``Policy.generate`` calls.
 If either actor dies, the engine replaces it (once, however many episodes saw it die) and
 restarts the episode from reset, up to ``max_episode_retries`` times; after that the
 episode is recorded as ``task_error`` with the errors. Every record goes through the sink,
-which keeps one per task id, so a rerun over the same folder skips what is done.
+which keeps one per task id, so a rerun over the same folder skips what is done and runs
+again, as the next attempt, a ``task_error`` the sink's ``max_attempts`` allows.
 """
 
 from __future__ import annotations
@@ -200,16 +201,17 @@ class RolloutEngine:
     async def run(
         self, tasks: Iterable[TaskSpec], sink: ParquetSink, progress: bool = True
     ) -> dict[str, Any]:
-        """Run every task not yet in ``sink``; return the per-family summary of this call.
+        """Run every task ``sink.next_attempt`` allows; return the summary of this call.
 
         ``tasks`` may be any iterable (a generator is consumed lazily, at most
         ``in_flight_limit`` tasks ahead of the finished ones). The summary: per family
         count, success_rate, mean_reward, mean_turns, statuses and tokens; episodes,
+        skipped_already_done, retried_errors (tasks run again after a task_error),
         episodes_per_s, retries and actor_replacements by actor kind, each EnvPool's node
         and load (env_pools, env_pool_nodes), each PolicyActor's load and the policies'
         own stats summed (policy_stats)."""
         total = (
-            sum(1 for t in tasks if t.id not in sink.written) if isinstance(tasks, Sized) else None
+            sum(1 for t in tasks if sink.next_attempt(t.id)) if isinstance(tasks, Sized) else None
         )
         first_policy = self.policies.live_actors()[0]
         desc, self._batch_turns, self._send_tasks, nodes_at_start = await asyncio.gather(
@@ -223,7 +225,7 @@ class RolloutEngine:
         replaced_before = (self.pools.replacements, self.policies.replacements)
         stats = _Stats()
         bar = tqdm(total=total, desc="episodes", unit="ep", disable=not progress)
-        todo = self._pending(tasks, sink.written, stats)
+        todo = self._pending(tasks, sink, stats)
         # at least one worker, which also counts the skipped tasks
         n_workers = self.in_flight_limit if total is None else min(self.in_flight_limit, total)
         n_workers = max(n_workers, 1)
@@ -250,22 +252,25 @@ class RolloutEngine:
         return summary
 
     def _pending(
-        self, tasks: Iterable[TaskSpec], written: set[str], stats: _Stats
-    ) -> Iterator[TaskSpec]:
+        self, tasks: Iterable[TaskSpec], sink: ParquetSink, stats: _Stats
+    ) -> Iterator[tuple[TaskSpec, int]]:
         for task in tasks:
-            if task.id in written or task.id in self._running:
+            attempt = sink.next_attempt(task.id)
+            if attempt is None or task.id in self._running:
                 stats.skipped += 1
                 continue
+            stats.retried += attempt > 1
             self._running.add(task.id)
-            yield task
+            yield task, attempt
 
     async def _worker(
-        self, todo: Iterator[TaskSpec], sink: ParquetSink, stats: _Stats, bar: tqdm
+        self, todo: Iterator[tuple[TaskSpec, int]], sink: ParquetSink, stats: _Stats, bar: tqdm
     ) -> None:
         # workers share one iterator: next() runs without yielding, so no task is taken twice
-        for task in todo:
+        for task, attempt in todo:
             self.metrics.in_flight(len(self._running))
             record, tokens = await self._episode(task)
+            record.attempt = attempt
             sink.add(record)
             self._running.discard(task.id)
             self.metrics.in_flight(len(self._running))
@@ -457,7 +462,7 @@ def summarize(records: Iterable[Trajectory]) -> dict[str, Any]:
 
 class _Stats:
     def __init__(self) -> None:
-        self.skipped = 0
+        self.skipped = self.retried = 0
         self.by_family: dict[str, FamilyTally] = defaultdict(FamilyTally)
         self.started = time.perf_counter()
         self._done = self._ok = self._errors = 0
@@ -485,7 +490,8 @@ class _Stats:
         return {
             "families": families,
             "episodes": self._done,
-            "skipped_already_done": self.skipped,
+            "skipped_already_done": self.skipped,  # recorded, not to be retried
+            "retried_errors": self.retried,
             "wall_s": round(wall, 2),
             "episodes_per_s": round(self._done / max(wall, 1e-9), 2),
         }

@@ -37,8 +37,10 @@ def run_collect(
     progress: bool = True,
     envs: EnvsConfig | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Collect every task of ``cfg`` not yet in the output folder, with the families'
-    settings ``envs`` (the pipeline config's ``envs:``; defaults where None); returns the run summary
+    """Collect every task of ``cfg`` not yet in the output folder (and, with
+    ``rollout.retry_errors``, again those recorded as task_error, up to
+    ``rollout.max_attempts``), with the families' settings ``envs`` (the pipeline config's
+    ``envs:``; defaults where None); returns the run summary
     (per family: count, success rate, mean reward/turns, statuses, tokens; plus policy
     stats, retries, actor replacements and the node of each EnvPool), also written to
     ``<run_dir>/collect/manifest.json`` under ``counts``.
@@ -50,11 +52,18 @@ def run_collect(
     started = time.time()
     preflight_policy(cfg.policy)  # a dead endpoint fails here, in seconds
     out = trajectories_dir(cfg, run_dir)
+    # what is there already is read first: an unreadable shard fails before Ray starts
+    sink = ParquetSink(
+        out,
+        flush_every=cfg.rollout.flush_every,
+        flush_interval_s=cfg.rollout.flush_interval_s,
+        max_attempts=cfg.rollout.attempts_allowed,
+    )
     envs = as_envs(envs)
     tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
     check_expert_plays(cfg.policy, tasks, envs)
     errors = ErrorLog("collect")
-    summary = _run_episodes(cfg, envs, tasks, out, errors, progress)
+    summary = _run_episodes(cfg, envs, tasks, sink, errors, progress)
     failure = error_failure(
         task_errors(summary), summary["episodes"], cfg.max_error_fraction, errors
     )
@@ -82,14 +91,11 @@ def _run_episodes(
     cfg: CollectConfig,
     envs: EnvsConfig,
     tasks: list[TaskSpec],
-    out: str,
+    sink: ParquetSink,
     errors: ErrorLog,
     progress: bool,
 ) -> dict[str, Any]:
     ensure_ray()
-    sink = ParquetSink(
-        out, flush_every=cfg.rollout.flush_every, flush_interval_s=cfg.rollout.flush_interval_s
-    )
     engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         summary = asyncio.run(engine.run(tasks, WatchedSink(sink, errors), progress=progress))

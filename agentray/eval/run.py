@@ -44,7 +44,9 @@ def run_eval(
     (``s3://bucket/run``); every output goes through ``agentray.storage``.
 
     ``fresh`` discards earlier eval results of this run dir (a new model is being scored);
-    pass False to resume an interrupted evaluation of the same model.
+    pass False to resume an interrupted evaluation of the same model: finished episodes
+    are kept, and those that ended in task_error are run again as the collect stage does
+    (``rollout.retry_errors``, ``rollout.max_attempts``).
 
     Raises ``EndpointUnavailable`` before any work if the model's (or the judge's) endpoint
     does not answer, and ``StageFailed`` (with the scores) when a task was not measured.
@@ -172,8 +174,10 @@ def _run_env_families(
 
     tasks = load_tasks(families, cfg.split, envs, cfg.max_tasks_per_family)
     check_expert_plays(cfg.policy, tasks, envs)
+    sink = ParquetSink(
+        traj_dir, flush_every=cfg.rollout.flush_every, max_attempts=cfg.rollout.attempts_allowed
+    )
     ensure_ray()
-    sink = ParquetSink(traj_dir, flush_every=cfg.rollout.flush_every)
     engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
     try:
         asyncio.run(engine.run(tasks, WatchedSink(sink, errors), progress=progress))

@@ -39,7 +39,7 @@ from agentray.process.general import classify_general, iter_general
 from agentray.process.mix import MixPlan, plan_mix
 from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.ray_utils import ensure_ray
-from agentray.records import TRAJECTORY_SCHEMA
+from agentray.records import TRAJECTORY_CORE_COLUMNS, replaces_kept
 
 
 class ProcessError(RuntimeError):
@@ -328,19 +328,44 @@ def _agent_dataset(cfg: ProcessConfig, run_dir: str):
     """Collected trajectories and AgentInstruct-schema files, classified into one dataset."""
     import ray
 
-    parts = []
-    sources = trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
-    if sources:
-        parts.append(
-            # the model's columns only: those of older runs (response_token_ids) are ignored
-            ray.data.read_parquet(sources)
-            .select_columns(TRAJECTORY_SCHEMA.names)
-            .map(classify_trajectory, fn_kwargs={"cfg": cfg})
-        )
+    parts = [
+        _one_row_per_id(source).map(classify_trajectory, fn_kwargs={"cfg": cfg})
+        for source in trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
+    ]
     if cfg.agentinstruct:
         records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))
         parts.append(records.map(classify_agentinstruct, fn_kwargs={"cfg": cfg}))
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _one_row_per_id(shards: str | list[str]):
+    """The rows of a trajectory folder (or of some of its shards), one per id by the rule
+    every reader of the folder applies (``replaces_kept``): a task_error that a rerun
+    retried is superseded by its retry. Only the columns every run has are read (those of
+    older runs, such as response_token_ids, are ignored)."""
+    import ray
+
+    ds = ray.data.read_parquet(shards, include_paths=True)
+    superseded = _superseded_rows(ds.select_columns(["path", "id", "status"]).take_all())
+    if superseded:
+        ds = ds.filter(lambda row: (row["path"], row["id"]) not in superseded)
+    return ds.select_columns(TRAJECTORY_CORE_COLUMNS)
+
+
+def _superseded_rows(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(path, id) of every row that does not stand for its id; shard names sort in write
+    order, and a shard holds an id once."""
+    kept: dict[str, dict[str, Any]] = {}
+    superseded: set[tuple[str, str]] = set()
+    for row in sorted(rows, key=lambda r: r["path"]):
+        old = kept.get(row["id"])
+        if not replaces_kept(old and old["status"]):
+            superseded.add((row["path"], row["id"]))
+            continue
+        if old is not None:
+            superseded.add((old["path"], old["id"]))
+        kept[row["id"]] = row
+    return superseded
 
 
 def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:

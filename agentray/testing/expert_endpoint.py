@@ -1,7 +1,7 @@
 """An OpenAI-compatible test server that answers with the scripted expert.
 
 For tests and benchmarks: real HTTP (uvicorn + starlette), with seeded latency, error and
-stall injection.
+stall injection, and outages it recovers from.
 
 It finds the task a conversation is about (``TaskIndex``) and replies with the expert's next
 action, so episodes driven through it really succeed. By default it knows every registered
@@ -10,7 +10,9 @@ it; ``families`` lists the ones to index at start instead (and answers only thos
 stages' preflight request is answered "OK". An ``agentray instruct`` prompt is
 answered by the stand-in teacher (``instruct_teacher``: procedural proposals plus the faults
 named in ``instruct_faults``). ``POST /v1/chat/completions``,
-``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``.
+``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``, ``POST /faults``
+(``{"outage_after": K, "outage_requests": N}``: after K more chat requests, the next N fail
+with 503, then it answers again).
 
 Usage counts are approximate: one token per whitespace-separated word of each message's
 content (``approx_tokens``); prompt tokens sum over the request's messages.
@@ -95,6 +97,15 @@ class EndpointConfig(BaseModel):
         0.0, ge=0, le=1, description="fraction of requests never answered (until the client leaves)"
     )
     max_stall_s: float = Field(600.0, gt=0, description="a stalled request ends after this anyway")
+    outage_after: int = Field(
+        0, ge=0, description="outage: chat requests answered before it starts (a preflight)"
+    )
+    outage_requests: int = Field(
+        0,
+        ge=0,
+        description="outage: chat requests failed with 503 once it starts, then the endpoint "
+        "recovers (POST /faults schedules another)",
+    )
     context_limit_tokens: int | None = Field(
         None, gt=0, description="prompts longer than this get 400 context_length_exceeded"
     )
@@ -158,6 +169,23 @@ class EndpointState:
         self.stopping = False
         self.counters: Counter[str] = Counter()
         self.errors_by_status: Counter[str] = Counter()
+        self.outage = [config.outage_after, config.outage_requests]  # requests before, in it
+
+    def schedule_outage(self, after: int, requests: int) -> dict[str, int]:
+        """After ``after`` more chat requests, fail the next ``requests`` with 503."""
+        self.outage = [after, requests]
+        return {"outage_after": after, "outage_requests": requests}
+
+    def _in_outage(self) -> bool:
+        """Counts one chat request down the scheduled outage: True if it falls inside."""
+        if self.outage[1] == 0:
+            return False
+        if self.outage[0] > 0:
+            self.outage[0] -= 1
+            return False
+        self.outage[1] -= 1
+        self.counters["outage_errors"] += 1
+        return True
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -174,6 +202,7 @@ class EndpointState:
                 "in_flight",
                 "max_in_flight",
                 "instruct_replies",
+                "outage_errors",
             )
         }
         out["errors_by_status"] = dict(self.errors_by_status)
@@ -215,6 +244,8 @@ class EndpointState:
             self.counters["max_in_flight"], self.counters["in_flight"]
         )
         try:
+            if self._in_outage():
+                return self._injected_error(503)
             fate, code, latency = self.draw()
             if fate == "stall":
                 self.counters["stalls"] += 1
@@ -286,6 +317,14 @@ class EndpointState:
     async def post_reset(self, request: Request) -> JSONResponse:
         return JSONResponse(self.reset_stats())
 
+    async def post_faults(self, request: Request) -> JSONResponse:
+        body = await json_body(request)
+        try:
+            after, n = int(body.get("outage_after", 0)), int(body["outage_requests"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return error_response(400, 'expected {"outage_after": K, "outage_requests": N}')
+        return JSONResponse(self.schedule_outage(max(after, 0), max(n, 0)))
+
 
 def build_app(state: EndpointState) -> Starlette:
     return Starlette(
@@ -294,6 +333,7 @@ def build_app(state: EndpointState) -> Starlette:
             Route("/v1/models", state.models, methods=["GET"]),
             Route("/stats", state.get_stats, methods=["GET"]),
             Route("/stats/reset", state.post_reset, methods=["POST"]),
+            Route("/faults", state.post_faults, methods=["POST"]),
         ]
     )
 

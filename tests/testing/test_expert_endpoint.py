@@ -221,3 +221,34 @@ def test_cli_in_a_child_process():
         env = make_env("db", FAMILY_CONFIGS["db"])
         assert response.choices[0].message.content == env.expert_actions(env.tasks("train")[0])[0]
         assert ep.stats()["completions"] == 1
+
+
+def _statuses_of(client: openai.OpenAI, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        try:
+            ask(client, first_prompt("db"))
+            out.append(200)
+        except openai.APIStatusError as e:
+            out.append(e.status_code)
+    return out
+
+
+def test_an_outage_fails_a_window_of_requests_then_recovers(endpoint):
+    """outage_after answered, outage_requests 503s, then answers again; POST /faults
+    schedules another (the models list is not part of it)."""
+    import requests
+
+    ep = endpoint(families=["db"], outage_after=2, outage_requests=3)
+    client = client_for(ep)
+    assert [m.id for m in client.models.list().data] == ["expert"]
+    assert _statuses_of(client, 7) == [200, 200, 503, 503, 503, 200, 200]
+    response = requests.post(
+        f"{ep.url}/faults", json={"outage_after": 1, "outage_requests": 2}, timeout=10
+    )
+    assert response.json() == {"outage_after": 1, "outage_requests": 2}
+    assert _statuses_of(client, 4) == [200, 503, 503, 200]
+    stats = ep.stats()
+    assert stats["outage_errors"] == 5 and stats["errors_by_status"] == {"503": 5}
+    bad = requests.post(f"{ep.url}/faults", json={"outage_after": 1}, timeout=10)
+    assert bad.status_code == 400
