@@ -21,6 +21,7 @@ from agentray.collect import CorruptShardError
 from agentray.collect.config import CollectConfig, RolloutConfig
 from agentray.collect.run import run_collect
 from agentray.collect.sink import ParquetSink, finished_ids, id_states, read_trajectories
+from agentray.failures import StageFailed
 from agentray.policies.registry import OpenAIConfig
 from agentray.records import TRAJECTORY_SCHEMA, Trajectory
 from agentray.testing.expert_endpoint import ExpertEndpoint
@@ -167,8 +168,9 @@ def _collect(base_url: str, max_tasks: int, **rollout) -> CollectConfig:
     return CollectConfig(
         families=["db"],
         max_tasks_per_family=max_tasks,
-        # no retries inside a run: a 503 ends its episode as task_error
-        policy=OpenAIConfig(model="expert", base_url=base_url, max_retries=0),
+        # no retries inside a run: a 503 ends its episode as task_error; no preflight
+        # request, so the endpoint's counts are the episodes' alone
+        policy=OpenAIConfig(model="expert", base_url=base_url, max_retries=0, preflight=False),
         rollout=RolloutConfig(
             max_in_flight=8,
             num_env_pools=1,
@@ -242,9 +244,11 @@ def test_an_error_on_its_last_attempt_is_not_retried(ray_local, tmp_path):
     out = storage.join(run_dir, "collect", "trajectories")
     with ExpertEndpoint(families=["db"], family_configs=FAMILY, outage_requests=10_000) as ep:
         for attempt in (1, 2):
-            summary = run_collect(
-                _collect(ep.base_url, 3, max_attempts=2), run_dir, progress=False, envs=FAMILY
-            )
+            with pytest.raises(StageFailed) as every_episode_failed:  # loud, outputs written
+                run_collect(
+                    _collect(ep.base_url, 3, max_attempts=2), run_dir, progress=False, envs=FAMILY
+                )
+            summary = every_episode_failed.value.result
             assert summary["families"]["db"]["statuses"] == {"task_error": 3}
             assert set(_statuses(out).values()) == {("task_error", attempt)}
         _outage(ep, 0, 0)  # recovered
