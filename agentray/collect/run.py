@@ -52,16 +52,16 @@ def run_collect(
     started = time.time()
     preflight_policy(cfg.policy)  # a dead endpoint fails here, in seconds
     out = trajectories_dir(cfg, run_dir)
-    # what is there already is read first: an unreadable shard fails before Ray starts
+    envs = as_envs(envs)
+    tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
+    check_expert_plays(cfg.policy, tasks, envs)
+    # what is there already is read next: an unreadable shard fails before Ray starts
     sink = ParquetSink(
         out,
         flush_every=cfg.rollout.flush_every,
         flush_interval_s=cfg.rollout.flush_interval_s,
         max_attempts=cfg.rollout.attempts_allowed,
     )
-    envs = as_envs(envs)
-    tasks = load_tasks(cfg.families, cfg.split, envs, cfg.max_tasks_per_family)
-    check_expert_plays(cfg.policy, tasks, envs)
     errors = ErrorLog("collect")
     summary = _run_episodes(cfg, envs, tasks, sink, errors, progress)
     failure = error_failure(
