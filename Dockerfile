@@ -6,14 +6,17 @@
 #   docker build -t ghcr.io/agentray/agentray:latest .
 #   docker push ghcr.io/agentray/agentray:latest          # or your registry's name for it
 #   docker run --rm --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-#       --security-opt systempaths=unconfined ghcr.io/agentray/agentray:latest agentray quickstart
+#       --security-opt systempaths=unconfined --cap-add SYS_ADMIN \
+#       ghcr.io/agentray/agentray:latest agentray quickstart
 #
 # bubblewrap runs every OS-task command in its own user, pid, network and mount namespaces
 # with a fresh /proc. Docker's defaults forbid that: its seccomp profile refuses new user
 # namespaces, its AppArmor profile refuses mount(), and its masked /proc paths make the
 # kernel refuse a new procfs ("mount too revealing"); hence the three --security-opt above
-# (--privileged also works). The host must allow user namespaces: on Ubuntu >= 23.10 hosts,
-# sysctl kernel.apparmor_restrict_unprivileged_userns=0. Without them the OS family and
+# (--privileged also works); --cap-add SYS_ADMIN lets agentray mount each OS episode's
+# size-limited scratch tmpfs (without it, set envs.os.scratch_mb: null). The host must allow
+# unprivileged user namespaces (the sandbox runs as an unprivileged uid): on Ubuntu >= 23.10
+# hosts, sysctl kernel.apparmor_restrict_unprivileged_userns=0. Without them the OS family and
 # HumanEval report that bubblewrap is unusable; everything else runs.
 #
 # No ENTRYPOINT: the Ray cluster launcher starts the container with `bash` and KubeRay sets

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,11 +16,21 @@ from agentray.envs.os import OSConfig, OSEnv
 from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.play import play_expert
 from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available
+from agentray.envs.scratch import scratch_mounts
 from agentray.types import Status
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap cannot run here")
 
 SAMPLE = OSConfig(n_train=30, n_test=10, seed=5)
+
+
+@pytest.fixture
+def scratch():
+    """A scratch folder the sandbox's unprivileged uid can reach (pytest's tmp_path lies
+    under a folder only root may search)."""
+    root = Path(tempfile.mkdtemp(prefix="agentray-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _bash(command: str) -> str:
@@ -96,8 +108,9 @@ def test_close_removes_the_scratch_dir_and_reset_needs_bwrap(monkeypatch):
     env.reset(env.tasks("train")[0])
     root = env.scratch_root
     assert root is not None and any(root.rglob("*"))
+    assert root in scratch_mounts()  # the size-limited tmpfs of the episode
     env.close()
-    assert not root.exists()
+    assert not root.exists() and root not in scratch_mounts()
     assert env.step(_bash("ls")).status == Status.TASK_ERROR
 
     monkeypatch.setattr(sandbox_module, "bwrap_available", lambda: False)
@@ -116,12 +129,10 @@ def test_long_output_is_truncated_like_agentbench():
     env.close()
 
 
-def test_sandbox_cannot_read_host_files(tmp_path):
+def test_sandbox_cannot_read_host_files(tmp_path, scratch):
     secret = tmp_path / "host" / "secret.txt"
     secret.parent.mkdir()
     secret.write_text("TOP-SECRET-VALUE\n")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
     box = Sandbox(scratch, timeout_s=5)
     result = box.run(f"cat {secret}; ls /etc/shadow {Path.home()}/.bashrc")
     assert "TOP-SECRET-VALUE" not in result.output
@@ -132,14 +143,14 @@ def test_sandbox_cannot_read_host_files(tmp_path):
     assert (scratch / "f").read_text() == "mine\n"  # the scratch dir is the one shared place
 
 
-def test_sandbox_has_no_network(tmp_path):
+def test_sandbox_has_no_network(scratch):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
     try:
-        box = Sandbox(tmp_path, timeout_s=10)
+        box = Sandbox(scratch, timeout_s=10)
         probe = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=2)'"
         result = box.run(f"{probe} && echo CONNECTED")
         assert "CONNECTED" not in result.output and "Connection refused" in result.output
@@ -151,8 +162,8 @@ def test_sandbox_has_no_network(tmp_path):
         listener.close()
 
 
-def test_sandbox_enforces_timeout_and_kills_the_process_tree(tmp_path):
-    box = Sandbox(tmp_path, timeout_s=1)
+def test_sandbox_enforces_timeout_and_kills_the_process_tree(scratch):
+    box = Sandbox(scratch, timeout_s=1)
     start = time.monotonic()
     result = box.run("(sleep 2; touch orphan_marker) & sleep 30")
     assert result.timed_out and result.exit_code != 0
@@ -160,8 +171,8 @@ def test_sandbox_enforces_timeout_and_kills_the_process_tree(tmp_path):
     result = box.run("(sleep 2; touch child_marker) & sleep 137 & echo started")
     assert result.output == "started\n" and not result.timed_out
     time.sleep(2.5)
-    assert not (tmp_path / "orphan_marker").exists()
-    assert not (tmp_path / "child_marker").exists()
+    assert not (scratch / "orphan_marker").exists()
+    assert not (scratch / "child_marker").exists()
     assert not _host_processes_with("sleep\x00137")
 
 

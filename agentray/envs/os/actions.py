@@ -30,11 +30,15 @@ def parse_action(text: str) -> tuple[str, str | None] | None:
     return None
 
 
-def format_output(output: str, max_chars: int, timed_out: bool, timeout_s: float) -> str:
-    """The observation AgentBench shows for a command's output."""
+def format_output(
+    output: str, max_chars: int, timed_out: bool, timeout_s: float, notes: tuple[str, ...] = ()
+) -> str:
+    """The observation AgentBench shows for a command's output, followed by a line for the
+    time limit and for each sandbox limit (``notes``) the command ran into."""
     if len(output) > max_chars:
         output = output[: max_chars - 20] + TRUNCATION_NOTE
     if timed_out:
-        note = f"[the command was killed after {timeout_s:g} seconds]"
-        output = f"{output}\n{note}" if output else note
+        notes = (f"[the command was killed after {timeout_s:g} seconds]", *notes)
+    if notes:
+        output = "\n".join([output, *notes]) if output else "\n".join(notes)
     return f"The output of the OS:\n\n{output}" if output else "The output of the OS is empty."

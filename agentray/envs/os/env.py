@@ -1,9 +1,8 @@
-"""The OS env: one bubblewrap sandbox over a scratch directory per episode."""
+"""The OS env: one bubblewrap sandbox over a scratch directory per episode, every command
+under the config's limits, and the agent told which limit a command ran into."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import weakref
 from pathlib import Path
 
@@ -13,7 +12,14 @@ from agentray.envs.os.actions import format_output, parse_action
 from agentray.envs.os.config import OSConfig
 from agentray.envs.os.prompt import INSTRUCTION, ONE_SHOT, ONE_SHOT_QUESTION
 from agentray.envs.os.tasks import all_tasks, materialize, problem_text
-from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available, require_bwrap
+from agentray.envs.sandbox import (
+    Sandbox,
+    SandboxUnavailable,
+    bwrap_available,
+    check_sandbox,
+    sandbox_uid,
+)
+from agentray.envs.scratch import Scratch
 from agentray.envs.task_files import file_tasks
 from agentray.types import Message, Status, StepResult, TaskSpec
 
@@ -42,19 +48,11 @@ class OSEnv(Env[OSConfig]):
         return None if bwrap_available() else "no usable bubblewrap (bwrap) on this host"
 
     def start(self, task: TaskSpec) -> None:
-        """Materialise the task's files in a fresh scratch dir; raises if bwrap is unusable."""
+        """Materialise the task's files in a fresh scratch dir; raises ``SandboxUnavailable``
+        (naming the setting) where bwrap is unusable or a configured limit cannot hold."""
         self.close()
-        require_bwrap()
-        root = Path(tempfile.mkdtemp(prefix="agentray-os-", dir=self.config.scratch_dir))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
-        materialize(root, task.payload["files"])
-        self._sandbox = Sandbox(
-            root,
-            timeout_s=self.config.command_timeout_s,
-            workdir=self.config.workdir,
-            max_file_mb=self.config.max_file_mb,
-            max_memory_mb=self.config.max_memory_mb,
-        )
+        scratch, self._sandbox = episode_sandbox(self.config, task.payload["files"])
+        self._cleanup = weakref.finalize(self, scratch.release)
 
     @property
     def scratch_root(self) -> Path | None:
@@ -85,6 +83,7 @@ class OSEnv(Env[OSConfig]):
             self.config.max_output_chars,
             result.timed_out,
             self.config.command_timeout_s,
+            result.limits_hit,
         )
         return StepResult(observation=observation, done=False, info={"exit_code": result.exit_code})
 
@@ -113,3 +112,26 @@ class OSEnv(Env[OSConfig]):
         else:
             final = f"Think: Now I get the answer, it is {expected}.\n\nAct: answer({expected})"
         return [bash, final]
+
+
+def episode_sandbox(config: OSConfig, files: dict[str, str]) -> tuple[Scratch, Sandbox]:
+    """A fresh scratch folder holding ``files`` and the sandbox over it, under the config's
+    limits; the caller releases the scratch. Raises ``SandboxUnavailable`` naming the
+    setting where bwrap is unusable or a configured limit cannot hold."""
+    limits = config.sandbox_limits()
+    check_sandbox(limits, config.sandbox_uid)
+    owner = sandbox_uid(limits, config.sandbox_uid)  # None: agentray's own uid
+    scratch = Scratch(config.scratch_dir, config.scratch_mb, owner)
+    try:
+        materialize(scratch.path, files)
+        box = Sandbox(
+            scratch.path,
+            timeout_s=config.command_timeout_s,
+            workdir=config.workdir,
+            limits=limits,
+            uid=config.sandbox_uid,
+        )
+    except BaseException:
+        scratch.release()
+        raise
+    return scratch, box

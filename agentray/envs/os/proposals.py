@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agentray.envs import proposals as shared
 from agentray.envs.os.config import OSConfig
-from agentray.envs.os.env import OSEnv
-from agentray.envs.os.tasks import materialize
+from agentray.envs.os.env import OSEnv, episode_sandbox
 from agentray.envs.sandbox import CommandResult, Sandbox, require_bwrap
 from agentray.types import TaskSpec
 
@@ -158,19 +156,11 @@ def _check_no_file_under_file(files: dict[str, str]) -> None:
 @contextlib.contextmanager
 def _fresh_sandbox(files: dict[str, str], config: OSConfig) -> Iterator[Sandbox]:
     """A sandbox over a fresh scratch copy of ``files``, set up as ``OSEnv.reset`` does."""
-    require_bwrap()
-    with tempfile.TemporaryDirectory(
-        prefix="agentray-os-verify-", dir=config.scratch_dir, ignore_cleanup_errors=True
-    ) as tmp:
-        root = Path(tmp)
-        materialize(root, files)
-        yield Sandbox(
-            root,
-            timeout_s=config.command_timeout_s,
-            workdir=config.workdir,
-            max_file_mb=config.max_file_mb,
-            max_memory_mb=config.max_memory_mb,
-        )
+    scratch, box = episode_sandbox(config, files)
+    try:
+        yield box
+    finally:
+        scratch.release()
 
 
 def _files_after_setup(files: dict[str, str], setup: str, config: OSConfig) -> dict[str, str]:

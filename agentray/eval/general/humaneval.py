@@ -7,19 +7,22 @@ prompt's function (the prompt stays above it for its imports and helpers); any o
 continues the prompt, as a completion model's would. The program -- prompt, code, the
 problem's tests, ``check(entry_point)`` -- runs in the bubblewrap sandbox of the OS tasks
 (``agentray.envs.sandbox``): no network, its own scratch directory, a wall-time limit that
-kills the whole process tree, and memory / file-size limits. It passes if it exits 0.
+kills the whole process tree, and the sandbox's limits (processes, memory, CPU time, file
+and /tmp size). It passes if it exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentray.envs.sandbox import Sandbox, bwrap_available
+from agentray.envs.sandbox import Sandbox, SandboxUnavailable, bwrap_available, check_sandbox
+from agentray.envs.sandbox_limits import SandboxLimits
 from agentray.eval.general.base import Ask, Suite, SuiteSkipped, failed_request
 from agentray.eval.general.config import HumanEvalConfig
 
@@ -70,13 +73,14 @@ class ProgramRunner:
     def __init__(self, cfg: HumanEvalConfig) -> None:
         self.cfg = cfg
         self._slots = asyncio.Semaphore(cfg.parallel_executions)
+        # CPU time up to the wall limit; the other limits are the sandbox's defaults.
+        cpu_s = max(1, math.ceil(cfg.timeout_s))
+        self.limits = SandboxLimits(memory_mb=cfg.max_memory_mb, cpu_s=cpu_s)
 
     def run(self, program: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="agentray-humaneval-") as root:
             (Path(root) / "solution.py").write_text(program)
-            sandbox = Sandbox(
-                root, timeout_s=self.cfg.timeout_s, max_memory_mb=self.cfg.max_memory_mb
-            )
+            sandbox = Sandbox(root, timeout_s=self.cfg.timeout_s, limits=self.limits)
             done = sandbox.run('exec "$1" solution.py', [self.cfg.python])
         if done.timed_out:
             return {"status": TIMED_OUT, "error": f"killed after {self.cfg.timeout_s}s"}
@@ -112,6 +116,10 @@ class HumanEval(Suite):
                 "HumanEval runs programs in the bubblewrap sandbox: install bubblewrap "
                 "(apt-get install bubblewrap); `bwrap --unshare-all true` must work"
             )
+        try:
+            check_sandbox(self.runner.limits)
+        except SandboxUnavailable as e:
+            raise SuiteSkipped(f"HumanEval runs programs in the bubblewrap sandbox: {e}") from None
         probe = ProgramRunner(self.cfg).run("import sys\nassert sys.version_info >= (3, 8)\n")
         if probe["status"] != PASSED:
             raise SuiteSkipped(
