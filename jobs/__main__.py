@@ -29,14 +29,19 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     from agentray import pipeline
+    from agentray.process import ProcessError
 
     stage = args.stage
-    if stage == "pipeline":
-        result = pipeline.run_pipeline(cfg)
-    elif stage == "serve":
-        result = pipeline.stage_serve(cfg, block=True)
-    else:
-        result = getattr(pipeline, f"stage_{stage}")(cfg)
+    try:
+        if stage == "pipeline":
+            result = pipeline.run_pipeline(cfg)
+        elif stage == "serve":
+            result = pipeline.stage_serve(cfg, block=True)
+        else:
+            result = getattr(pipeline, f"stage_{stage}")(cfg)
+    except ProcessError as e:  # unusable inputs: one line, no traceback
+        print(f"process: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2, default=str))
     if (line := pipeline.outputs_line(cfg, stage)) is not None:
         print(line, file=sys.stderr)
