@@ -171,12 +171,30 @@ def collect(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
 
 
 @app.command()
-def process(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
-    """Filter -> AgentInstruct records -> mix with general data -> tokenized shards."""
+def process(
+    config: Path = ConfigArg,
+    run_dir: str | None = RunDirOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="print the full counts as JSON on stdout instead of the table"
+    ),
+) -> None:
+    """Filter -> AgentInstruct records -> mix with general data -> tokenized shards; a
+    progress bar, then a summary table (every count: process/manifest.json)."""
     from agentray.pipeline import stage_process
+    from agentray.process import ProcessError
 
     cfg = _load(config, run_dir)
-    _show(stage_process(cfg), cfg, "process")
+    try:
+        result = stage_process(cfg)
+    except ProcessError as e:
+        typer.secho(f"process: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        _show(result, cfg, "process")
+        return
+    from agentray.pipeline import outputs_line
+
+    typer.secho(outputs_line(cfg, "process"), err=True, fg="green")
 
 
 @app.command()

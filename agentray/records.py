@@ -261,7 +261,7 @@ def read_trajectory_shard(shard: str, columns: list[str]) -> pa.Table:
 
 
 _ROLE_TO_FROM = {"user": "human", "system": "human", "assistant": "gpt"}
-_FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}
+_FROM_TO_ROLE = {"human": "user", "gpt": "assistant", "system": "system"}
 
 
 def to_conversations(messages: list[Message]) -> list[dict[str, Any]]:
@@ -282,12 +282,13 @@ def to_conversations(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def to_messages(conversations: list[dict[str, Any]]) -> list[Message]:
-    """AgentInstruct conversations -> chat messages (``loss`` kept on assistant turns)."""
+    """AgentInstruct conversations -> chat messages (``loss`` kept on assistant turns; a
+    ``system`` turn, which general data may open with, becomes the system message)."""
     out: list[Message] = []
     for turn in conversations:
         role = _FROM_TO_ROLE.get(turn["from"])
         if role is None:
-            raise ValueError(f"unknown speaker {turn['from']!r} (expected human or gpt)")
+            raise ValueError(f"unknown speaker {turn['from']!r} (expected human, gpt or system)")
         message: Message = {"role": role, "content": turn["value"]}
         if role == "assistant":
             message["loss"] = turn.get("loss") is not False

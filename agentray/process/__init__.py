@@ -7,6 +7,11 @@ mix at eta, tokenize with loss masks, pack, data card.
 from agentray.process.config import ProcessConfig
 from agentray.registry import lazy_exports
 
-__all__ = ["ProcessConfig", "run_process"]
+__all__ = ["ProcessConfig", "ProcessError", "run_process"]
 
-__getattr__ = lazy_exports({"run_process": "agentray.process.run:run_process"})
+__getattr__ = lazy_exports(
+    {
+        "run_process": "agentray.process.run:run_process",
+        "ProcessError": "agentray.process.inputs:ProcessError",
+    }
+)

@@ -1,9 +1,9 @@
 """Trajectory rows -> AgentInstruct records, with a reason for every row set aside.
 
 A kept row becomes ``{id, source: "agent", family, conversations}`` where
-``conversations`` is the public AgentInstruct schema (``from``/``loss``/``value``). A row
-that is not kept carries ``reject_reason`` instead, so nothing leaves the pipeline
-without being counted.
+``conversations`` is the public AgentInstruct schema (``from``/``loss``/``value``; a
+conversation may open with one ``system`` turn, its system prompt). A row that is not kept
+carries ``reject_reason`` instead, so nothing leaves the pipeline without being counted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from agentray import storage
 from agentray.process.config import ProcessConfig
+from agentray.process.inputs import BadInput, read_records, record_files
 from agentray.records import Trajectory
 
 SPEAKERS = ("human", "gpt")
@@ -31,15 +32,17 @@ def as_list(value: Any) -> list:
 
 
 def conversation_problem(turns: list[dict[str, Any]]) -> str | None:
-    """Why ``turns`` is not a trainable AgentInstruct conversation, or None if it is."""
-    if not turns:
+    """Why ``turns`` is not a trainable AgentInstruct conversation, or None if it is: human
+    and gpt turns alternate from a human one, after at most one leading system turn."""
+    first = 1 if turns and _speaker(turns[0]) == "system" else 0
+    if len(turns) <= first:
         return "malformed: empty conversation"
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("from") not in SPEAKERS:
+        if i >= first and _speaker(turn) not in SPEAKERS:
             return f"malformed: turn {i} has speaker {_speaker(turn)!r} (expected human|gpt)"
         if not isinstance(turn.get("value"), str):
             return f"malformed: turn {i} has no text"
-        expected = SPEAKERS[i % 2]
+        expected = "system" if i < first else SPEAKERS[(i - first) % 2]
         if turn["from"] != expected:
             return (
                 f"malformed: turn {i} is {turn['from']!r}, expected {expected!r} (turns alternate)"
@@ -83,9 +86,9 @@ def classify_trajectory(row: Mapping[str, Any] | Trajectory, cfg: ProcessConfig)
         assert isinstance(row, Mapping)
         family = str(row.get("task") or "unknown")
         return _classified(str(row.get("id")), family, [], _malformed(e), origin="collect")
-    reason = trajectory_reject_reason(record, cfg)
+    family, reason = family_of_record(record.task, cfg)
+    reason = reason or trajectory_reject_reason(record, cfg)
     turns = [] if reason else _clean_turns(list(record.conversations))
-    family = record.task
     reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
     return _classified(record.id, family, turns, reason, origin="collect", reward=record.reward)
 
@@ -97,15 +100,34 @@ def _malformed(error: ValidationError) -> str:
 
 
 def classify_agentinstruct(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
-    """A record of the public AgentInstruct schema (already filtered by its authors): only
-    its conversation is checked. The family comes from a ``family`` field or the id prefix."""
+    """A record of the public AgentInstruct schema (already filtered by its authors): its
+    family and conversation are checked. The family comes from a ``family`` field or the id
+    prefix (``os_12`` -> ``os``), through ``process.family_aliases``."""
     record_id = str(row.get("id"))
-    family = str(row.get("family") or record_id.rsplit("_", 1)[0])
+    family, reason = family_of_record(str(row.get("family") or record_id.rsplit("_", 1)[0]), cfg)
     turns = _conversations(row)
-    reason = conversation_problem(turns)
+    reason = reason or conversation_problem(turns)
     turns = [] if reason else _clean_turns(turns)
     reason = reason or _turn_limit_problem(turns, cfg) or _action_format_problem(family, turns, cfg)
     return _classified(record_id, family, turns, reason, origin="agentinstruct")
+
+
+def classify_agentinstruct_line(row: dict[str, Any], cfg: ProcessConfig) -> dict[str, Any]:
+    """``classify_agentinstruct`` of a row of ``load_agentinstruct`` (the record as JSON
+    text, with the file and line it came from)."""
+    out = classify_agentinstruct(json.loads(row["record"]), cfg)
+    return out | {"file": row["file"], "line": int(row["line"])}
+
+
+def family_of_record(family: str, cfg: ProcessConfig) -> tuple[str, str | None]:
+    """(the family after ``process.family_aliases``, why it cannot be trained on or None).
+    A family no env knows is never trained on under a name of its own."""
+    from agentray.envs.registry import ENVS
+
+    family = cfg.family_aliases.get(family, family)
+    if family in ENVS:
+        return family, None
+    return family, f"unknown family {family!r} (no such env; map it with process.family_aliases)"
 
 
 def _turn_limit_problem(turns: list[dict[str, Any]], cfg: ProcessConfig) -> str | None:
@@ -140,7 +162,8 @@ def _classified(
     origin: str,
     reward: float = math.nan,
 ) -> dict:
-    """``reward`` is NaN where unknown (public records were filtered by their authors)."""
+    """``reward`` is NaN where unknown (public records were filtered by their authors);
+    ``file`` and ``line`` (0: none) say where a record read from a file came from."""
     return {
         "id": record_id,
         "source": "agent",
@@ -151,6 +174,8 @@ def _classified(
         "reward": reward,
         "turns": sum(1 for t in turns if t["from"] == "gpt" and t["loss"]),
         "reject_reason": reason or "",
+        "file": "",
+        "line": 0,
     }
 
 
@@ -165,7 +190,7 @@ def _clean_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "from": t["from"],
-            "loss": None if t["from"] == "human" else t.get("loss") is not False,
+            "loss": t.get("loss") is not False if t["from"] == "gpt" else None,
             "value": t["value"],
         }
         for t in turns
@@ -198,48 +223,33 @@ def drop_duplicates(rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]
 # ------------------------------------------------------------------ the public schema on disk
 
 
-def agentinstruct_files(paths: list[str]) -> dict[str, list[str]]:
-    """Local files by ``datasets`` builder ("json" or "parquet"); folders are searched. A
-    URI (a file or a folder) is read from this node's download cache."""
-    by_format: dict[str, list[str]] = {"json": [], "parquet": []}
-    for location in paths:
-        if not storage.exists(location):
-            raise FileNotFoundError(f"AgentInstruct data not found: {location}")
-        path = storage.local_path(location)
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if file.suffix in (".jsonl", ".json"):
-                by_format["json"].append(str(file))
-            elif file.suffix == ".parquet":
-                by_format["parquet"].append(str(file))
-    if not any(by_format.values()):
-        raise FileNotFoundError(f"no .jsonl/.json/.parquet files in {paths}")
-    return {fmt: files for fmt, files in by_format.items() if files}
+def load_agentinstruct(paths: list[str]) -> tuple[list[dict[str, Any]], list[BadInput]]:
+    """The records of AgentInstruct-schema files (JSONL, JSON arrays, parquet; files or
+    folders, paths or URIs) as rows ``{file, line, record}`` (the record as JSON text),
+    and every line or file that could not be read."""
+    rows: list[dict[str, Any]] = []
+    bad: list[BadInput] = []
+    for file in record_files(paths, "AgentInstruct data"):
+        for item in read_records(file):
+            if isinstance(item, BadInput):
+                bad.append(item)
+            else:
+                rows.append({"file": file, "line": item[0], "record": _as_json(item[1])})
+    return rows, bad
 
 
-def load_agentinstruct(paths: list[str]):
-    """The records of AgentInstruct-schema files as one ``datasets.Dataset``."""
-    import datasets
-
-    parts = [
-        datasets.load_dataset(fmt, data_files=files, split="train")
-        for fmt, files in agentinstruct_files(paths).items()
-    ]
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+def _as_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str)
 
 
 def write_agentinstruct(rows: list[dict[str, Any]], location: str) -> dict[str, str]:
     """One JSONL file per family, as the public dataset has one split per family; the
     folder at ``location`` (a path or URI) is replaced as a whole."""
-    import datasets
-
-    by_family: dict[str, list[dict[str, Any]]] = {}
+    by_family: dict[str, list[str]] = {}
     for row in rows:
-        by_family.setdefault(row["family"], []).append(
-            {"id": row["id"], "conversations": json.loads(row["conversations"])}
-        )
+        record = {"id": row["id"], "conversations": json.loads(row["conversations"])}
+        by_family.setdefault(row["family"], []).append(_as_json(record) + "\n")
     with storage.staged_dir(location) as staged:
-        for family, records in sorted(by_family.items()):
-            datasets.Dataset.from_list(records).to_json(
-                str(staged / f"{family}.jsonl"), lines=True, force_ascii=False
-            )
+        for family, lines in sorted(by_family.items()):
+            (staged / f"{family}.jsonl").write_text("".join(lines), encoding="utf-8")
     return {family: storage.join(location, f"{family}.jsonl") for family in sorted(by_family)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentray.envs.registry import keep_threshold
+from agentray.envs.registry import ENVS, keep_threshold
 from agentray.model.packing import PackingConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.process.mix import Balance, MixBy
@@ -22,7 +22,20 @@ class ProcessConfig(BaseModel):
     agentinstruct: list[str] = Field(
         default_factory=list,
         description="files or folders in the public AgentInstruct schema (id, conversations; "
-        "JSONL or parquet) mixed in as agent data, e.g. the released 1,866 trajectories",
+        "JSONL, JSON array or parquet) mixed in as agent data, e.g. the released 1,866 "
+        "trajectories; only these files are read, a malformed line is set aside",
+    )
+    family_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="agent records of a family no env knows (by id prefix or family field) are "
+        "set aside; this maps such a name onto a known family instead, e.g. {database: db}",
+    )
+    quarantine_bad_shards: bool = Field(
+        False,
+        description="an input file that cannot be read as a whole (a truncated trajectory "
+        "shard, a parquet or JSON-array file that does not parse) stops the stage naming it; "
+        "true: it is set aside in rejected.jsonl and the rest goes on (a malformed JSONL line "
+        "is always set aside)",
     )
     dedup: bool = Field(True, description="drop agent records repeating a task id or problem text")
     check_actions: bool = Field(
@@ -89,6 +102,11 @@ class ProcessConfig(BaseModel):
         2, gt=0, description="tokenizer actors in Ray Data's pool (raise on a cluster)"
     )
     seed: int = Field(0, description="general-record sampling seed")
+    ray_data_progress: bool = Field(
+        False,
+        description="show Ray Data's own progress bars and INFO lines (off: one progress bar "
+        "and a summary table; Ray Data still logs to ray-data.log in the Ray session folder)",
+    )
     output: str | None = Field(None, description="default: <run_dir>/process")
 
     @field_validator("keep_statuses")
@@ -100,6 +118,14 @@ class ProcessConfig(BaseModel):
         unknown = [s for s in value if s not in allowed]
         if unknown:
             raise ValueError(f"unknown statuses {unknown}; allowed: {allowed}")
+        return value
+
+    @field_validator("family_aliases")
+    @classmethod
+    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted({target for target in value.values() if target not in ENVS})
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; known: {ENVS.names()}")
         return value
 
     @field_validator("chat_template")

@@ -7,6 +7,7 @@ in a local temporary folder and then copied to the stage's folder (a path or URI
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -70,19 +71,18 @@ def card_stats(
         "agent_kept_by_family": {str(k): int(v) for k, v in kept.groupby("family").size().items()},
         "rejected": len(rejected),
         "rejected_by_reason": dict(
-            Counter(
-                f"{r['source']}: {_reason_kind(r['reject_reason'])}" for r in rejected
-            ).most_common()
+            Counter(f"{r['source']}: {_reason_kind(r['reason'])}" for r in rejected).most_common()
         ),
     }
 
 
 def _reason_kind(reason: str) -> str:
-    """Reasons grouped for counting: the part before any record-specific detail."""
+    """Reasons grouped for counting: the part before any record-specific detail, turn
+    numbers left out."""
     for marker in (" of ", " in turn "):
         if marker in reason and reason.startswith(("duplicate problem", "invalid action format")):
             return reason.split(marker)[0]
-    return reason
+    return re.sub(r"\bturn \d+\b", "turn N", reason)
 
 
 def write_data_card(

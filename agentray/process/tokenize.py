@@ -118,14 +118,34 @@ def encode_pieces(
     messages = to_messages(conversations)
     if too_long == "cut":
         return [_encode_messages(tokenizer, messages, max_seq_len, verify)[0]]
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
     pieces = []
     while messages:
         encoded, used = _encode_messages(tokenizer, messages, max_seq_len, verify)
         if encoded["truncated"] and too_long == "drop":
             raise RecordRejected(f"too long: over max_seq_len={max_seq_len} (too_long=drop)")
         pieces.append(encoded | {"truncated": False} if too_long == "split" else encoded)
-        messages = _from_next_user_turn(messages[used:])
+        rest = _from_next_user_turn(messages[used:])
+        messages = system + rest if rest else []  # every piece keeps the system prompt
     return pieces
+
+
+def takes_system_turn(tokenizer) -> bool:
+    """Whether the chat template renders a system message in place (some refuse one)."""
+    chat = [{"role": "system", "content": "probe system prompt"}, *_PROBE[:2]]
+    try:
+        return "probe system prompt" in prefix_texts(tokenizer, chat)[-1]
+    except Exception:  # noqa: BLE001 - a template's raise_exception, or one not prefix-stable
+        return False
+
+
+def fold_system_turn(conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A leading system turn joined to the first human turn, for a template that has no
+    system role (as ``records.to_conversations`` folds one)."""
+    if len(conversations) < 2 or conversations[0]["from"] != "system":
+        return conversations
+    system, first, *rest = conversations
+    return [first | {"value": f"{system['value']}\n\n{first['value']}"}, *rest]
 
 
 def _from_next_user_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,6 +234,7 @@ class ConversationTokenizer:
         verify_every: int = 0,
     ) -> None:
         self.tokenizer = load_tokenizer(model, chat_template)
+        self.system_turns = takes_system_turn(self.tokenizer)
         self.max_seq_len = max_seq_len
         self.too_long = too_long or {}
         self.verify_every = verify_every
@@ -232,10 +253,10 @@ class ConversationTokenizer:
         policy = self.too_long.get(row["source"], "cut")
         verify = bool(self.verify_every) and self._seen % self.verify_every == 0
         self._seen += 1
+        turns = json.loads(conversations)
+        turns = turns if self.system_turns else fold_system_turn(turns)
         try:
-            pieces = encode_pieces(
-                self.tokenizer, json.loads(conversations), self.max_seq_len, policy, verify
-            )
+            pieces = encode_pieces(self.tokenizer, turns, self.max_seq_len, policy, verify)
         except ValueError as e:  # RecordRejected, TemplateError, unknown speaker
             return [row | _REJECTED_EXAMPLE | {"reject_reason": str(e)}]
         return [

@@ -312,7 +312,7 @@ def test_process_stage_filters_mixes_and_tokenizes(
         assert len(r["input_ids"]) == len(r["labels"]) == r["num_tokens"]
 
     rejected = _jsonl(storage.join(out, "rejected.jsonl"))
-    reasons = {r["id"]: r["reject_reason"] for r in rejected if r["source"] == "agent"}
+    reasons = {r["id"]: r["reason"] for r in rejected if r["source"] == "agent"}
     assert reasons == {
         rows[0].id: "reward below 1",
         rows[1].id: "status agent_invalid_action",

@@ -60,8 +60,14 @@ def test_agentinstruct_reads_a_folder_or_a_file_in_a_bucket(s3_bucket, tmp_path)
     )
     folder = storage.join(s3_bucket, "public")
     storage.upload_dir(local, folder)
-    assert sorted(load_agentinstruct([folder])["id"]) == ["db_0", "os_0"]
-    assert load_agentinstruct([storage.join(folder, "os.jsonl")])["id"] == ["os_0"]
+
+    def ids(paths: list[str]) -> list[str]:
+        rows, bad = load_agentinstruct(paths)
+        assert bad == []
+        return sorted(json.loads(row["record"])["id"] for row in rows)
+
+    assert ids([folder]) == ["db_0", "os_0"]
+    assert ids([storage.join(folder, "os.jsonl")]) == ["os_0"]
     missing = storage.join(s3_bucket, "absent")
     with pytest.raises(FileNotFoundError, match=f"AgentInstruct data not found: {missing}"):
         load_agentinstruct([missing])
