@@ -372,9 +372,12 @@ def test_openai_policy_against_served_model(served, local, monkeypatch):
 
     remote = asyncio.run(run())
     expected = local.generate_sync(conversations, params)
-    assert [c.finish_reason for c in remote] == ["length", "length"]
+    # the tiny model's tokenizer is trained on the package's own source, so whether a greedy
+    # reply ends early (stop) depends on the code: compare with the local model, not a constant
+    assert [c.finish_reason for c in remote] == [c.finish_reason for c in expected]
     assert [c.text for c in remote] == [c.text for c in expected]
-    assert [c.completion_tokens for c in remote] == [MAX_TOKENS, MAX_TOKENS]
+    assert [c.completion_tokens for c in remote] == [c.completion_tokens for c in expected]
+    assert all(0 < c.completion_tokens <= MAX_TOKENS for c in remote)
     assert [c.prompt_tokens for c in remote] == [c.prompt_tokens for c in expected]
 
 
