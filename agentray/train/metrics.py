@@ -28,7 +28,7 @@ PEAK_BF16_TFLOPS = (
 )
 METRICS_JSONL = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-TB_SCALARS = ("loss", "lr", "grad_norm", "tokens_per_s", "model_tflops_per_s", "mfu")
+TB_SCALARS = ("loss", "final_loss", "lr", "grad_norm", "tokens_per_s", "model_tflops_per_s", "mfu")
 
 
 def peak_tflops_for(device_name: str) -> float | None:

@@ -30,6 +30,7 @@ from agentray.train.batches import (
     forward_loss,
     is_packed,
     make_collate,
+    mean_loss_all_ranks,
     real_tokens,
 )
 from agentray.train.checkpoint import (
@@ -166,11 +167,13 @@ def train_loop_per_worker(loop: dict[str, Any]) -> None:
             run.epoch, run.epoch_step = run.epoch + 1, 0
         steps_this_pass = 0
         t0 = time.perf_counter()
-        for stats, lr, grad_norm in _optimizer_steps(run, shard):
+        for stats, lr, grad_norm, final_loss in _optimizer_steps(run, shard):
             step_s = time.perf_counter() - t0
             run.step, run.epoch_step = run.step + 1, run.epoch_step + 1
             steps_this_pass += 1
             run.history.append(_step_metrics(run, stats, lr, grad_norm, step_s))
+            if final_loss is not None:
+                run.history[-1]["final_loss"] = final_loss
             _after_step(run)
             if run.step == run.total or run.epoch_step == run.steps_per_epoch:
                 break
@@ -184,7 +187,9 @@ def train_loop_per_worker(loop: dict[str, Any]) -> None:
 
 
 def _optimizer_steps(run: _Run, shard):
-    """Yields (stats summed over all ranks, lr, grad norm) after each optimizer step.
+    """Yields (stats summed over all ranks, lr, grad norm, final loss) after each optimizer
+    step; the final loss, after the last step only, is the loss of the weights it leaves (the
+    saved ones) on that step's batches: the step's own loss is that of the weights before it.
     After a restart mid-epoch, the micro-batches the checkpoint had already trained on are
     skipped so the epoch keeps its length."""
     import torch
@@ -200,15 +205,19 @@ def _optimizer_steps(run: _Run, shard):
         local_shuffle_seed=cfg.seed + run.epoch if cfg.shuffle else None,
     )
     skip = run.epoch_step * cfg.gradient_accumulation_steps
+    last_batches: list[dict[str, Any]] = []
     for index, batch in enumerate(batches):
         if index < skip:
             continue
         lr = engine.get_lr()[0]  # the rate this step uses; the scheduler moves in step()
+        last = run.step + 1 == run.total
         stats, boundary, grad_norm = _micro_step(run, batch)
+        last_batches += [batch] if last else []
         acc += stats
         if boundary:
             dist.all_reduce(acc)
-            yield acc.tolist(), lr, grad_norm
+            final_loss = mean_loss_all_ranks(engine, last_batches) if last else None
+            yield acc.tolist(), lr, grad_norm, final_loss
             acc.zero_()
 
 
@@ -319,6 +328,8 @@ def _progress_line(row: dict[str, Any], total: int) -> str:
         line += f" gnorm {row['grad_norm']:.3f}"
     if row["mfu"] is not None:
         line += f" mfu {row['mfu']:.1%}"
+    if "final_loss" in row:
+        line += f" | final loss {row['final_loss']:.4f}"
     return line
 
 
@@ -470,6 +481,7 @@ def _summary(
         "steps": len(history),
         "first_loss": history[0]["loss"],
         "last_loss": history[-1]["loss"],
+        "final_loss": history[-1].get("final_loss"),
         "tokens": sum(r["tokens"] for r in history),
         "tokens_per_s": tokens / seconds if seconds else 0.0,
         "padded_tokens_per_s": padded / seconds if seconds else 0.0,

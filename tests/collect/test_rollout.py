@@ -171,6 +171,10 @@ def test_tasks_are_taken_lazily_and_spread_over_actors(ray_local, tmp_path):
     cfg = RolloutConfig(  # envs_per_pool caps the 8 in flight at 2 x 3
         max_in_flight=8, num_env_pools=2, envs_per_pool=3, num_policy_actors=2, flush_every=16
     )
+    finished = ("ray_agentray_episodes_finished_total", 'family="db"', 'status="completed"')
+    policy_turns = ("ray_agentray_step_latency_s_count", 'kind="policy"')
+    # what earlier tests of the session added, once all of it has been exported
+    before = {metric: _settled_metric(ray_local, *metric) for metric in (finished, policy_turns)}
     engine = RolloutEngine(cfg, ExpertConfig(), family)
     sink = ParquetSink(tmp_path / "t", flush_every=16)
     ahead: list[int] = []
@@ -193,28 +197,38 @@ def test_tasks_are_taken_lazily_and_spread_over_actors(ray_local, tmp_path):
     assert max(pool["peak_active"] for pool in summary["env_pools"]) <= 3
     assert summary["actor_replacements"] == {"env_pool": 0, "policy": 0}
 
-    # the same counts reach Ray's metrics (the Prometheus endpoint the dashboard reads)
-    _wait_for_metric(ray_local, 80, "ray_agentray_episodes_finished_total", 'family="db"')
-    _wait_for_metric(ray_local, 160, "ray_agentray_step_latency_s_count", 'kind="policy"')
+    # the same counts reach Ray's metrics (the Prometheus endpoint the dashboard reads):
+    # this run added exactly 80 finished episodes and 160 policy turns
+    for metric, added in ((finished, 80), (policy_turns, 160)):
+        total = _settled_metric(ray_local, *metric, at_least=before[metric] + added)
+        assert total - before[metric] == added, (metric, before[metric], total)
 
 
-def _wait_for_metric(ray, at_least: float, name: str, *labels: str) -> None:
-    """Until the samples of ``name`` with ``labels`` on this node's metrics endpoint sum to
-    ``at_least`` (metrics are exported every few seconds; other tests may add to them)."""
+# Ray exports metrics every few seconds (10 by default): a total unchanged for longer than
+# that has everything recorded before the read.
+QUIET_S, SETTLE_TIMEOUT_S = 15.0, 120.0
+
+
+def _settled_metric(ray, name: str, *labels: str, at_least: float = 0.0) -> float:
+    """The sum of the samples of ``name`` with ``labels`` on this node's metrics endpoint,
+    once it is at least ``at_least`` and has stayed the same for ``QUIET_S``."""
     node_id = ray.get_runtime_context().get_node_id()
     port = next(n["MetricsExportPort"] for n in ray.nodes() if n["NodeID"] == node_id)
-    deadline, total = time.monotonic() + 45, 0.0
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    total, since = None, time.monotonic()
     while time.monotonic() < deadline:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        total = sum(
+        now = sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
             if line.startswith(name + "{") and all(label in line for label in labels)
         )
-        if total >= at_least:
-            return
+        if now != total:
+            total, since = now, time.monotonic()
+        elif total >= at_least and time.monotonic() - since >= QUIET_S:
+            return total
         time.sleep(1.0)
-    raise AssertionError(f"{name}{{{', '.join(labels)}}} = {total}, expected >= {at_least}")
+    raise AssertionError(f"{name}{{{', '.join(labels)}}} = {total}: not settled at >= {at_least}")
 
 
 def _run_engine(policy: PolicyConfig, tmp_path) -> tuple[list[Trajectory], dict]:
