@@ -108,3 +108,16 @@ def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest stop string; says whether one was found."""
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def stop_prefix_len(text: str, stop: list[str]) -> int:
+    """Length of the longest end of ``text`` that begins a stop string (and is shorter than
+    it): what a stream must hold back, since the next tokens may complete that stop string.
+    Everything before it can never become part of a stop string."""
+    held = 0
+    for s in stop:
+        for k in range(min(len(s) - 1, len(text)), held, -1):
+            if text.endswith(s[:k]):
+                held = k
+                break
+    return held

@@ -8,10 +8,14 @@ Two deployments, as in ``ray.serve.llm``:
 - ``HFModelServer`` (one replica per GPU or CPU slice) batches what its replicas receive
   with ``@serve.batch`` and decodes step by step (``agentray.serve.model_server``).
 
-Backpressure uses Ray Serve's own knobs on the model deployment: a replica takes at most
-``max_ongoing_requests``; each ingress replica queues at most ``max_queued_requests`` more
-and rejects the rest at once (Ray's ``BackPressureError``), which the client gets as a 503
-(or 429) with an OpenAI-style body and ``Retry-After``.
+Backpressure, in two lines. The ingress admits at most what the model replicas hold
+(``max_ongoing_requests`` each) plus ``max_queued_requests`` completion requests at once and
+answers the rest before reading their body (``agentray.serve.admission``): a rejection costs
+no parsing, templating, tokenization or queueing. Behind it, Ray Serve's own knobs on the
+model deployment: a replica takes at most ``max_ongoing_requests``, each ingress replica
+queues at most ``max_queued_requests`` more and rejects the rest at once (Ray's
+``BackPressureError``; a request with several choices takes several slots). The client gets
+either as a 503 (or 429) with an OpenAI-style body and ``Retry-After``.
 """
 
 import asyncio
@@ -20,8 +24,7 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +34,10 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentray import storage
+from agentray.serve.admission import Admission, AdmissionMiddleware, admission_limit
 from agentray.serve.config import ServeConfig, resolve_api_key
 from agentray.serve.decode import DecodeRequest, StepEvent
+from agentray.serve.logprobs import ChoiceLogprobs, TokenStrings
 from agentray.serve.model_server import HFModelServer
 from agentray.serve.protocol import (
     APIError,
@@ -41,14 +46,14 @@ from agentray.serve.protocol import (
     CompletionRequest,
     chat_response,
     error_body,
-    overloaded,
     text_response,
 )
-from agentray.types import Completion, GenerationParams
+from agentray.serve.relay import QuietBackpressure, merge_streams, reject_overload, sse_body
 
 # -- HTTP errors, all in OpenAI's shape --------------------------------------------------
 
 api = FastAPI(title="agentray", description="OpenAI-compatible chat and text completions")
+api.add_middleware(AdmissionMiddleware)
 
 
 def _error_response(error: APIError) -> JSONResponse:
@@ -109,58 +114,6 @@ Authorized = [Depends(require_api_key)]
 # Serve pickles the deployment class when it is decorated: helpers it calls come first.
 
 
-class _QuietBackpressure(logging.Filter):
-    """Drops Ray Serve's warning per rejected request: under overload a log line per
-    rejection adds load exactly when there is none to spare (``/stats`` counts them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Request dropped due to backpressure")
-
-
-def _reject_overload(error: BaseException) -> APIError | None:
-    """The OpenAI-style error for Ray Serve's backpressure rejection, else None."""
-    from ray.serve.exceptions import BackPressureError
-
-    if not isinstance(error, BackPressureError):
-        return None
-    return overloaded(
-        getattr(error, "_status_code", 503),
-        f"server overloaded, retry later ({error.message})",
-        getattr(error, "_retry_after_s", None),
-    )
-
-
-def _merge_streams(streams: list[AsyncIterator[StepEvent]]) -> AsyncIterator[tuple[int, Any]]:
-    """``(index, event)`` from several streams as they come; ``(index, None)`` when one
-    ends; an exception in one is raised to the reader."""
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump(index: int, stream: AsyncIterator[StepEvent]) -> None:
-        try:
-            async for event in stream:
-                await queue.put((index, event))
-            await queue.put((index, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the reader
-            await queue.put((index, e))
-
-    async def read() -> AsyncIterator[tuple[int, Any]]:
-        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-        try:
-            for _ in range(len(streams)):
-                while True:
-                    index, item = await queue.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield index, item
-                    if item is None:
-                        break
-        finally:
-            for task in tasks:
-                task.cancel()
-
-    return read()
-
-
 @serve.deployment
 @serve.ingress(api)
 class OpenAIIngress:
@@ -170,10 +123,14 @@ class OpenAIIngress:
         self.cfg = ServeConfig(**config)
         self.model = model
         self.encoder = PromptEncoder(self.cfg.model)
+        self.strings = TokenStrings(self.encoder.tokenizer)
         self.created = int(time.time())
         self.rejected = 0
         api.state.api_key = api_key
-        logging.getLogger("ray.serve").addFilter(_QuietBackpressure())
+        api.state.admission = Admission(
+            admission_limit(self.cfg), self.cfg.overload_status_code, self.cfg.retry_after_s
+        )
+        logging.getLogger("ray.serve").addFilter(QuietBackpressure())
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:
@@ -182,8 +139,14 @@ class OpenAIIngress:
     @api.get("/stats", dependencies=Authorized)
     async def get_stats(self) -> dict[str, int]:
         """One model replica's counts (how well requests are batched), and the requests
-        this ingress replica rejected for overload."""
-        return {**await self.model.stats.remote(), "rejected": self.rejected}
+        this ingress replica rejected for overload (``rejected_unread``: those turned away
+        before their body was read, the rest when sent to the model)."""
+        admission = api.state.admission
+        return {
+            **await self.model.stats.remote(),
+            "rejected": self.rejected + admission.rejected,
+            "rejected_unread": admission.rejected,
+        }
 
     @api.get("/v1/models", dependencies=Authorized)
     async def models(self) -> dict[str, Any]:
@@ -197,86 +160,98 @@ class OpenAIIngress:
     @api.post("/v1/chat/completions", dependencies=Authorized)
     async def chat_completions(self, request: ChatCompletionRequest) -> Any:
         self._check_model(request.model)
-        params = request.generation_params(self.cfg.params)
-        messages = [m.plain() for m in request.messages]
-        prompt = self.encoder.encode_chat(messages, params.max_new_tokens)
-        if request.stream:
-            return await self._stream("chat", [prompt], params, request.include_usage)
-        [completion] = await self._generate([prompt], params)
-        return chat_response(completion, self.cfg.served_model_name)
+        self._check_choices(request.n)
+        prompt = self.encoder.encode_chat([m.plain() for m in request.messages])
+        return await self._complete("chat", request, [prompt], "messages")
 
     @api.post("/v1/completions", dependencies=Authorized)
     async def completions(self, request: CompletionRequest) -> Any:
         self._check_model(request.model)
-        params = request.generation_params(self.cfg.params)
-        prompts = self.encoder.encode_prompts(request.prompt, params.max_new_tokens)
+        prompts = self.encoder.encode_prompts(request.prompt)
+        self._check_choices(request.n * len(prompts))
+        return await self._complete("text", request, prompts, "prompt")
+
+    async def _complete(
+        self,
+        kind: Literal["chat", "text"],
+        request: ChatCompletionRequest | CompletionRequest,
+        prompts: list[list[int]],
+        param: str,
+    ) -> Any:
+        """``n`` choices per prompt, choice ``i * n + j`` the ``j``-th of prompt ``i``."""
+        calls = self._decode_requests(request, prompts, param)
         if request.stream:
-            return await self._stream("text", prompts, params, request.include_usage)
-        completions = await self._generate(prompts, params)
-        return text_response(completions, self.cfg.served_model_name)
+            return await self._stream(kind, calls, request.n, request.include_usage)
+        finals = await self._generate(calls)
+        logprobs = [ChoiceLogprobs(kind, self.strings).format(f.logprobs) for f in finals]
+        respond = chat_response if kind == "chat" else text_response
+        completions = [f.completion for f in finals]
+        return respond(completions, logprobs, request.n, self.cfg.served_model_name)
+
+    def _decode_requests(
+        self,
+        request: ChatCompletionRequest | CompletionRequest,
+        prompts: list[list[int]],
+        param: str,
+    ) -> list[DecodeRequest]:
+        params = request.generation_params(self.cfg.params)
+        calls = []
+        for i, prompt in enumerate(prompts):
+            name = param if len(prompts) == 1 else f"{param}.{i}"
+            budget = self.encoder.completion_budget(
+                prompt, params.max_new_tokens, request.max_tokens_given, name
+            )
+            fitted = params.model_copy(update={"max_new_tokens": budget})
+            logprobs = request.top_logprobs_k
+            calls += [
+                DecodeRequest(prompt, fitted, request.stream, seed, logprobs)
+                for seed in request.choice_seeds()
+            ]
+        return calls
 
     # -- calling the model deployment ----------------------------------------------------
 
-    async def _generate(
-        self, prompts: list[list[int]], params: GenerationParams
-    ) -> list[Completion]:
+    async def _generate(self, calls: list[DecodeRequest]) -> list[StepEvent]:
         try:
-            calls = [self.model.generate.remote(DecodeRequest(p, params)) for p in prompts]
-            return await asyncio.gather(*calls)
+            return await asyncio.gather(*(self.model.generate.remote(c) for c in calls))
         except Exception as e:
             self._raise_if_overload(e)
             raise
 
     async def _stream(
-        self, kind: str, prompts: list[list[int]], params: GenerationParams, with_usage: bool
+        self, kind: Literal["chat", "text"], calls: list[DecodeRequest], n: int, with_usage: bool
     ) -> StreamingResponse:
         method = self.model.options(stream=True).generate_stream
         streams = []
         try:  # each stream's first event says it was admitted: rejections become a status
-            for prompt in prompts:
-                streams.append(method.remote(DecodeRequest(prompt, params, stream=True)))
+            for call in calls:
+                streams.append(method.remote(call))
             await asyncio.gather(*(s.__anext__() for s in streams))
         except Exception as e:
             # not s.cancel(): it waits (blocking) for the request's assignment and re-raises
-            # its error; an admitted sibling of a rejected prompt just runs to its end
+            # its error; an admitted sibling of a rejected choice just runs to its end
             self._raise_if_overload(e)
             raise
         writer = ChunkWriter(kind, self.cfg.served_model_name)
-        body = self._sse(writer, _merge_streams(streams), len(prompts), with_usage)
+        events = merge_streams(streams)
+        body = sse_body(writer, events, self.strings, len(calls), n, with_usage)
         return StreamingResponse(body, media_type="text/event-stream")
-
-    async def _sse(
-        self,
-        writer: ChunkWriter,
-        events: AsyncIterator[tuple[int, Any]],
-        n: int,
-        with_usage: bool,
-    ) -> AsyncIterator[str]:
-        completions: list[Completion | None] = [None] * n
-        if writer.kind == "chat":
-            yield writer.choice(0, None)
-        try:
-            async for index, event in events:
-                if event is None:
-                    continue
-                if event.delta:
-                    yield writer.choice(index, event.delta)
-                if event.completion is not None:
-                    completions[index] = event.completion
-                    yield writer.choice(index, None, event.completion.finish_reason)
-        except Exception as e:  # the status line is sent: report it in the stream
-            yield writer.event(error_body(f"{type(e).__name__}: {e}", "server_error"))
-            return
-        if with_usage:
-            yield writer.usage([c for c in completions if c is not None])
-        yield writer.DONE
 
     def _raise_if_overload(self, error: BaseException) -> None:
         """Ray Serve's backpressure rejection, as an OpenAI-style 503/429."""
-        rejection = _reject_overload(error)
+        rejection = reject_overload(error)
         if rejection is not None:
             self.rejected += 1
             raise rejection from error
+
+    def _check_choices(self, choices: int) -> None:
+        if choices > self.cfg.max_choices:
+            raise APIError(
+                400,
+                f"n: {choices} choices asked for (n times the prompts); this server returns "
+                f"at most {self.cfg.max_choices} per request (serve.max_choices)",
+                param="n",
+            )
 
     def _check_model(self, model: str) -> None:
         if model != self.cfg.served_model_name:

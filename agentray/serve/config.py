@@ -88,8 +88,14 @@ class ServeConfig(BaseModel):
     max_queued_requests: int = Field(
         256,
         ge=-1,
-        description="per ingress replica: requests waiting for a model replica; beyond, a fast "
-        "overload rejection (-1: no limit)",
+        description="per ingress replica: requests waiting for a model replica; beyond, an "
+        "overload rejection before the request is read or tokenized (-1: no limit)",
+    )
+    max_choices: int = Field(
+        16,
+        gt=0,
+        description="choices one request may ask for (n, times the prompts of a text "
+        "completion); more is a 400",
     )
     overload_status_code: Literal[429, 503] = Field(
         503, description="HTTP status of a request rejected by backpressure"

@@ -17,40 +17,54 @@ positions). Columns that no row needs any more are trimmed. A model whose cache 
 are not plain full-attention ones (e.g. sliding windows) runs static batches instead:
 newcomers wait until the batch is empty.
 
-Sampling is temperature and top-p per row; processors from the model's
-``generation_config`` (repetition penalty, suppressed tokens) are not applied.
+Sampling is temperature and top-p per row, from the row's own random generator (seeded by
+the request: ``agentray.serve.sampling``); processors from the model's ``generation_config``
+(repetition penalty, suppressed tokens) are not applied. A row may ask for the log
+probabilities of its tokens (and the most likely alternatives at each step).
+
+A streamed row emits its text as it grows, except an end that could still become a stop
+string, so the streamed pieces add up to exactly the final text.
 """
 
 from __future__ import annotations
 
 import inspect
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentray.model.chat import left_pad, truncate_at_stop
+from agentray.model.chat import left_pad, stop_prefix_len, truncate_at_stop
 from agentray.policies.hf import HFPolicy
+from agentray.serve.sampling import TokenLogprob, new_generator, sample, token_logprobs
 from agentray.types import Completion, GenerationParams
 
 
 @dataclass
 class DecodeRequest:
     """One prompt for the decoder; ``stream`` rows report text deltas at every step.
-    ``abandoned`` (set by the replica when its caller went away) ends the row at its next
-    step, so a disconnected client stops costing compute."""
+    ``seed`` seeds the row's sampling; ``logprobs`` asks for each token's log probability
+    and that many alternatives (None: no logprobs). ``abandoned`` (set by the replica when
+    its caller went away) ends the row at its next step, so a disconnected client stops
+    costing compute."""
 
     prompt: list[int]
     params: GenerationParams
     stream: bool = False
+    seed: int | None = None
+    logprobs: int | None = None
     abandoned: bool = False
 
 
 @dataclass
 class StepEvent:
     """What one step produced for one row: new text (streamed rows), and the final
-    ``Completion`` once the row is done (``delta`` then completes the streamed text)."""
+    ``Completion`` once the row is done (``delta`` then completes the streamed text).
+    ``logprobs``: those of the tokens not reported before (with a streamed delta, the tokens
+    it completes; with the completion, the rest of its tokens)."""
 
     delta: str = ""
     completion: Completion | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class IncrementalText:
@@ -61,6 +75,7 @@ class IncrementalText:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
+        self.ends: list[int] = []  # per token whose text is in ``text``: where its text ends
         self.prefix_offset = 0
         self.read_offset = 0
         self.text = ""
@@ -73,6 +88,11 @@ class IncrementalText:
         if len(after) > len(before) and not after.endswith("\ufffd"):
             self.text += after[len(before) :]
             self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            self.ends += [len(self.text)] * (len(self.ids) - len(self.ends))
+
+    def tokens_within(self, length: int) -> int:
+        """How many of the first tokens have all their text within ``text[:length]``."""
+        return bisect_right(self.ends, length)
 
 
 @dataclass
@@ -80,14 +100,20 @@ class _Row:
     key: Any  # the caller's handle for this row's events
     request: DecodeRequest
     text: IncrementalText | None
+    generator: Any = None  # sampled rows: the row's own torch.Generator
     generated: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    reported: int = 0  # logprobs sent with streamed deltas
     emitted: str = ""  # streamed so far; always a prefix of the final text
     done: bool = False
 
-    @property
-    def holdback(self) -> int:
-        """Characters kept back while streaming: a stop string may still complete there."""
-        return max((len(s) for s in self.request.params.stop), default=1) - 1
+    def unreported(self, upto: int) -> list[TokenLogprob] | None:
+        """The logprobs of tokens ``reported:upto`` (None: the row asked for none)."""
+        if self.request.logprobs is None:
+            return None
+        out = self.logprobs[self.reported : upto]
+        self.reported = max(self.reported, upto)
+        return out
 
 
 class Decoder:
@@ -150,7 +176,12 @@ class Decoder:
     def _admit(self, newcomers: list[tuple[Any, DecodeRequest]]) -> list[tuple[Any, StepEvent]]:
         tokenizer = self.policy.tokenizer
         rows = [
-            _Row(key, r, IncrementalText(tokenizer) if r.stream or r.params.stop else None)
+            _Row(
+                key,
+                r,
+                IncrementalText(tokenizer) if r.stream or r.params.stop else None,
+                new_generator(r.seed) if r.params.temperature > 0 else None,
+            )
             for key, r in newcomers
         ]
         input_ids, mask = left_pad([r.request.prompt for r in rows], self.policy.pad_token_id)
@@ -186,8 +217,11 @@ class Decoder:
 
         rows = self.rows[first:]
         tokens = self._choose(logits, rows)
+        logprobs = token_logprobs(logits, tokens, [row.request.logprobs for row in rows])
         events = []
-        for row, token in zip(rows, tokens, strict=True):
+        for row, token, logprob in zip(rows, tokens, logprobs, strict=True):
+            if logprob is not None:
+                row.logprobs.append(logprob)
             event = self._add(row, token)
             if event is not None:
                 events.append((row.key, event))
@@ -248,8 +282,8 @@ class Decoder:
         chosen = logits.argmax(dim=-1).tolist()
         for k, row in enumerate(rows):
             params = row.request.params
-            if params.temperature > 0:
-                chosen[k] = sample(logits[k], params.temperature, params.top_p)
+            if row.generator is not None:
+                chosen[k] = sample(logits[k], params.temperature, params.top_p, row.generator)
         return chosen
 
     def _add(self, row: _Row, token: int) -> StepEvent | None:
@@ -270,28 +304,15 @@ class Decoder:
             delta = ""
             if row.request.stream and completion.text.startswith(row.emitted):
                 delta = completion.text[len(row.emitted) :]
-            return StepEvent(delta, completion)
+            return StepEvent(delta, completion, row.unreported(completion.completion_tokens))
         if not row.request.stream or row.text is None:
             return None
-        safe = row.text.text[: len(row.text.text) - row.holdback]
+        text = row.text.text
+        safe = text[: len(text) - stop_prefix_len(text, params.stop)]
         if len(safe) <= len(row.emitted):
             return None
         delta, row.emitted = safe[len(row.emitted) :], safe
-        return StepEvent(delta)
-
-
-def sample(logits, temperature: float, top_p: float) -> int:
-    """One token from ``softmax(logits / temperature)``, restricted to the smallest set of
-    tokens whose probability reaches ``top_p`` (nucleus sampling)."""
-    import torch
-
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return int(torch.multinomial(probs, 1))
+        return StepEvent(delta, logprobs=row.unreported(row.text.tokens_within(len(safe))))
 
 
 def _new_cache() -> Any:

@@ -19,15 +19,13 @@ class PromptEncoder(ChatEncoder):
         self.name = model
         self.vocab_size = len(self.tokenizer)
 
-    def encode_chat(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         try:
-            prompt = self.encode(messages)  # type: ignore[arg-type]
+            return self.encode(messages)  # type: ignore[arg-type]
         except Exception as e:  # e.g. the chat template rejects the role order
             raise APIError(400, f"messages: {e}", param="messages") from e
-        self._check_fits(prompt, max_new_tokens, "messages")
-        return prompt
 
-    def encode_prompts(self, prompt: Any, max_new_tokens: int) -> list[list[int]]:
+    def encode_prompts(self, prompt: Any) -> list[list[int]]:
         """A completions ``prompt`` (text, token ids, or a list of either) as token ids,
         one list per choice."""
         if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
@@ -46,12 +44,28 @@ class PromptEncoder(ChatEncoder):
                     f"(0..{self.vocab_size - 1})",
                     param=param,
                 )
-            self._check_fits(ids, max_new_tokens, param)
             prompts.append(ids)
         return prompts
 
-    def _check_fits(self, prompt: list[int], max_new_tokens: int, param: str) -> None:
-        try:
-            self.check_fits(len(prompt), max_new_tokens)
-        except ContextLimitError as e:
-            raise APIError(400, str(e), param=param, code="context_length_exceeded") from e
+    def completion_budget(self, prompt: list[int], max_tokens: int, given: bool, param: str) -> int:
+        """The most tokens to generate after ``prompt``: ``max_tokens`` when the request gave
+        it (a 400 if it does not fit), else the default capped to the room left in the
+        context window (as vLLM and OpenAI do)."""
+        room = self.context_window - len(prompt)
+        if given:
+            try:
+                self.check_fits(len(prompt), max_tokens)
+            except ContextLimitError as e:
+                raise APIError(400, str(e), param=param, code="context_length_exceeded") from e
+            return max_tokens
+        if not self.context_window:
+            return max_tokens
+        if room > 0:
+            return min(max_tokens, room)
+        raise APIError(
+            400,
+            f"prompt of {len(prompt)} tokens leaves no room for a completion in the context "
+            f"window of {self.context_window} tokens",
+            param=param,
+            code="context_length_exceeded",
+        )

@@ -23,7 +23,6 @@ from ray import serve
 
 from agentray.serve.config import ServeConfig
 from agentray.serve.decode import Decoder, DecodeRequest, StepEvent
-from agentray.types import Completion
 
 MAX_GROUPS_IN_FLIGHT = 1024  # @serve.batch groups relaying at once; max_ongoing_requests bounds
 
@@ -75,17 +74,18 @@ class HFModelServer:
         self.admit.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self.counts = {"requests": 0, "batches": 0, "largest_batch": 0}
 
-    async def generate(self, request: DecodeRequest) -> Completion:
-        completion = None
+    async def generate(self, request: DecodeRequest) -> StepEvent:
+        """The request's last event: its ``Completion`` and the logprobs of all its tokens."""
+        final = None
         try:
             async for event in self.admit(request):  # to its end: Serve closes it there
                 if event is not None and event.completion is not None:
-                    completion = event.completion
+                    final = event
         finally:  # cancelled: the client went away
-            request.abandoned = completion is None
-        if completion is None:
+            request.abandoned = final is None
+        if final is None:
             raise RuntimeError("the decoder ended a request without its completion")
-        return completion
+        return final
 
     async def generate_stream(self, request: DecodeRequest) -> AsyncIterator[StepEvent]:
         """Text deltas, the last one carrying the Completion. The first event is empty and

@@ -9,9 +9,11 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agentray.types import Completion, GenerationParams
+
+MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI's chat API allows
 
 # -- requests -----------------------------------------------------------------------------
 
@@ -40,18 +42,24 @@ class StreamOptions(BaseModel):
 
 
 class _SamplingRequest(BaseModel):
-    """Fields shared by chat and text completions."""
+    """Fields shared by chat and text completions. Fields the server cannot honour are
+    refused (400) when set to anything but their neutral value, never silently dropped;
+    metadata (``user``, ``store``, ``metadata``, ...) is ignored."""
 
-    model_config = ConfigDict(extra="ignore")  # clients send fields we do not use (user, seed)
+    model_config = ConfigDict(extra="ignore")
 
     model: str
     max_tokens: int | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice per prompt")
+    n: int = Field(1, ge=1, description="choices per prompt, each its own sample")
+    seed: int | None = Field(None, description="the same seed gives the same sample")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
     @classmethod
@@ -60,8 +68,19 @@ class _SamplingRequest(BaseModel):
             return []
         return [value] if isinstance(value, str) else value
 
+    @field_validator("frequency_penalty", "presence_penalty", "logit_bias")
+    @classmethod
+    def _neutral(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("not supported by this server (leave it out, or 0 / {})")
+        return value
+
     def _max_new_tokens(self) -> int | None:
         return self.max_tokens
+
+    @property
+    def max_tokens_given(self) -> bool:
+        return self._max_new_tokens() is not None
 
     def generation_params(self, defaults: GenerationParams) -> GenerationParams:
         given = {
@@ -72,6 +91,18 @@ class _SamplingRequest(BaseModel):
         }
         return defaults.model_copy(update={k: v for k, v in given.items() if v is not None})
 
+    def choice_seeds(self) -> list[int | None]:
+        """The seed of each of the ``n`` choices of a prompt: ``seed``, ``seed + 1``, ...
+        (each choice its own sample, each reproducible)."""
+        if self.seed is None:
+            return [None] * self.n
+        return [(self.seed + j) % 2**64 for j in range(self.n)]
+
+    @property
+    def top_logprobs_k(self) -> int | None:
+        """Alternatives per token the response reports (None: no logprobs)."""
+        raise NotImplementedError
+
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -80,17 +111,46 @@ class _SamplingRequest(BaseModel):
 class ChatCompletionRequest(_SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, gt=0)  # newer clients' name for max_tokens
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+        if value:
+            raise ValueError("tool calls are not supported by this server")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value and value.get("type", "text") != "text":
+            raise ValueError("only {'type': 'text'} is supported by this server")
+        return value
 
     def _max_new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    @property
+    def top_logprobs_k(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
 
 class CompletionRequest(_SamplingRequest):
-    """``prompt`` is a string, token ids, or a list of either (one choice per prompt)."""
+    """``prompt`` is a string, token ids, or a list of either (``n`` choices per prompt)."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: Literal[False] = Field(False, description="echoing the prompt is not supported")
-    logprobs: None = Field(None, description="logprobs are not supported")
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     suffix: None = Field(None, description="suffix is not supported")
     best_of: int = Field(1, ge=1, le=1, description="best_of > 1 is not supported")
 
@@ -101,12 +161,18 @@ class CompletionRequest(_SamplingRequest):
             raise ValueError("prompt is empty")
         return value
 
+    @property
+    def top_logprobs_k(self) -> int | None:
+        return self.logprobs
+
 
 # -- responses ----------------------------------------------------------------------------
 
 
-def usage(completions: list[Completion]) -> dict[str, int]:
-    prompt = sum(c.prompt_tokens for c in completions)
+def usage(completions: list[Completion], n: int = 1) -> dict[str, int]:
+    """Token counts of a response whose choices come ``n`` per prompt: each prompt counts
+    once, every choice's tokens count."""
+    prompt = sum(c.prompt_tokens for c in completions[::n])
     generated = sum(c.completion_tokens for c in completions)
     return {
         "prompt_tokens": prompt,
@@ -119,27 +185,35 @@ def new_id(kind: Literal["chat", "text"]) -> str:
     return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
 
 
-def chat_response(completion: Completion, model: str) -> dict[str, Any]:
-    choice = {
-        "index": 0,
-        "message": {"role": "assistant", "content": completion.text},
-        "finish_reason": completion.finish_reason,
-        "logprobs": None,
-    }
+def chat_response(
+    completions: list[Completion], logprobs: list[Any], n: int, model: str
+) -> dict[str, Any]:
+    """``logprobs``: each choice's logprobs object, or None."""
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": c.text},
+            "finish_reason": c.finish_reason,
+            "logprobs": lp,
+        }
+        for i, (c, lp) in enumerate(zip(completions, logprobs, strict=True))
+    ]
     return {
         "id": new_id("chat"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [choice],
-        "usage": usage([completion]),
+        "choices": choices,
+        "usage": usage(completions, n),
     }
 
 
-def text_response(completions: list[Completion], model: str) -> dict[str, Any]:
+def text_response(
+    completions: list[Completion], logprobs: list[Any], n: int, model: str
+) -> dict[str, Any]:
     choices = [
-        {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
-        for i, c in enumerate(completions)
+        {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": lp}
+        for i, (c, lp) in enumerate(zip(completions, logprobs, strict=True))
     ]
     return {
         "id": new_id("text"),
@@ -147,7 +221,7 @@ def text_response(completions: list[Completion], model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": choices,
-        "usage": usage(completions),
+        "usage": usage(completions, n),
     }
 
 
@@ -163,21 +237,27 @@ class ChunkWriter:
             "model": model,
         }
 
-    def choice(self, index: int, text: str | None, finish_reason: str | None = None) -> str:
+    def choice(
+        self,
+        index: int,
+        text: str | None,
+        finish_reason: str | None = None,
+        logprobs: Any = None,
+    ) -> str:
         """A chunk for one choice: ``text`` is the new text (chat: None for the opening
-        chunk that names the role)."""
+        chunk that names the role), ``logprobs`` those of the tokens it completes."""
         if self.kind == "chat":
             delta = {"role": "assistant", "content": ""} if text is None else {"content": text}
-            if finish_reason is not None:
+            if finish_reason is not None and not text:
                 delta = {}
             body = {"index": index, "delta": delta, "finish_reason": finish_reason}
         else:
             body = {"index": index, "text": text or "", "finish_reason": finish_reason}
-        body["logprobs"] = None
+        body["logprobs"] = logprobs
         return self.event({**self.base, "choices": [body]})
 
-    def usage(self, completions: list[Completion]) -> str:
-        return self.event({**self.base, "choices": [], "usage": usage(completions)})
+    def usage(self, completions: list[Completion], n: int) -> str:
+        return self.event({**self.base, "choices": [], "usage": usage(completions, n)})
 
     @staticmethod
     def event(body: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import threading
 import time
@@ -188,7 +189,17 @@ USER = [{"role": "user", "content": "x"}]
             "messages.0.role",
         ),
         (CHAT, {"model": "agentray", "messages": []}, "messages"),
-        (CHAT, {"model": "agentray", "messages": USER, "n": 2}, "n"),
+        (CHAT, {"model": "agentray", "messages": USER, "n": 0}, "n"),
+        (CHAT, {"model": "agentray", "messages": USER, "n": 17}, "n"),  # > serve.max_choices
+        (CHAT, {"model": "agentray", "messages": USER, "top_logprobs": 2}, "top_logprobs"),
+        (CHAT, {"model": "agentray", "messages": USER, "top_logprobs": 21}, "top_logprobs"),
+        (
+            CHAT,
+            {"model": "agentray", "messages": USER, "presence_penalty": 0.5},
+            "presence_penalty",
+        ),
+        (CHAT, {"model": "agentray", "messages": USER, "tools": [{"type": "function"}]}, "tools"),
+        ("/completions", {"model": "agentray", "prompt": ["a"] * 9, "n": 2}, "n"),
         (CHAT, {"model": "agentray", "messages": USER, "max_tokens": 0}, "max_tokens"),
         (CHAT, {"model": "agentray", "messages": USER, "temperature": "hot"}, "temperature"),
         (
@@ -276,8 +287,9 @@ def test_concurrent_requests_are_batched_and_independent(served, client):
 
 def test_overload_gets_fast_rejections_then_the_endpoint_answers(served):
     """10x what the server holds (BATCH decoding + BATCH queued) at once, half of them
-    streamed: the excess is turned away with 503 + Retry-After without waiting for
-    capacity, the rest is answered, and so is the next request (no crash, no restart)."""
+    streamed: the excess is turned away with 503 + Retry-After before its body is read and
+    without waiting for capacity, the rest is answered, and so is the next request (no
+    crash, no restart)."""
     url = served[1]
     before = stats(served)
     n = 10 * 2 * BATCH
@@ -315,16 +327,24 @@ def test_overload_gets_fast_rejections_then_the_endpoint_answers(served):
     kinds = {kind for kind, _ in outcomes}
     assert kinds == {"ok", "rejected"}, kinds
     ok = [s for kind, s in outcomes if kind == "ok"]
-    rejected = [s for kind, s in outcomes if kind == "rejected"]
+    rejected = sorted(s for kind, s in outcomes if kind == "rejected")
     assert len(rejected) >= n // 2
-    # a rejection does not wait for capacity: it comes before answers that need 48 steps
-    assert statistics.median(rejected) < statistics.median(ok)
+    p99 = rejected[min(len(rejected) - 1, int(0.99 * len(rejected)))]
+    print(
+        f"overload: {len(rejected)} x 503, p50 {1000 * statistics.median(rejected):.0f} ms, "
+        f"p99 {1000 * p99:.0f} ms; {len(ok)} answered, p50 {1000 * statistics.median(ok):.0f} ms"
+    )
+    # a rejection does not wait for capacity: even the slowest come before a typical answer
+    # (48 steps); the issue's bound is 100 ms, asserted here with slack for a shared CI box
+    assert p99 < statistics.median(ok) and p99 < 3.0
 
     client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
     assert ask(client, "still there?")
     after = stats(served)
     assert after["requests"] - before["requests"] == len(ok) + 1  # same replica, counting on
     assert after["rejected"] - before["rejected"] == len(rejected)
+    # most were turned away by admission control, before their body was read or tokenized
+    assert after["rejected_unread"] - before["rejected_unread"] >= len(rejected) // 2
 
 
 def test_a_client_that_hangs_up_stops_costing_compute(served, client, local):
@@ -440,3 +460,163 @@ def test_a_model_on_s3_is_served_with_its_manifest_in_the_bucket(
     manifest = storage.read_json(storage.join(run_dir, "serve", "manifest.json"))
     assert manifest["inputs"]["model"] == model and manifest["outputs"]["url"] == url
     assert not list(tmp_path.glob("s3:*"))
+
+
+# -- OpenAI parity: choices, seeds, stop strings in streams, logprobs, the context window --
+
+
+def chat(client: openai.OpenAI, prompt: str, **kwargs):
+    """A sampled chat completion; ``max_tokens=None`` leaves it out."""
+    args = {"model": "agentray", "max_tokens": MAX_TOKENS, "temperature": 1.0, **kwargs}
+    args = {k: v for k, v in args.items() if v is not None}
+    return client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **args)
+
+
+def streamed_choices(chunks) -> dict[int, str]:
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    return texts
+
+
+def test_n_choices_are_each_their_own_reproducible_sample(client):
+    prompt = "name three tables"
+    both = chat(client, prompt, n=2, seed=7)
+    texts = [c.message.content for c in both.choices]
+    assert [c.index for c in both.choices] == [0, 1] and texts[0] != texts[1]
+    # choice j is sampled with seed + j: the same as asking for it alone
+    alone = [chat(client, prompt, seed=7), chat(client, prompt, seed=8)]
+    assert texts == [r.choices[0].message.content for r in alone]
+    assert both.usage.prompt_tokens == alone[0].usage.prompt_tokens  # the prompt counts once
+    assert both.usage.completion_tokens == sum(r.usage.completion_tokens for r in alone)
+
+    chunks = list(chat(client, prompt, n=2, seed=7, stream=True))
+    assert streamed_choices(chunks) == {0: texts[0], 1: texts[1]}
+    finished = {c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason}
+    assert finished == {0, 1}
+    greedy = chat(client, prompt, n=2, temperature=0)
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content
+
+    several = client.completions.create(
+        model="agentray", prompt=["SELECT", "ls -l"], n=2, seed=3, temperature=1.0, max_tokens=8
+    )
+    assert [c.index for c in several.choices] == [0, 1, 2, 3]
+    second = client.completions.create(
+        model="agentray", prompt="ls -l", seed=3, temperature=1.0, max_tokens=8
+    )
+    assert several.choices[2].text == second.choices[0].text  # prompt 1, choice 0: seed 3
+
+
+def test_a_seed_reproduces_its_sample_whatever_runs_beside_it(client):
+    prompt = "write a query"
+    first = chat(client, prompt, seed=11).choices[0].message.content
+    barrier = threading.Barrier(BATCH)
+
+    def one(i: int) -> str:  # the seeded request again, batched with other samples
+        barrier.wait()
+        if i == 0:
+            return chat(client, prompt, seed=11).choices[0].message.content
+        return chat(client, f"other {i}").choices[0].message.content
+
+    with ThreadPoolExecutor(BATCH) as pool:
+        together = list(pool.map(one, range(BATCH)))
+    assert together[0] == first
+    assert chat(client, prompt, seed=12).choices[0].message.content != first
+    assert chat(client, prompt, temperature=0).choices[0].message.content != first
+
+
+def test_a_streamed_sample_with_a_stop_string_is_exactly_the_plain_one(client):
+    """Stop strings from each sample's own text, also at its very start (where part of a
+    stop string used to leak into the stream)."""
+    for seed in range(4):
+        prompt = f"sample {seed}"
+        free = chat(client, prompt, seed=seed).choices[0].message.content
+        assert len(free) >= 8
+        stop = free[:6] if seed % 2 == 0 else free[3:7]
+        plain = chat(client, prompt, seed=seed, stop=[stop])
+        chunks = list(chat(client, prompt, seed=seed, stop=[stop], stream=True))
+        assert streamed_choices(chunks) == {0: plain.choices[0].message.content}
+        assert plain.choices[0].message.content == free[: free.find(stop)]
+        assert plain.choices[0].finish_reason == "stop"
+
+
+def test_logprobs_are_the_models_own_in_both_formats(client, local):
+    import torch
+
+    prompt = "show me the schema"
+    greedy = chat(client, prompt, temperature=0, logprobs=True, top_logprobs=3)
+    choice = greedy.choices[0]
+    content = choice.logprobs.content
+    assert len(content) == greedy.usage.completion_tokens
+    assert b"".join(bytes(e.bytes) for e in content).decode() == choice.message.content
+    for entry in content:
+        values = [t.logprob for t in entry.top_logprobs]
+        assert entry.logprob <= 0 and len(values) == 3 and values == sorted(values, reverse=True)
+        assert entry.token == entry.top_logprobs[0].token  # greedy: the most likely token
+        assert entry.logprob == entry.top_logprobs[0].logprob
+
+    # the oracle: one forward pass of the same weights, here, over prompt + completion
+    messages = [{"role": "user", "content": prompt}]
+    ids = local.encode(messages)
+    expected = local.generate_ids([ids], GenerationParams(max_new_tokens=MAX_TOKENS))[0]
+    with torch.inference_mode():
+        logits = local.model(input_ids=torch.tensor([ids + expected.token_ids])).logits
+    oracle = torch.log_softmax(logits[0, len(ids) - 1 : -1].float(), dim=-1)
+    for k, (token, entry) in enumerate(zip(expected.token_ids, content, strict=True)):
+        assert entry.logprob == pytest.approx(float(oracle[k, token]), abs=1e-4)
+
+    chunks = list(chat(client, prompt, temperature=0, logprobs=True, top_logprobs=3, stream=True))
+    streamed = [
+        e
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+
+    text = client.completions.create(
+        model="agentray", prompt=ids, max_tokens=MAX_TOKENS, logprobs=2, temperature=0
+    ).choices[0]
+    legacy = text.logprobs
+    assert "".join(legacy.tokens) == text.text == expected.text
+    assert legacy.token_logprobs == pytest.approx([e.logprob for e in content], abs=1e-5)
+    assert all(
+        tok in top and len(top) == 2
+        for tok, top in zip(legacy.tokens, legacy.top_logprobs, strict=True)
+    )
+    assert legacy.text_offset == [
+        len("".join(legacy.tokens[:k])) for k in range(len(legacy.tokens))
+    ]
+
+
+def test_without_max_tokens_a_long_prompt_gets_the_room_left(served, client, local):
+    """The default max_tokens (MAX_TOKENS here) is capped to what the context window has
+    left, as vLLM and OpenAI do; an explicit max_tokens that does not fit is still a 400."""
+    window = local.context_window
+    room = 5
+    ids = [random.Random(0).randrange(4, len(local.tokenizer)) for _ in range(window - room)]
+    response = client.completions.create(model="agentray", prompt=ids, temperature=0)
+    expected = local.generate_ids([ids], GenerationParams(max_new_tokens=room))[0]
+    assert response.choices[0].text == expected.text
+    assert response.usage.completion_tokens == expected.completion_tokens <= room
+    assert response.usage.prompt_tokens == window - room
+
+    def prompt_len(words: int) -> int:
+        return len(local.encode([{"role": "user", "content": "why " * words}]))
+
+    low, high = 1, window  # the longest message that leaves at least `room` tokens
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if prompt_len(mid) <= window - room else (low, mid - 1)
+    words = low
+    long = chat(client, "why " * words, max_tokens=None, temperature=0)
+    left = window - long.usage.prompt_tokens
+    assert room <= left < MAX_TOKENS and long.usage.completion_tokens <= left
+
+    with pytest.raises(openai.BadRequestError) as raised:  # asked for more than fits
+        client.completions.create(model="agentray", prompt=ids, max_tokens=room + 1)
+    assert raised.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as raised:  # no room at all
+        client.completions.create(model="agentray", prompt=ids + ids[:room])
+    assert raised.value.code == "context_length_exceeded"

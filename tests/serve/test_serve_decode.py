@@ -1,5 +1,6 @@
 """The serve app's continuous-batching decoder, in process: rows that join a running batch
-at any step get exactly what HFPolicy gives them alone, and streamed text adds up."""
+at any step get exactly what HFPolicy gives them alone (and a seeded sample what it gets
+alone), streamed text adds up and never shows a stop string, and logprobs are the model's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 
 import pytest
 
+from agentray.model.chat import stop_prefix_len
 from agentray.policies.hf import HFPolicy
 from agentray.serve.decode import Decoder, DecodeRequest, IncrementalText
 from agentray.types import GenerationParams
@@ -124,3 +126,103 @@ def test_an_abandoned_row_leaves_at_its_next_step(policy):
     events = dict(decoder.advance([]))
     assert events["leaving"].completion.completion_tokens == 3
     assert [row.key for row in decoder.rows] == ["staying"] and decoder.abandoned == 1
+
+
+def run_alone(policy: HFPolicy, request: DecodeRequest):
+    """One request through a fresh Decoder: its completion and its streamed text."""
+    [completion], streamed, _, _ = decode(policy, [(0, request)], max_rows=1)
+    return completion, streamed[0]
+
+
+def test_stop_prefix_len_holds_back_only_what_may_begin_a_stop_string():
+    assert stop_prefix_len("hello wor", ["world"]) == 3
+    assert stop_prefix_len("hello", ["world"]) == 0
+    assert stop_prefix_len(" sa", ["say in"]) == 2  # shorter than the stop string
+    assert stop_prefix_len("ab", ["abc", "bcd"]) == 2
+    assert stop_prefix_len("xyz", []) == 0
+    assert stop_prefix_len("abc", ["abc"]) == 0  # a whole stop string ends the row instead
+
+
+def test_streams_never_show_a_stop_string_and_add_up_to_the_text(policy):
+    """Stop strings cut from each sample's own text, at its start (longer than its first
+    token: the case that leaked) and anywhere else; sampled with a seed, so the streamed,
+    the plain and the stop-free runs are the same sample."""
+    rng = random.Random(5)
+    checked = 0
+    for trial, prompt in enumerate(prompts(policy, 10, seed=5)):
+        params = GenerationParams(max_new_tokens=10, temperature=1.0 if trial % 2 else 0.0)
+        free, _ = run_alone(policy, DecodeRequest(prompt, params, seed=trial))
+        text = free.text
+        if len(text) < 4:
+            continue
+        start = 0 if trial % 3 == 0 else rng.randrange(len(text) - 2)
+        stop = text[start : start + rng.randint(2, 8)]
+        with_stop = params.model_copy(update={"stop": [stop, "\x00never"]})
+        streamed_req = DecodeRequest(prompt, with_stop, stream=True, seed=trial)
+        streamed_completion, streamed = run_alone(policy, streamed_req)
+        plain, _ = run_alone(policy, DecodeRequest(prompt, with_stop, seed=trial))
+        assert streamed == streamed_completion.text == plain.text == text[: text.find(stop)]
+        assert plain.finish_reason == "stop"
+        checked += 1
+    assert checked >= 6
+
+
+def test_a_seeded_row_samples_the_same_alone_and_in_any_batch(policy):
+    batch = prompts(policy, 6, seed=6)
+    sampled = GenerationParams(max_new_tokens=12, temperature=1.0)
+    seeded = DecodeRequest(batch[0], sampled, seed=1234)
+    alone, _ = run_alone(policy, seeded)
+    again, _ = run_alone(policy, DecodeRequest(batch[0], sampled, seed=1234))
+    # the same seeded request joins a running batch of unseeded sampled rows at step 3
+    arrivals = [(0, DecodeRequest(p, sampled)) for p in batch[1:]]
+    arrivals.append((3, DecodeRequest(batch[0], sampled, seed=1234)))
+    together, _, _, (_, joins) = decode(policy, arrivals, max_rows=8)
+
+    assert joins >= 1
+    assert alone.token_ids == again.token_ids == together[-1].token_ids
+    other_seed, _ = run_alone(policy, DecodeRequest(batch[0], sampled, seed=99))
+    greedy = policy.generate_ids([batch[0]], GenerationParams(max_new_tokens=12))[0]
+    assert other_seed.token_ids != alone.token_ids
+    assert greedy.token_ids != alone.token_ids
+
+
+def _oracle_logprobs(policy: HFPolicy, prompt: list[int], generated: list[int]):
+    """log_softmax of one forward pass over prompt + completion: the model's own
+    distribution at every generated position, computed independently of the decoder."""
+    import torch
+
+    with torch.inference_mode():
+        ids = torch.tensor([prompt + generated])
+        logits = policy.model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_logprobs_are_the_models_own_and_streams_report_each_token_once(policy, temperature):
+    batch = prompts(policy, 3, seed=7)
+    params = GenerationParams(max_new_tokens=10, temperature=temperature, stop=["e "])
+    arrivals = [(i, DecodeRequest(p, params, seed=i, logprobs=3)) for i, p in enumerate(batch)]
+    together, _, _, _ = decode(policy, arrivals, max_rows=4)
+    for i, (prompt, completion) in enumerate(zip(batch, together, strict=True)):
+        streamed_lp: list = []
+        decoder = Decoder(policy, max_rows=1)
+        events = decoder.advance([(0, DecodeRequest(prompt, params, True, seed=i, logprobs=3))])
+        while True:
+            for _, event in events:
+                streamed_lp += event.logprobs or []
+            if not decoder.rows:
+                break
+            events = decoder.advance([])
+        assert [e.token for e in streamed_lp] == completion.token_ids
+
+        oracle = _oracle_logprobs(policy, prompt, completion.token_ids)
+        for k, entry in enumerate(streamed_lp):
+            assert entry.logprob == pytest.approx(float(oracle[k, entry.token]), abs=1e-4)
+            assert entry.logprob <= 0
+            values = [lp for _, lp in entry.top]
+            assert len(entry.top) == 3 and values == sorted(values, reverse=True)
+            best = oracle[k].topk(3)
+            assert [t for t, _ in entry.top] == best.indices.tolist()
+            assert values == pytest.approx(best.values.tolist(), abs=1e-4)
+            if temperature == 0:
+                assert entry.token == entry.top[0][0]
