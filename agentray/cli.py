@@ -83,10 +83,14 @@ def _run_stage(stage: str, run, cfg: PipelineConfig | None = None) -> dict:
     """``run()``'s result; a stage that fails loudly (``StageFailed``: a dead endpoint, most
     episodes or items failing) prints its result (if it got one) and one red line, exit 1."""
     from agentray.failures import StageFailed, failure_line
+    from agentray.process import ProcessError
     from agentray.records import CorruptShardError
 
     try:
         return run()
+    except ProcessError as e:  # unusable inputs to process: one line, no traceback
+        typer.secho(f"process: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
     except CorruptShardError as e:
         message = f"{stage}: {e} (move it out of the folder and rerun: its episodes are redone)"
         typer.secho(message, fg=typer.colors.RED, err=True)
@@ -181,14 +185,9 @@ def process(
     """Filter -> AgentInstruct records -> mix with general data -> tokenized shards; a
     progress bar, then a summary table (every count: process/manifest.json)."""
     from agentray.pipeline import stage_process
-    from agentray.process import ProcessError
 
     cfg = _load(config, run_dir)
-    try:
-        result = stage_process(cfg)
-    except ProcessError as e:
-        typer.secho(f"process: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+    result = _run_stage("process", lambda: stage_process(cfg))
     if as_json:
         _show(result, cfg, "process")
         return

@@ -87,6 +87,14 @@ class InstructConfig(BaseModel):
         "proposal is a near-duplicate of a seed, an existing task (train or test) or an "
         "earlier kept one",
     )
+    max_error_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="the stage fails (exit 1; tasks, rejected.jsonl and manifest written) when "
+        "more than this share of teacher requests fail (errors, timeouts, context limit) "
+        "(1: never)",
+    )
     verify_workers: int = Field(2, gt=0, description="threads verifying proposals at once")
     seed: int = Field(0, description="seeds the choice of seed examples")
     output: str | None = Field(None, description="default: <run_dir>/instruct")

@@ -53,7 +53,7 @@ from agentray.envs.proposals import DUPLICATE, NEAR_DUPLICATE, SURPLUS, TEACHER_
 from agentray.envs.registry import make_env
 from agentray.envs.sandbox import SandboxUnavailable
 from agentray.envs.task_files import file_tasks
-from agentray.failures import ErrorLog
+from agentray.failures import ErrorLog, StageFailed, common_error_text, error_failure
 from agentray.instruct.config import DERIVABLE_FAMILIES, INSTRUCT_FAMILIES, InstructConfig
 from agentray.instruct.dedup import NearDuplicateIndex
 from agentray.instruct.prompts import (
@@ -338,6 +338,7 @@ async def _run_family(
         for request, reply in zip(requests, replies, strict=True):
             if reply.finish_reason in ("error", "context_limit"):
                 failures.append(run.failed_request(request, reply.error or reply.finish_reason))
+                totals["teacher_errors"] += 1
                 errors.add(f"teacher_error {run.family} request {request.number}", reply.error)
             else:
                 candidates += run.candidates(request, reply.text)
@@ -355,7 +356,10 @@ async def _run_family(
         bar.set_postfix(requests=totals["requests"], rejected=totals["rejected"])
 
 
-async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -> dict:
+async def _run_all(
+    runs: list[FamilyRun], cfg: InstructConfig, progress: bool, errors: ErrorLog
+) -> tuple[dict, Counter[str]]:
+    """The teacher's stats and the run's totals (requests, teacher_errors, rejected)."""
     teacher = make_policy(cfg.teacher)
     total = cfg.tasks_per_family * len(runs)
     initial = sum(min(run.kept, cfg.tasks_per_family) for run in runs)
@@ -363,7 +367,6 @@ async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -
         total=total, initial=initial, desc="verified tasks", unit="task", disable=not progress
     )
     totals: Counter[str] = Counter()
-    errors = ErrorLog("instruct")
     try:
         with ThreadPoolExecutor(cfg.verify_workers, thread_name_prefix="verify") as pool:
             await asyncio.gather(
@@ -374,7 +377,7 @@ async def _run_all(runs: list[FamilyRun], cfg: InstructConfig, progress: bool) -
         errors.close()
         if hasattr(teacher, "aclose"):
             await teacher.aclose()
-    return teacher.stats() if hasattr(teacher, "stats") else {}
+    return (teacher.stats() if hasattr(teacher, "stats") else {}), totals
 
 
 def run_instruct(
@@ -401,7 +404,8 @@ def run_instruct(
         runs = [FamilyRun(f, cfg, out, configs[f], rejected) for f in cfg.families]
     except (ValueError, SandboxUnavailable) as e:
         raise InstructError(str(e)) from e
-    teacher_stats = asyncio.run(_run_all(runs, cfg, progress))
+    errors = ErrorLog("instruct")
+    teacher_stats, totals = asyncio.run(_run_all(runs, cfg, progress, errors))
     families = {run.family: run.summary() for run in runs}
     summary = {
         "families": families,
@@ -412,12 +416,17 @@ def run_instruct(
             "model": cfg.teacher.model,
             "base_url": getattr(cfg.teacher, "base_url", None),
             **teacher_stats,
+            "requests": totals["requests"],
+            "teacher_errors": totals["teacher_errors"],
         },
         # what to put in envs: so collection plays the kept tasks
         "envs": {name: {"task_files": [f["task_file"]]} for name, f in families.items()},
         "wall_s": round(time.time() - started, 2),
     }
     storage.write_json(storage.join(out, "summary.json"), summary)
+    failure = error_failure(
+        totals["teacher_errors"], totals["requests"], cfg.max_error_fraction, errors
+    )
     write_manifest(
         out,
         "instruct",
@@ -429,5 +438,13 @@ def run_instruct(
         counts=summary,
         outputs={"tasks": storage.join(out, "tasks"), "rejected": rejected.location},
         started_at=started,
+        failure=failure,
     )
+    if failure is not None:
+        raise StageFailed(
+            f"instruct FAILED: {failure['errors']} of {failure['total']} teacher requests "
+            f"failed (more than max_error_fraction {cfg.max_error_fraction})"
+            f"{common_error_text(failure)}; outputs and manifest in {out}",
+            summary,
+        )
     return summary

@@ -450,3 +450,34 @@ def test_collect_plays_generated_tasks_with_the_expert_teacher(generated, ray_lo
             assert by_id[task_id].reward == 1.0 and by_id[task_id].status == "completed"
     expected = sum(len(make_env(f, families[f]).tasks("train")) for f in FAMILIES)
     assert result["written_total"] == len(rows) == expected
+
+
+def test_a_teacher_that_mostly_fails_ends_the_stage_loudly(tmp_path):
+    """The teacher answers the preflight, then every request fails: instruct exits 1 with
+    one FAILED line naming the count and the most common error, and the manifest says so."""
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "envs": SMALL,
+        "instruct": {
+            "families": ["db"],
+            "tasks_per_family": 2,
+            "max_requests_per_family": 4,
+            "teacher": {"model": "stand-in", "max_retries": 0, "retry_backoff_s": 0.01},
+        },
+    }
+    path = tmp_path / "instruct.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # the preflight's list-models and one tiny request pass; all 4 task requests fail
+    with ExpertEndpoint(
+        families=["db"], family_configs=SMALL, outage_after=1, outage_requests=1000
+    ) as endpoint:
+        result = CliRunner().invoke(app, ["instruct", str(path), "--base-url", endpoint.base_url])
+    assert result.exit_code == 1, result.output
+    [failed] = [line for line in result.stderr.splitlines() if "instruct FAILED" in line]
+    assert "4 of 4 teacher requests failed (more than max_error_fraction 0.5)" in failed
+    assert "most common error (4x)" in failed and "503" in failed
+    out = tmp_path / "run" / "instruct"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["failure"]["errors"] == 4
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 4 and {r["reason"] for r in rejected} == {"teacher_error"}
