@@ -294,5 +294,61 @@ def show_config(config: Path | None = typer.Argument(None)) -> None:
     typer.echo(dump_config(_load(config, None)))
 
 
+env_app = typer.Typer(no_args_is_help=True, help="Env families: list them, check a plug-in.")
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """Every known env family and where it comes from (agentray, an installed plug-in)."""
+    from agentray.envs.registry import ENVS, FAMILIES, HELD_OUT_FAMILIES
+
+    for name in ENVS.names():
+        source = (
+            "agentray (held-in default)"
+            if name in FAMILIES
+            else "agentray (held-out: pip install 'agentray[heldout]')"
+            if name in HELD_OUT_FAMILIES
+            else "plug-in"
+        )
+        typer.echo(f"{name:14} {ENVS.target(name):48} {source}")
+
+
+@env_app.command("check")
+def env_check(
+    family: str = typer.Argument(..., help="a family name, or 'package.module:Class'"),
+    config: Path | None = typer.Option(
+        None, "--config", exists=True, dir_okay=False, help="pipeline YAML: its envs.<family>"
+    ),
+    tasks: int = typer.Option(3, min=1, help="tasks of each split played"),
+) -> None:
+    """Run the Env contract's checks on a family and say what is wrong, in words (exit 1)."""
+    from agentray.envs.registry import register_family
+    from agentray.registry import is_import_path
+    from agentray.testing.env_check import check_env
+
+    try:
+        name = register_family(family) if is_import_path(family) else family
+        settings = None
+        if config is not None:
+            cfg = _load(config, None)
+            settings = getattr(cfg.envs, name, None)
+        report = check_env(name, settings, tasks)
+    except (KeyError, ValueError) as e:
+        typer.secho(f"env check: {e.args[0] if e.args else e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    for check in report.checks:
+        mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
+        typer.echo(f"{mark} {check.name}: {check.detail}")
+    if not report.ok:
+        typer.secho(
+            f"{report.family}: {len(report.problems())} of {len(report.checks)} checks failed",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    typer.secho(f"{report.family}: all {len(report.checks)} checks pass", fg="green", err=True)
+
+
 if __name__ == "__main__":
     app()

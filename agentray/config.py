@@ -21,12 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentray.collect import CollectConfig
 from agentray.envs.config import EnvsConfig
+from agentray.envs.registry import register_family
 from agentray.eval import EvalConfig
 from agentray.instruct import InstructConfig
 from agentray.model.tiny import TINY_MODEL
 from agentray.paths import check_run_dir
 from agentray.policies.config import OpenAIConfig
 from agentray.process import ProcessConfig
+from agentray.registry import is_import_path
 from agentray.serve import ServeConfig
 from agentray.train import TrainConfig
 
@@ -52,6 +54,10 @@ DROPPED_KEYS: tuple[tuple[str, ...], ...] = (
     ("collect", "policy", "families"),
     ("eval", "policy", "families"),
 )
+
+
+# Where a config may name a plug-in family as ``package.module:Class``.
+PLUGIN_FAMILY_KEYS = (("collect", "families"), ("eval", "families"), ("eval", "held_out"))
 
 
 class PipelineConfig(BaseModel):
@@ -124,6 +130,24 @@ class PipelineConfig(BaseModel):
                 )
         if envs or "envs" in data:
             data["envs"] = envs
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _register_plugin_families(cls, data: Any) -> Any:
+        """Families named as ``package.module:Class`` in collect / eval are registered before
+        ``envs`` is read, so ``envs.<their name>`` is typed by their own config class."""
+        if not isinstance(data, dict):
+            return data
+        for stage, key in PLUGIN_FAMILY_KEYS:
+            section = data.get(stage)
+            families = section.get(key) if isinstance(section, dict) else None
+            for name in families if isinstance(families, list) else []:
+                if isinstance(name, str) and is_import_path(name):
+                    try:
+                        register_family(name)
+                    except ValueError as e:
+                        raise ValueError(f"{stage}.{key}: {e}") from None
         return data
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from agentray.registry import PLUGINS_ENV, plugin_module_paths
 from agentray.storage import storage_env
 
 # Set for the driver and passed to every worker: offline hub, quiet tokenizers.
@@ -21,9 +22,30 @@ def setup_process_env() -> None:
 
 
 def worker_env() -> dict[str, str]:
-    """What every Ray worker gets from the driver: ``WORKER_ENV`` and the object-store
-    variables (``AWS_*``...), so a task on any node reaches the run's bucket."""
-    return {**{k: os.environ[k] for k in WORKER_ENV}, **storage_env()}
+    """What every Ray worker gets from the driver: ``WORKER_ENV``, the object-store
+    variables (``AWS_*``...), so a task on any node reaches the run's bucket, and the
+    plug-ins registered in the driver (``AGENTRAY_PLUGINS``)."""
+    plugins = {PLUGINS_ENV: os.environ[PLUGINS_ENV]} if os.environ.get(PLUGINS_ENV) else {}
+    return {**{k: os.environ[k] for k in WORKER_ENV}, **storage_env(), **plugins}
+
+
+def plugin_runtime_env() -> dict | None:
+    """The runtime_env an actor needs for the plug-in names registered in this process
+    (None: none are): Ray may have started before a config registered them, so actors that
+    build families or policies by name get the names with their own options. (Their modules
+    travel only with the job, ``worker_runtime_env``: Ray uploads local folders only there.)"""
+    if not os.environ.get(PLUGINS_ENV):
+        return None
+    return {"env_vars": {PLUGINS_ENV: os.environ[PLUGINS_ENV]}}
+
+
+def worker_runtime_env() -> dict:
+    """The runtime_env of the driver's job: ``worker_env()`` and, as ``py_modules``, the
+    plug-in modules no installed package holds (they travel to every node)."""
+    runtime_env: dict = {"env_vars": worker_env()}
+    if modules := plugin_module_paths():
+        runtime_env["py_modules"] = modules
+    return runtime_env
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -38,7 +60,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     kwargs = {"address": address} if address else {"num_cpus": num_cpus}
     ray.init(
         **kwargs,
-        runtime_env={"env_vars": worker_env()},
+        runtime_env=worker_runtime_env(),
         log_to_driver=True,
         # Ray Train's placement-group cleaner polls the State API, which the dashboard
         # serves; without it every training run logs a warning each second.

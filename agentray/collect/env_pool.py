@@ -34,6 +34,7 @@ from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env
 from agentray.envs.registry import make_env
 from agentray.policies.base import EpisodeTask
+from agentray.ray_utils import plugin_runtime_env
 from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
@@ -371,7 +372,10 @@ def env_pool_factory(
     ``envs_per_pool`` env calls run at once (threads); ``max_concurrency`` bounds the
     episodes one pool accepts at once (keep it above the episodes in flight)."""
     remote = ray.remote(EnvPool).options(
-        max_concurrency=max_concurrency, num_cpus=num_cpus, scheduling_strategy="SPREAD"
+        max_concurrency=max_concurrency,
+        num_cpus=num_cpus,
+        scheduling_strategy="SPREAD",
+        runtime_env=plugin_runtime_env(),
     )
     return lambda: remote.remote(family_configs, envs_per_pool, metrics, inline_below_ms)
 

@@ -19,6 +19,7 @@ from typing import Any
 import ray
 
 from agentray.policies.base import EpisodeTask
+from agentray.ray_utils import plugin_runtime_env
 from agentray.types import Completion, GenerationParams, Message
 
 BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
@@ -264,7 +265,10 @@ def policy_actor_factory(
     ``max_concurrency`` bounds the turns one actor accepts at once; keep it above the
     episodes in flight so no turn waits outside the batcher."""
     remote = ray.remote(PolicyActor).options(
-        num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=max_concurrency
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        max_concurrency=max_concurrency,
+        runtime_env=plugin_runtime_env(),
     )
     return lambda: remote.remote(policy_config, max_batch_size, batch_wait_s)
 

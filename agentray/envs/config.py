@@ -9,11 +9,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from agentray.envs.base import Env, FamilyConfig
-from agentray.envs.registry import ENVS, env_class, family_names
+from agentray.envs.base import FamilyConfig
+from agentray.envs.registry import ENVS, env_class, family_names, register_family
 from agentray.registry import is_import_path
+
+
+class _PluginSections(BaseModel):
+    """Sections for plug-in families registered after the model was built (a ``module:Class``
+    the run's config names), each typed by its family's config class when the config loads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _typed_plugin_sections(self) -> _PluginSections:
+        """Each extra section must be a known plug-in family's, typed by its config class;
+        errors keep their place (``envs.<family>.<field>``) like the built-in sections'."""
+        extra = self.__pydantic_extra__ or {}
+        errors: list[dict[str, Any]] = []
+        for name, value in extra.items():
+            if name not in ENVS:
+                errors.append({"type": "extra_forbidden", "loc": (name,), "input": value})
+                continue
+            try:
+                extra[name] = env_class(name).config_cls.model_validate(value or {})
+            except ValidationError as e:
+                errors += [_relocated(err, name) for err in e.errors()]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+
+def _relocated(error: Any, prefix: str) -> dict[str, Any]:
+    moved = {"type": error["type"], "loc": (prefix, *error["loc"]), "input": error["input"]}
+    if "ctx" in error:
+        moved["ctx"] = error["ctx"]
+    return moved
 
 
 def build_envs_config() -> type[BaseModel]:
@@ -31,7 +63,7 @@ def build_envs_config() -> type[BaseModel]:
         )
     return create_model(
         "EnvsConfig",
-        __config__=ConfigDict(extra="forbid"),
+        __base__=_PluginSections,
         __doc__="Per-family settings, one section per registered env family.",
         **fields,
     )
@@ -68,23 +100,14 @@ def played_envs(
 
 
 def check_families(value: list[str], held_out: bool = True) -> list[str]:
-    """``value`` if every name is a registered family (held-out ones too when ``held_out``)
-    or a ``package.module:Class`` naming an Env subclass."""
+    """``value`` with each ``package.module:Class`` registered and replaced by its family
+    name; every other name must be a known family (held-out ones and plug-ins too when
+    ``held_out``)."""
     known = family_names(held_out=held_out)
-    unknown = [f for f in value if f not in known and not _is_env_class(f)]
+    unknown = [f for f in value if f not in known and not is_import_path(f)]
     if unknown:
         raise ValueError(
             f"unknown env families {unknown}; allowed: {known} "
             "(or a 'package.module:Class' naming an Env subclass)"
         )
-    return value
-
-
-def _is_env_class(name: str) -> bool:
-    if not is_import_path(name):
-        return False
-    try:
-        cls = env_class(name)
-    except KeyError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, Env)
+    return [register_family(f) if is_import_path(f) else f for f in value]

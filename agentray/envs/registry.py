@@ -1,5 +1,8 @@
-"""Env families by name. A new family is one package (``agentray/envs/<family>/``, exporting
-its Env class) plus one line in ``FAMILIES``."""
+"""Env families by name. A new family in the tree is one package (``agentray/envs/<family>/``,
+exporting its Env class) plus one line in ``FAMILIES``; outside the tree it is a plug-in: an
+installed package's entry point in the ``agentray.envs`` group, or a ``module:Class`` a
+config names (``register_family``). Whether a family trains (held-in) or is only evaluated
+(held-out) is each run's choice; ``HELD_OUT_FAMILIES`` only keeps some out of the defaults."""
 
 from __future__ import annotations
 
@@ -26,12 +29,34 @@ HELD_OUT_FAMILIES: dict[str, str] = {
 }
 
 
+ENVS: Registry[Env] = Registry(
+    "env family", {**FAMILIES, **HELD_OUT_FAMILIES}, group="agentray.envs"
+)
+
+
 def family_names(held_out: bool = False) -> list[str]:
-    """The held-in families, plus the held-out ones when ``held_out``."""
-    return list(FAMILIES) + (list(HELD_OUT_FAMILIES) if held_out else [])
+    """The held-in families (the defaults), plus, when ``held_out``, every other known one:
+    the held-out families and the plug-ins."""
+    return list(FAMILIES) + ([n for n in ENVS.names() if n not in FAMILIES] if held_out else [])
 
 
-ENVS: Registry[Env] = Registry("env family", {**FAMILIES, **HELD_OUT_FAMILIES})
+def register_family(target: str) -> str:
+    """Registers the Env subclass ``target`` (``package.module:Class``) under its ``name``
+    here and in every Ray worker started afterwards; returns that name. A ``ValueError``
+    says what is wrong with it."""
+    try:
+        cls = ENVS.get(target)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    if not (isinstance(cls, type) and issubclass(cls, Env)):
+        raise ValueError(f"{target} is not an Env subclass (agentray.envs.base.Env)")
+    name = getattr(cls, "name", None)
+    if name == target:  # a family named by its own import path needs no registration
+        return name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f'{target} has no family name (a class attribute `name = "..."`)')
+    ENVS.register(name, target)
+    return name
 
 
 def env_class(name: str) -> type[Env]:

@@ -39,9 +39,15 @@ while time.monotonic() < deadline:
 """
 
 ISOLATED_NODES = """
-import sys, ray
+import sys, time, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
-print(" ".join(n["NodeID"] for n in ray.nodes() if n["Alive"] and sys.argv[2] in n["Resources"]))
+deadline = time.monotonic() + 60  # a node's resources may show a moment after it is alive
+while True:
+    found = [n["NodeID"] for n in ray.nodes() if n["Alive"] and sys.argv[2] in n["Resources"]]
+    if found or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+print(" ".join(found))
 """
 # a custom resource that marks the isolated nodes (to find them, or to place work there)
 ISOLATED_RESOURCE = "agentray_isolated_node"
@@ -96,14 +102,16 @@ class LocalCluster:
         self._start([*args, *_node_ports()], self._temp_dir("rh"), self.env)
         return self.address
 
-    def add_node(self, num_cpus: int, isolated: bool = False) -> None:
-        """A node joining the head; ``isolated``: in its own mount namespace (see module)."""
+    def add_node(self, num_cpus: int, isolated: bool = False, keep: list[Path] = ()) -> None:
+        """A node joining the head; ``isolated``: in its own mount namespace (see module),
+        where besides the installed code only the folders in ``keep`` (more software the
+        node's image would have) stay visible."""
         if not isolated:
             self._start(self._join_args(num_cpus), self._temp_dir("rw"), self.env)
             return
         home = "/tmp/home"
         env = {**self.env, "HOME": home, "AGENTRAY_HOME": f"{home}/agentray", "TMPDIR": "/tmp"}
-        keep = sorted({Path(sys.prefix), SOURCE_ROOT})
+        keep = sorted({Path(sys.prefix), SOURCE_ROOT, *map(Path, keep)})
         args = [*self._join_args(num_cpus), f'--resources={{"{ISOLATED_RESOURCE}": 1}}']
         self._start(args, "/tmp/ray", env, isolation_prefix(keep))
 
@@ -121,6 +129,9 @@ class LocalCluster:
         )
         if result.returncode != 0:
             raise RuntimeError(result.stderr[-2000:])
+        if not result.stdout.split():
+            starts = "\n".join(log.read_text()[-2000:] for log in self.logs)
+            raise RuntimeError(f"no isolated node came up:\n{starts}")
         return result.stdout.split()
 
     def _temp_dir(self, prefix: str) -> str:
