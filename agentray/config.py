@@ -221,6 +221,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             allowed = sorted(getattr(model, "model_fields", {}))
             message = f"unknown field; allowed here: {', '.join(allowed)}"
+            if not allowed:  # a plug-in's own settings: the model is the plug-in's
+                message = "unknown field (see the plug-in's options)"
         got = err.get("input")
         got_text = "" if err["type"] == "extra_forbidden" else f" (got {got!r})"
         lines.append(f"  {field}: {message}{got_text}")
@@ -289,7 +291,8 @@ def _members(node: Any) -> list[type[BaseModel]] | None:
 def _member_for(members: list[type[BaseModel]], part: Any) -> type[BaseModel] | None:
     for member in members:
         backend = member.model_fields.get("backend")
-        if (backend is not None and backend.default == part) or member.__name__ == part:
+        tagged = getattr(member, "union_tag", None) == part
+        if tagged or (backend is not None and backend.default == part) or member.__name__ == part:
             return member
     return None
 
@@ -374,6 +377,8 @@ def _reference_section(
 
 
 def _tag(member: type[BaseModel]) -> str:
+    if (tag := getattr(member, "union_tag", None)) is not None:
+        return f"backend: <{tag}>"
     backend = member.model_fields.get("backend")
     return f"backend: {backend.default}" if backend is not None else member.__name__
 

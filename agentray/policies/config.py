@@ -7,9 +7,19 @@ in collect, the served model (openai) in eval.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from agentray.model.tiny import TINY_MODEL
 from agentray.types import GenerationParams
@@ -101,6 +111,58 @@ class VLLMConfig(_PolicyBase):
     seed: int = Field(0, description="vLLM's sampling seed")
 
 
+class PluginPolicyConfig(_PolicyBase):
+    """A policy backend from outside the tree: an installed package's entry point in the
+    ``agentray.policies`` group, or a ``package.module:Class``. ``options`` are its own
+    settings, typed by the class's ``options_cls`` (a pydantic model) when the config loads."""
+
+    union_tag: ClassVar[str] = "plugin"
+
+    backend: str = Field(..., description="the plug-in's entry-point name or package.module:Class")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the plug-in's own settings (its options_cls)"
+    )
+
+    @model_validator(mode="after")
+    def _typed_options(self) -> PluginPolicyConfig:
+        options_cls = getattr(plugin_policy_class(self.backend), "options_cls", None)
+        if options_cls is None:
+            return self
+        try:
+            options_cls.model_validate(self.options)
+        except ValidationError as e:
+            errors = [
+                {"type": err["type"], "loc": ("options", *err["loc"]), "input": err["input"]}
+                | ({"ctx": err["ctx"]} if "ctx" in err else {})
+                for err in e.errors()
+            ]
+            raise ValidationError.from_exception_data(type(self).__name__, errors) from None
+        return self
+
+
+def plugin_policy_class(backend: str) -> type:
+    """The class of a plug-in backend (a ``ValueError`` says why there is none)."""
+    from agentray.policies.base import Policy
+    from agentray.policies.registry import BACKENDS
+
+    try:
+        cls = BACKENDS.get(backend)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    if not (isinstance(cls, type) and issubclass(cls, Policy)):
+        raise ValueError(f"{backend} is not a Policy subclass (agentray.policies.base.Policy)")
+    return cls
+
+
+def _is_plugin_backend(backend: Any) -> bool:
+    from agentray.policies.registry import BACKENDS
+    from agentray.registry import is_import_path
+
+    return isinstance(backend, str) and (
+        (backend in BACKENDS and backend not in BACKEND_CONFIGS) or is_import_path(backend)
+    )
+
+
 BACKEND_CONFIGS: dict[str, type[_PolicyBase]] = {
     "expert": ExpertConfig,
     "openai": OpenAIConfig,
@@ -108,7 +170,7 @@ BACKEND_CONFIGS: dict[str, type[_PolicyBase]] = {
     "vllm": VLLMConfig,
 }
 
-AnyPolicyConfig = ExpertConfig | OpenAIConfig | HFConfig | VLLMConfig
+AnyPolicyConfig = ExpertConfig | OpenAIConfig | HFConfig | VLLMConfig | PluginPolicyConfig
 
 
 def _with_default_backend(default: str, allowed: tuple[str, ...], role: str):
@@ -122,9 +184,10 @@ def _with_default_backend(default: str, allowed: tuple[str, ...], role: str):
                     f"backend 'expert' cannot {role}: use an OpenAI-compatible endpoint "
                     "(backend: openai) or a local model (hf, vllm)"
                 )
-            if backend not in allowed:
+            if backend not in allowed and not _is_plugin_backend(backend):
                 raise ValueError(
-                    f"unknown policy backend {backend!r}; allowed: {', '.join(allowed)}"
+                    f"unknown policy backend {backend!r}; allowed: {', '.join(allowed)} "
+                    "(or a plug-in: an agentray.policies entry point, a package.module:Class)"
                 )
         return value
 
@@ -141,11 +204,25 @@ def policy_config_type(
     what the expert, if not a member, cannot do (in the error)."""
     members = members or tuple(BACKEND_CONFIGS.values())
     allowed = tuple(m.model_fields["backend"].default for m in members)
+    tagged = [Annotated[m, Tag(tag)] for m, tag in zip(members, allowed, strict=True)]
+    tagged.append(Annotated[PluginPolicyConfig, Tag(PluginPolicyConfig.union_tag)])
     return Annotated[
-        Union[members],  # noqa: UP007 - a union built from a tuple
-        Field(discriminator="backend"),
+        Union[tuple(tagged)],  # noqa: UP007 - a union built from a tuple
+        Discriminator(_union_tag(allowed)),
         BeforeValidator(_with_default_backend(default, allowed, role)),
     ]
+
+
+def _union_tag(allowed: tuple[str, ...]):
+    """The union member a section validates as: its backend's own config, or the plug-ins'."""
+
+    def tag(value: Any) -> str:
+        backend = (
+            value.get("backend") if isinstance(value, dict) else getattr(value, "backend", None)
+        )
+        return backend if backend in allowed else PluginPolicyConfig.union_tag
+
+    return tag
 
 
 # The config of any backend, told apart by ``backend`` (the expert when left out).

@@ -41,7 +41,7 @@ POLICIES: dict[str, str] = {
 }
 
 
-BACKENDS: Registry[Policy] = Registry("policy backend", POLICIES)
+BACKENDS: Registry[Policy] = Registry("policy backend", POLICIES, group="agentray.policies")
 
 
 def policy_names() -> list[str]:

@@ -4,6 +4,7 @@ tree passes it, and a family that breaks one rule of the contract is told which,
 from __future__ import annotations
 
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -143,3 +144,24 @@ def test_a_plugin_section_in_envs_is_typed_by_its_own_config(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"envs\.treasure\.roomz: unknown field"):
         load_config(path)
+
+
+def test_a_plugin_policy_is_named_by_import_path_with_typed_options(tmp_path):
+    from agentray.config import ConfigError, load_config
+    from agentray.policies.config import PluginPolicyConfig
+    from agentray.policies.registry import make_policy
+
+    path = tmp_path / "c.yaml"
+    policy = {"backend": "agentray_treasure.policy:WanderingGuide", "options": {"detours": 3}}
+    path.write_text(yaml.safe_dump({"collect": {"policy": policy}}))
+    cfg = load_config(path)
+    assert isinstance(cfg.collect.policy, PluginPolicyConfig)
+    assert make_policy(cfg.collect.policy).options.detours == 3
+    for bad, where in (
+        ({**policy, "options": {"detours": -1}}, "collect.policy.options.detours"),
+        ({**policy, "backend": "no_module:Guide"}, "No module named 'no_module'"),
+        ({"backend": "no_such_backend"}, "unknown policy backend 'no_such_backend'"),
+    ):
+        path.write_text(yaml.safe_dump({"collect": {"policy": bad}}))
+        with pytest.raises(ConfigError, match=re.escape(where)):
+            load_config(path)

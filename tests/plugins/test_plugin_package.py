@@ -78,6 +78,22 @@ def test_the_installed_plugin_is_known_by_its_entry_point_name(site, tmp_path):
     assert [r.id for r in rows] == [f"treasure_{i}" for i in range(6)]
     assert all(r.reward == 1.0 and r.status == "completed" and r.task == "treasure" for r in rows)
 
+    # the plug-in's policy backend, by its entry-point name, with its own typed options
+    data["envs"]["treasure"].pop("roomz")
+    data["run_dir"] = str(tmp_path / "guided")
+    data["collect"]["policy"] = {"backend": "wandering_guide", "options": {"detours": 2}}
+    config.write_text(yaml.safe_dump(data))
+    guided = _agentray(["collect", str(config)], tmp_path, site)
+    assert guided.returncode == 0, guided.stderr[-3000:]
+    for row, plain in zip(_rows(str(tmp_path / "guided/collect/trajectories")), rows, strict=True):
+        # two turns staying put, then the expert's own walk
+        assert row.id == plain.id and row.reward == 1.0 and row.turns == plain.turns + 2
+        assert row.policy["name"] == "wandering_guide(detours=2)"
+    data["collect"]["policy"]["options"] = {"detourz": 2}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(data))
+    typo = _agentray(["show-config", "typo.yaml"], tmp_path, site)
+    assert typo.returncode == 2 and "collect.policy.options.detourz" in typo.stderr, typo.stderr
+
     # the plug-in's own test: agentray's checker, run by pytest in the plug-in's folder
     own = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(EXAMPLE)]

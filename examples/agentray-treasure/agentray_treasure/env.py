@@ -39,6 +39,18 @@ def problem_text(payload: dict[str, Any]) -> str:
     )
 
 
+def walkthrough(house: dict[str, Any]) -> list[str]:
+    """The replies that win ``house`` from its start: to the key, take it, to the chest."""
+    steps = []
+    if house["key"] != house["start"]:
+        steps.append(f"The key is in the {house['key']}.\nAction: go {house['key']}")
+    steps.append("Take it.\nAction: take key")
+    if house["chest"] != house["key"]:
+        steps.append(f"Now the chest.\nAction: go {house['chest']}")
+    steps.append("Open it.\nAction: open chest")
+    return steps
+
+
 class TreasureEnv(Env[TreasureConfig]):
     name = "treasure"
     metric_label = "success rate (%)"
@@ -65,15 +77,7 @@ class TreasureEnv(Env[TreasureConfig]):
         ]
 
     def expert_actions(self, task: TaskSpec) -> list[str]:
-        house = task.payload
-        steps = []
-        if house["key"] != house["start"]:
-            steps.append(f"The key is in the {house['key']}.\nAction: go {house['key']}")
-        steps.append("Take it.\nAction: take key")
-        if house["chest"] != house["key"]:
-            steps.append(f"Now the chest.\nAction: go {house['chest']}")
-        steps.append("Open it.\nAction: open chest")
-        return steps
+        return walkthrough(task.payload)
 
     def start(self, task: TaskSpec) -> None:
         self._house = task.payload
