@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from agentray import storage
 from agentray.process.config import ProcessConfig
+from agentray.process.general import plain_record
 from agentray.process.inputs import BadInput, read_records, record_files
 from agentray.records import Trajectory
 
@@ -229,13 +231,45 @@ def load_agentinstruct(paths: list[str]) -> tuple[list[dict[str, Any]], list[Bad
     and every line or file that could not be read."""
     rows: list[dict[str, Any]] = []
     bad: list[BadInput] = []
-    for file in record_files(paths, "AgentInstruct data"):
+    stored = [p for p in paths if storage.is_uri(p) or storage.exists(p) or not _is_name(p)]
+    for file in record_files(stored, "AgentInstruct data") if stored else []:
         for item in read_records(file):
             if isinstance(item, BadInput):
                 bad.append(item)
             else:
                 rows.append({"file": file, "line": item[0], "record": _as_json(item[1])})
+    for name in (p for p in paths if p not in stored):
+        for split, number, record in _dataset_records(name):
+            rows.append({"file": f"{name}[{split}]", "line": number, "record": _as_json(record)})
     return rows, bad
+
+
+def _is_name(path: str) -> bool:
+    """A hub dataset name (``owner/name``, as the public ``THUDM/AgentInstruct``)."""
+    owner, _, name = path.partition("/")
+    return bool(owner and name) and "/" not in name and not path.startswith((".", "~"))
+
+
+def _dataset_records(name: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(split, number from 1, record)`` of every split of the ``datasets`` dataset
+    ``name`` (the public AgentInstruct has one split per family)."""
+    import datasets
+
+    try:
+        splits = datasets.load_dataset(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown or gated: one message
+        offline = (
+            " (HF_HUB_OFFLINE=1: only the local datasets cache is read)"
+            if (os.environ.get("HF_HUB_OFFLINE") == "1")
+            else ""
+        )
+        raise FileNotFoundError(
+            f"AgentInstruct data {name!r} is no file or folder, and no datasets name that "
+            f"loads{offline}: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        ) from None
+    for split, dataset in splits.items():
+        for number, record in enumerate(dataset, start=1):
+            yield split, number, plain_record(record)
 
 
 def _as_json(record: dict[str, Any]) -> str:

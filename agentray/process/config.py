@@ -23,7 +23,8 @@ class ProcessConfig(BaseModel):
         default_factory=list,
         description="files or folders in the public AgentInstruct schema (id, conversations; "
         "JSONL, JSON array or parquet) mixed in as agent data, e.g. the released 1,866 "
-        "trajectories; only these files are read, a malformed line is set aside",
+        "trajectories, or a datasets name (THUDM/AgentInstruct: every split, from the hub or "
+        "its local cache); only these are read, a malformed line is set aside",
     )
     family_aliases: dict[str, str] = Field(
         default_factory=dict,

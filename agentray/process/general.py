@@ -50,7 +50,7 @@ def iter_general(
                     yield item[1]
     else:
         for record in _load_with_datasets(source):
-            yield _plain(record)
+            yield plain_record(record)
 
 
 def _is_json_array(source: str) -> bool:
@@ -82,14 +82,14 @@ def _load_with_datasets(source: str):
         ) from e
 
 
-def _plain(record: Any) -> Any:
+def plain_record(record: Any) -> Any:
     """numpy/arrow values from ``datasets`` as plain Python (turns as dicts)."""
     if hasattr(record, "tolist"):
         return record.tolist()
     if isinstance(record, dict):
-        return {k: _plain(v) for k, v in record.items()}
+        return {k: plain_record(v) for k, v in record.items()}
     if isinstance(record, list | tuple):
-        return [_plain(v) for v in record]
+        return [plain_record(v) for v in record]
     return record
 
 

@@ -384,3 +384,20 @@ def test_system_turns_reach_the_training_set_as_system_prompts(bad_inputs_run, t
         text = tokenizer.decode(general[f"sharegpt_g{i}"]["input_ids"])
         assert f"<<SYS>>\n{SYSTEM} {i}\n<</SYS>>" in text
     assert "<<SYS>>" not in tokenizer.decode(general["sharegpt_g3"]["input_ids"])
+
+
+def test_a_dataset_name_that_cannot_load_offline_is_named_with_the_reason(monkeypatch, tmp_path):
+    """``process.agentinstruct`` may name a hub dataset; offline and not in the cache, the
+    error names it and says the hub is off, instead of a file-not-found for a path."""
+    from agentray.process.agentinstruct import load_agentinstruct
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_agentinstruct(["THUDM/AgentInstruct"])
+    message = str(err.value)
+    assert "AgentInstruct data 'THUDM/AgentInstruct' is no file or folder" in message
+    assert "HF_HUB_OFFLINE=1: only the local datasets cache is read" in message
+    missing = tmp_path / "nowhere.jsonl"  # a path is still a path
+    with pytest.raises(FileNotFoundError, match=f"AgentInstruct data not found: {missing}"):
+        load_agentinstruct([str(missing)])
