@@ -245,7 +245,8 @@ def outage_then_rerun(work: Path, n: int) -> Row:
     row.reported = (
         f"run 1: {errors_first} task_error ({error_lines(err.getvalue())} lines, "
         f"{first}); rerun: retried {again['retried_errors']}, skipped "
-        f"{again['skipped_already_done']}; final {show(kept_statuses(rows))}"
+        f"{again['skipped_already_done']}; final {show(kept_statuses(rows))}; on disk "
+        f"{sum(map(len, rows.values()))} rows (the superseded errors stay, append-only)"
     )
     row.expect(stats["outage_errors"] == outage, "the outage did not happen")
     row.expect(errors_first > 0, "no episode ended in task_error during the outage")
@@ -477,7 +478,7 @@ def corrupt_shard(work: Path, n: int) -> Row:
 
 
 def _named(line: str, path: str) -> str:
-    return line.replace(path, "<shard>")
+    return line.replace(path, "<shard path>")
 
 
 def _reason(rows: list[dict]) -> str:
