@@ -300,6 +300,7 @@ def actor_kills(work: Path, n: int) -> Row:
                 summary = asyncio.run(asyncio.wait_for(main(), timeout=300))
         finally:
             engine.shutdown()
+        left = ep.stats()["disconnects"]  # requests of the killed PolicyActor
     rows = disk_rows(str(out))
     expected = {t.id for t in tasks}
     row.expected = len(expected)
@@ -307,7 +308,8 @@ def actor_kills(work: Path, n: int) -> Row:
     row.faults = f"2 SIGKILLs ({', '.join(killed)} of {len(tasks)} written)"
     row.reported = (
         f"replaced {show(summary['actor_replacements'])}; episodes restarted "
-        f"{show(summary['retries'])}; statuses {show(kept_statuses(rows))}"
+        f"{show(summary['retries'])}; statuses {show(kept_statuses(rows))}; the endpoint "
+        f"saw {left} callers leave"
     )
     row.expect(len(killed) == 2, "the run ended before both kills")
     row.expect(summary["actor_replacements"] == {"env_pool": 1, "policy": 1}, "actors not replaced")
