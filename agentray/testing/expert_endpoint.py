@@ -10,7 +10,8 @@ it; ``families`` lists the ones to index at start instead (and answers only thos
 stages' preflight request is answered "OK". An ``agentray instruct`` prompt is
 answered by the stand-in teacher (``instruct_teacher``: procedural proposals plus the faults
 named in ``instruct_faults``). ``POST /v1/chat/completions``,
-``GET /v1/models``, ``GET /stats`` (counters), ``POST /stats/reset``, ``POST /faults``
+``GET /v1/models``, ``GET /stats`` (counters; ``disconnects``: callers that left before
+their answer), ``POST /stats/reset``, ``POST /faults``
 (``{"outage_after": K, "outage_requests": N}``: after K more chat requests, the next N fail
 with 503, then it answers again).
 
@@ -38,7 +39,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -203,6 +204,7 @@ class EndpointState:
                 "max_in_flight",
                 "instruct_replies",
                 "outage_errors",
+                "disconnects",
             )
         }
         out["errors_by_status"] = dict(self.errors_by_status)
@@ -254,6 +256,9 @@ class EndpointState:
             if fate == "error":
                 return self._injected_error(code)
             return self._answer(await json_body(request))
+        except ClientDisconnect:  # the caller left (timed out, killed): nobody to answer
+            self.counters["disconnects"] += 1
+            return error_response(499, "client disconnected", "server_error", "disconnected")
         finally:
             self.counters["in_flight"] -= 1
 

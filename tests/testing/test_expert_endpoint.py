@@ -252,3 +252,19 @@ def test_an_outage_fails_a_window_of_requests_then_recovers(endpoint):
     assert stats["outage_errors"] == 5 and stats["errors_by_status"] == {"503": 5}
     bad = requests.post(f"{ep.url}/faults", json={"outage_after": 1}, timeout=10)
     assert bad.status_code == 400
+
+
+def test_a_client_that_leaves_mid_request_is_counted_not_a_traceback(endpoint, capfd):
+    """A caller killed while its request waits out the latency (a SIGKILLed PolicyActor):
+    the server counts a disconnect; it used to log an ASGI traceback per request."""
+    ep = endpoint(families=["db"], latency_ms=1500)
+    client = client_for(ep, timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        ask(client, first_prompt("db"))
+    deadline = time.monotonic() + 10
+    while ep.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = ep.stats()
+    assert stats["in_flight"] == 0 and stats["disconnects"] == 1
+    assert stats["completions"] == 0
+    assert "Traceback" not in capfd.readouterr().err
