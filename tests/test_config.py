@@ -107,21 +107,27 @@ _CLI = (
 )
 
 
-@pytest.mark.parametrize(("data", "path", "allowed"), TYPOS)
-@pytest.mark.parametrize("command", ["show-config", "collect"])
+STAGE_COMMANDS = ["instruct", "collect", "process", "train", "serve", "eval", "pipeline"]
+# Both typos through show-config and collect; the params typo through every other stage too.
+TYPO_CASES = [
+    (command, *typo)
+    for command in ["show-config", *STAGE_COMMANDS]
+    for typo in (TYPOS if command in ("show-config", "collect") else TYPOS[1:])
+]
+
+
+@pytest.mark.parametrize(("command", "data", "path", "allowed"), TYPO_CASES)
 def test_leaf_typo_fails_at_load_with_exit_2_before_ray(tmp_path, data, path, allowed, command):
     """A typo in a family's settings or in generation params stops `agentray show-config`
-    and a stage command at load (exit 2, the field's path and the allowed names), within
-    seconds and without starting Ray."""
+    and every stage command at load (exit 2, the field's path and the allowed names),
+    before Ray starts and before anything is written."""
     import os
     import subprocess
     import sys
-    import time
 
     config = _write(tmp_path, {"run_dir": str(tmp_path / "run"), **data})
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "RAY_ADDRESS": ""}
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-c", _CLI, command, config],
         capture_output=True,
@@ -130,7 +136,6 @@ def test_leaf_typo_fails_at_load_with_exit_2_before_ray(tmp_path, data, path, al
         env=env,
         cwd=tmp_path,
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr
     assert f"{path}: unknown field; allowed here:" in result.stderr
     assert allowed in result.stderr.split(path, 1)[1]
@@ -138,7 +143,6 @@ def test_leaf_typo_fails_at_load_with_exit_2_before_ray(tmp_path, data, path, al
     for ray_line in ("Started a local Ray instance", "Connecting to existing Ray cluster"):
         assert ray_line not in result.stderr + result.stdout
     assert not (tmp_path / "run").exists()
-    assert elapsed < 30, elapsed  # imports only (a 2-core machine shared with others)
 
 
 def test_every_leaf_model_forbids_unknown_fields(tmp_path):
