@@ -25,6 +25,7 @@ HELD_OUT_FAMILIES: dict[str, str] = {
     "miniwob": "agentray.envs.miniwob:MiniWoBEnv",
     # remote families: episodes on servers over HTTP (agentray.envs.remote)
     "agentgym": "agentray.envs.remote.agentgym:AgentGymEnv",
+    "agentbench": "agentray.envs.remote.agentbench:AgentBenchEnv",
 }
 
 

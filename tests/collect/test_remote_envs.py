@@ -26,7 +26,13 @@ WRONG = 'I guess.\nAction: Answer\nFinal Answer: ["surely not this"]'
 PROTOCOLS = ["agentgym", "agentbench"]
 
 
-def _remote_config(protocol: str, urls: list[str], **extra) -> dict:
+def _url(protocol: str, root: str) -> str:
+    """A served family's base URL for the remote family (AgentBench's routes are in /api)."""
+    return f"{root}/api" if protocol == "agentbench" else root
+
+
+def _remote_config(protocol: str, roots: list[str], **extra) -> dict:
+    urls = [_url(protocol, root) for root in roots]
     return {protocol: {"urls": urls, "max_rounds": 15, **extra}}
 
 
@@ -58,7 +64,7 @@ def test_remote_episodes_end_like_local_ones(protocol):
     local = make_env("db", {**DB, "max_rounds": 3})
     local_tasks = local.tasks("train") + local.tasks("test")
     with EnvServer("db", protocol, {**DB, "max_rounds": 3}) as server:
-        remote = make_env(protocol, {"urls": [server.url]})
+        remote = make_env(protocol, {"urls": [_url(protocol, server.url)]})
         tasks = remote.tasks("train")
         assert [t.payload["id"] for t in tasks] == [t.id for t in local.tasks("train")]
         assert len(remote.tasks("test")) == DB["n_test"]
@@ -164,3 +170,26 @@ def test_the_only_server_killed_task_errors_then_a_rerun_after_restart_finishes_
     assert Counter(r.status for r in records.values()) == {Status.COMPLETED: DB["n_train"]}
     rows = row_ids(str(tmp_path / "out"))
     assert sorted(rows) == sorted(records) and max(rows.values()) <= 2
+
+
+def test_agentbench_rewards_and_scores_come_from_its_calculate_overall():
+    """With ``overall_metric`` each sample's reward is calculate_overall over it (one call
+    per sample); the run's score is calculate_overall over all its TaskOutputs."""
+    local = make_env("db", DB)
+    local_tasks = local.tasks("train")[:6]
+    with EnvServer("db", "agentbench", DB) as server:
+        config = {"urls": [f"{server.url}/api"], "overall_metric": "success_rate"}
+        remote = make_env("agentbench", config)
+        outputs, rewards = [], []
+        for i, task in enumerate(remote.tasks("train")[:6]):
+            plan = local.expert_actions(local_tasks[i]) if i % 2 == 0 else [WRONG]
+            episode = run_episode(remote, task, scripted(plan), close=True)
+            assert episode.result.done and episode.result.status == Status.COMPLETED
+            outputs.append(episode.result.info["output"])
+            rewards.append(episode.result.reward)
+        assert rewards == [1.0, 0.0] * 3
+        assert server.family_host.requests["/api/calculate_overall"] == 6
+        scores = remote.overall(outputs)
+        assert scores["success_rate"] == 0.5 and scores["total"] == 6
+        assert scores["statuses"] == {"completed": 6}
+        assert server.family_host.requests["/api/calculate_overall"] == 7

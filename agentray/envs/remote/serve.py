@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,7 @@ class FamilyHost:
         self.sessions: dict[Any, Env] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # by route path
 
     def listing(self) -> list[dict[str, Any]]:
         if self._listing is None:
@@ -112,6 +114,8 @@ def _handler(fn: Callable[[dict[str, Any], Request], Any]) -> Callable[[Request]
     """A route: the JSON body (or the query) to ``fn`` on a thread; a KeyError is a 400."""
 
     async def endpoint(request: Request) -> JSONResponse:
+        host: FamilyHost = request.app.state.host
+        host.requests[request.url.path] += 1
         body: dict[str, Any] = dict(request.query_params)
         if request.method == "POST":
             raw = await request.body()
@@ -325,14 +329,17 @@ def overall(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_app(protocol: str, host: FamilyHost) -> Any:
     if protocol == "agentgym":
-        return agentgym_app(host)
-    if protocol == "agentbench":
-        return agentbench_app(host)
-    if protocol == "openenv":
+        app = agentgym_app(host)
+    elif protocol == "agentbench":
+        app = agentbench_app(host)
+    elif protocol == "openenv":
         from agentray.envs.remote.openenv import openenv_app
 
-        return openenv_app(host)
-    raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+        app = openenv_app(host)
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    app.state.host = host
+    return app
 
 
 class EnvServer:
