@@ -6,9 +6,9 @@ client resets to). Besides each protocol's own routes, every server lists its ta
 ``GET /agentray/tasks`` (AgentBench: ``/api/agentray/tasks``): index, id, split and the
 scripted expert's replies.
 
-Protocols: ``agentgym`` (AgentGym's env-server API, webshop's field names), ``agentbench``
-(AgentBench v0.2's task-worker API under ``/api``) and ``openenv`` (openenv-core's own
-server, ``agentray[openenv]``; see ``agentray.envs.remote.openenv``).
+Protocols: ``agentgym`` (AgentGym's env-server API, webshop's field names) and
+``agentbench`` (AgentBench v0.2's task-worker API under ``/api``). OpenEnv is not served
+yet: installing openenv-core 0.3.0 would downgrade pillow and tomlkit in this environment.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from agentray.envs.registry import env_class, make_env
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 READY_LINE = "agentray env server listening on "
-PROTOCOLS = ("agentgym", "agentbench", "openenv")
+PROTOCOLS = ("agentgym", "agentbench")
 
 # AgentBench v0.2's SampleStatus values (src/typings/status.py)
 AGENTBENCH_STATUS = {
@@ -332,10 +332,6 @@ def build_app(protocol: str, host: FamilyHost) -> Any:
         app = agentgym_app(host)
     elif protocol == "agentbench":
         app = agentbench_app(host)
-    elif protocol == "openenv":
-        from agentray.envs.remote.openenv import openenv_app
-
-        app = openenv_app(host)
     else:
         raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     app.state.host = host
