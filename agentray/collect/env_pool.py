@@ -32,7 +32,7 @@ from ray.exceptions import RayActorError
 
 from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env, EnvServerLost
-from agentray.envs.registry import env_class, make_env
+from agentray.envs.registry import make_env
 from agentray.policies.base import EpisodeTask
 from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
@@ -292,7 +292,7 @@ class EnvPool:
         placement = self._placement.get(family)
         if placement is None:
             # a family whose calls wait on the network (remote envs) never runs inline
-            inline = getattr(env_class(family), "inline_calls", True)
+            inline = getattr(getattr(fn, "__self__", None), "inline_calls", True)
             placement = _CallPlacement(self._inline_below_s if inline else 0.0)
             self._placement[family] = placement
         if placement.inline:
