@@ -8,7 +8,8 @@ runs the loop next to its env, sending the turns of its episodes to that PolicyA
 batches, which batches them again across pools into ``Policy.generate`` calls.
 
 If either actor dies, the engine replaces it (once, however many episodes saw it die) and
-restarts the episode from reset, up to ``max_episode_retries`` times; after that the
+restarts the episode from reset, up to ``max_episode_retries`` times (also when a remote
+env's server stops answering); after that the
 episode is recorded as ``task_error`` with the errors. Every record goes through the sink,
 which keeps one per task id, so a rerun over the same folder skips what is done and runs
 again, as the next attempt, a ``task_error`` the sink's ``max_attempts`` allows.
@@ -30,7 +31,7 @@ from ray.exceptions import RayActorError
 from tqdm.auto import tqdm
 
 from agentray.collect.config import RolloutConfig
-from agentray.collect.env_pool import POLICY_LOST, env_pool_factory, error_text
+from agentray.collect.env_pool import ENV_SERVER_LOST, POLICY_LOST, env_pool_factory, error_text
 from agentray.collect.metrics import RolloutMetrics
 from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
@@ -342,6 +343,8 @@ class RolloutEngine:
         if result.lost == POLICY_LOST:
             self.policies.lost(policy, policy_actor)
             raise ActorLost(POLICY, result.error or "policy actor lost")
+        if result.lost == ENV_SERVER_LOST:  # a remote env's server: no actor to replace
+            raise ActorLost(ENV_SERVER_LOST, result.error or "env server lost")
         return result
 
     def _record(self, task: TaskSpec, result: EpisodeResult, start: float) -> Trajectory:

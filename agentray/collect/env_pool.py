@@ -31,7 +31,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from agentray.collect.metrics import RolloutMetrics
-from agentray.envs.base import Env
+from agentray.envs.base import Env, EnvServerLost
 from agentray.envs.registry import make_env
 from agentray.policies.base import EpisodeTask
 from agentray.ray_utils import plugin_runtime_env
@@ -39,6 +39,7 @@ from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
 POLICY_LOST = "policy"
+ENV_SERVER_LOST = "env_server"
 _PROBE_CALLS = 20  # env calls of a family timed on threads before it may run inline
 _BACK_TO_THREADS = 10  # an inline call this many times over the bound sends it back
 
@@ -221,6 +222,9 @@ class EnvPool:
         except RayActorError as e:
             ep.lost = POLICY_LOST
             ep.finish(0.0, Status.TASK_ERROR, f"policy actor lost: {error_text(e)}")
+        except EnvServerLost as e:  # a remote env's server: restarted like a dead actor
+            ep.lost = ENV_SERVER_LOST
+            ep.finish(0.0, Status.TASK_ERROR, f"env server lost: {error_text(e)}")
         except Exception as e:  # an env raised: this episode's error, not the pool's
             ep.finish(0.0, Status.TASK_ERROR, error_text(e))
         finally:
@@ -288,7 +292,10 @@ class EnvPool:
         """``fn(*args)`` on a thread, or inline once ``family``'s calls proved fast."""
         placement = self._placement.get(family)
         if placement is None:
-            placement = self._placement[family] = _CallPlacement(self._inline_below_s)
+            # a family whose calls wait on the network (remote envs) never runs inline
+            inline = getattr(getattr(fn, "__self__", None), "inline_calls", True)
+            placement = _CallPlacement(self._inline_below_s if inline else 0.0)
+            self._placement[family] = placement
         if placement.inline:
             t0 = time.perf_counter()
             out = fn(*args)

@@ -204,3 +204,8 @@ def first_user_after_demo(messages: list[Message]) -> str:
         if m["role"] == "user":
             return m["content"]
     raise ValueError("conversation has no user turn after the demonstration")
+
+
+class EnvServerLost(ConnectionError):
+    """The server an episode runs on did not answer (refused, reset, timed out): the
+    episode is restarted like one whose actor died (on another server where there is one)."""

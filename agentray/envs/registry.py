@@ -26,6 +26,9 @@ FAMILIES: dict[str, str] = {
 HELD_OUT_FAMILIES: dict[str, str] = {
     "scienceworld": "agentray.envs.scienceworld:ScienceWorldEnv",
     "miniwob": "agentray.envs.miniwob:MiniWoBEnv",
+    # remote families: episodes on servers over HTTP (agentray.envs.remote)
+    "agentgym": "agentray.envs.remote.agentgym:AgentGymEnv",
+    "agentbench": "agentray.envs.remote.agentbench:AgentBenchEnv",
 }
 
 
