@@ -17,6 +17,7 @@ from agentray.config import (
     dump_config,
     load_config,
 )
+from agentray.envs.remote.cli import register_serve
 
 app = typer.Typer(
     add_completion=False,
@@ -294,8 +295,11 @@ def show_config(config: Path | None = typer.Argument(None)) -> None:
     typer.echo(dump_config(_load(config, None)))
 
 
-env_app = typer.Typer(no_args_is_help=True, help="Env families: list them, check a plug-in.")
+env_app = typer.Typer(
+    no_args_is_help=True, help="Env families: list them, check a plug-in, serve one over HTTP."
+)
 app.add_typer(env_app, name="env")
+register_serve(env_app)
 
 
 @env_app.command("list")

@@ -7,11 +7,12 @@ from typing import Any
 
 import typer
 
-from agentray.envs.registry import ENVS
+from agentray.envs.registry import ENVS, register_family
+from agentray.registry import is_import_path
 
 
 def serve_command(
-    family: str = typer.Argument(..., help="a registered family (db, os, kg, ...)"),
+    family: str = typer.Argument(..., help="a registered family (db, os, kg, ...) or package.module:Class"),
     port: int = typer.Option(8000, "--port", "-p", help="port to listen on (0: any free one)"),
     protocol: str = typer.Option("agentgym", "--protocol", help="agentgym | agentbench"),
     host: str = typer.Option("127.0.0.1", "--host", help="interface to bind (0.0.0.0: all)"),
@@ -24,6 +25,11 @@ def serve_command(
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--protocol must be one of {', '.join(PROTOCOLS)}")
+    if is_import_path(family):  # a plug-in of the user's own, by module:Class
+        try:
+            family = register_family(family)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
     if family not in ENVS:
         raise typer.BadParameter(f"unknown family {family!r}; known: {', '.join(ENVS.names())}")
     try:
