@@ -311,11 +311,16 @@ def env_list() -> None:
         source = (
             "agentray (held-in default)"
             if name in FAMILIES
-            else "agentray (held-out: pip install 'agentray[heldout]')"
+            else "agentray (held-out)"
             if name in HELD_OUT_FAMILIES
             else "plug-in"
         )
-        typer.echo(f"{name:14} {ENVS.target(name):48} {source}")
+        try:
+            reason = ENVS.get(name).unavailable()
+        except KeyError as e:
+            reason = e.args[0]
+        note = f"  (not here: {reason})" if reason else ""
+        typer.echo(f"{name:14} {ENVS.target(name):48} {source}{note}")
 
 
 @env_app.command("check")

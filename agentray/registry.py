@@ -54,6 +54,10 @@ class Registry(Generic[T]):
             self._plugins = {k: v for k, v in found.items() if k not in self._entries}
         return self._plugins
 
+    def forget_plugins(self) -> None:
+        """Read the plug-ins again on next use (after ``AGENTRAY_PLUGINS`` changed)."""
+        self._plugins = None
+
     def names(self) -> list[str]:
         return list(self._entries) + list(self.plugins())
 

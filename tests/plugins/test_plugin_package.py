@@ -6,6 +6,7 @@ nodes share no disk (the module travels to them)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,12 @@ BIN = Path(sys.executable).parent
 def site(tmp_path_factory) -> Path:
     """The example plug-in, pip-installed into a folder of its own (on PYTHONPATH below)."""
     target = tmp_path_factory.mktemp("site")
+    # built from a copy: setuptools leaves build/ and *.egg-info next to the sources, and an
+    # egg-info on sys.path would register the entry points for every later test
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, "--no-index", "--target", str(target), str(EXAMPLE)], check=True)
+    subprocess.run([*pip, "--no-index", "--target", str(target), str(source)], check=True)
     assert (target / "agentray_treasure" / "env.py").exists()
     return target
 
