@@ -11,8 +11,10 @@ import fnmatch
 import importlib.metadata
 import itertools
 import json
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -527,3 +529,20 @@ def test_every_config_named_in_the_recipes_readme_and_jobs_exists():
     assert {f"configs/{c}.yaml" for c in GPU_CONFIGS} <= set(named)
     missing = {n: w for n, w in named.items() if not (REPO / n).is_file()}
     assert set(missing) <= PLACEHOLDER_CONFIGS, f"configs named but missing: {missing}"
+
+
+def test_the_gpu_check_says_it_needs_a_gpu_and_exits_2_without_one():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: benchmarks/gpu_check.sh runs for real")
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "needs a CUDA GPU: torch.cuda.is_available() is False here" in result.stderr
+    assert not list(REPO.glob("gpu-results"))  # nothing written
