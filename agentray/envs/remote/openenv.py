@@ -26,6 +26,8 @@ from agentray.types import Message, Status, StepResult
 
 INSTALL_HINT = "openenv-core is not installed: pip install 'agentray[openenv]'"
 STATUSES = {s.value for s in Status}
+# refused, reset or no answer in time (websockets' ConnectionClosed is caught by module)
+LOST = (ConnectionError, OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
 
 
 class OpenEnvConfig(RemoteConfig):
@@ -120,7 +122,7 @@ class OpenEnvEnv(RemoteEnv):
         limit = self.config.connect_timeout_s + self.config.request_timeout_s + 5
         try:
             return run(coro, timeout=limit)
-        except (ConnectionError, OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError) as e:
+        except LOST as e:
             raise EnvServerLost(f"{where}: {type(e).__name__}: {e}") from None
         except RuntimeError as e:  # the server's error message (EnvClient's wording)
             if "CAPACITY_REACHED" in str(e).upper():
