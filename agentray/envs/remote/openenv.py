@@ -24,7 +24,7 @@ from agentray.envs.base import EnvServerLost
 from agentray.envs.remote.base import RemoteConfig, RemoteEnv, mark_demonstrations
 from agentray.types import Message, Status, StepResult
 
-INSTALL_HINT = "openenv-core is not installed: pip install 'agentray[openenv]'"
+INSTALL_HINT = "pip install 'agentray[openenv]'"
 STATUSES = {s.value for s in Status}
 # refused, reset or no answer in time (websockets' ConnectionClosed is caught by module)
 LOST = (ConnectionError, OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
@@ -63,18 +63,11 @@ class OpenEnvEnv(RemoteEnv):
 
     @classmethod
     def unavailable(cls) -> str | None:
-        if importlib.util.find_spec("openenv") is None:
-            return INSTALL_HINT
-        return super().unavailable()
+        return openenv_missing() or super().unavailable()
 
     def open(self, index: int | str) -> list[Message]:
-        try:
-            from agentray.envs.remote.openenv_api import TextEnvClient
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith("openenv"):
-                raise
-            raise ImportError(f"{INSTALL_HINT} ({e})") from None
-        self._client = TextEnvClient(
+        client_cls = openenv_api().TextEnvClient
+        self._client = client_cls(
             self.url, self.config.action_field,
             connect_timeout_s=self.config.connect_timeout_s,
             message_timeout_s=self.config.request_timeout_s,
@@ -105,10 +98,8 @@ class OpenEnvEnv(RemoteEnv):
     def end(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            from agentray.envs.remote.openenv_api import run
-
             timeout = self.config.connect_timeout_s
-            run(client.end_session(timeout), timeout=timeout + 5)
+            openenv_api().run(client.end_session(timeout), timeout=timeout + 5)
 
     def _text(self, observation: dict[str, Any]) -> str | None:
         text = observation.get(self.config.observation_field)
@@ -116,8 +107,7 @@ class OpenEnvEnv(RemoteEnv):
 
     def _call(self, what: str, coro: Any) -> Any:
         """One message over the session; a server that does not answer is lost."""
-        from agentray.envs.remote.openenv_api import run
-
+        run = openenv_api().run
         where = f"OpenEnv {what} on {self.url}/ws"
         limit = self.config.connect_timeout_s + self.config.request_timeout_s + 5
         try:
@@ -132,3 +122,21 @@ class OpenEnvEnv(RemoteEnv):
             if type(e).__module__.startswith("websockets"):  # closed mid-answer
                 raise EnvServerLost(f"{where}: {type(e).__name__}: {e}") from None
             raise
+
+
+def openenv_missing() -> str | None:
+    """What of openenv-core is missing here (its server imports fastmcp), or None."""
+    for module, package in (("openenv", "openenv-core"), ("fastmcp", "fastmcp")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed (the OpenEnv protocol): {INSTALL_HINT}"
+    return None
+
+
+def openenv_api() -> Any:
+    """``agentray.envs.remote.openenv_api`` (built on openenv-core), or an ImportError that
+    says what to install."""
+    try:
+        from agentray.envs.remote import openenv_api
+    except ModuleNotFoundError as e:
+        raise ImportError(f"the OpenEnv protocol needs openenv-core ({e}): {INSTALL_HINT}") from e
+    return openenv_api

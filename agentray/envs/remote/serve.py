@@ -343,15 +343,9 @@ def build_app(protocol: str, host: FamilyHost) -> Any:
 
 def _openenv_app(host: FamilyHost) -> Any:
     """openenv-core's server over the family, plus the task listing."""
-    try:
-        from agentray.envs.remote.openenv_api import openenv_app
-    except ModuleNotFoundError as e:
-        if not (e.name or "").startswith("openenv"):
-            raise
-        raise ImportError(
-            f"--protocol openenv needs openenv-core: pip install 'agentray[openenv]' ({e})"
-        ) from None
-    app = openenv_app(host)
+    from agentray.envs.remote.openenv import openenv_api
+
+    app = openenv_api().openenv_app(host)
     app.add_route("/agentray/tasks", _handler(lambda b, r: host.listing()), methods=["GET"])
     return app
 
