@@ -3,7 +3,8 @@
 
     python benchmarks/remote_envs.py [--family db] [--tasks 384] [--in-flight 64,256]
 
-Each protocol's server is ``agentray env serve`` in a child process (its own interpreter);
+Each protocol's server is ``agentray env serve`` in a child process (its own interpreter;
+openenv only where openenv-core is installed: ``pip install 'agentray[openenv]'``);
 the same tasks are collected with the expert policy through the rollout engine (2 EnvPools)
 locally and through each remote family. Rows print episodes/s and the ratio to local.
 """
@@ -20,6 +21,7 @@ from rich.table import Table
 from agentray.collect.config import RolloutConfig
 from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink
+from agentray.envs.remote.openenv import openenv_missing
 from agentray.envs.remote.serve import PROTOCOLS, ServerProcess
 from agentray.policies.registry import ExpertConfig
 from agentray.ray_utils import ensure_ray
@@ -57,7 +59,8 @@ def main() -> None:
     table = Table(title=f"{args.family}: {args.tasks} expert episodes per run, 127.0.0.1")
     for column in ("in flight", "backend", "episodes/s", "completed", "vs local"):
         table.add_column(column, justify="right")
-    servers = {p: ServerProcess(args.family, p, settings).start() for p in PROTOCOLS}
+    protocols = [p for p in PROTOCOLS if p != "openenv" or not openenv_missing()]
+    servers = {p: ServerProcess(args.family, p, settings).start() for p in protocols}
     try:
         for in_flight in (int(x) for x in args.in_flight.split(",")):
             local, done = episodes_per_s(args.family, {args.family: settings}, in_flight)

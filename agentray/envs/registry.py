@@ -29,6 +29,7 @@ HELD_OUT_FAMILIES: dict[str, str] = {
     # remote families: episodes on servers over HTTP (agentray.envs.remote)
     "agentgym": "agentray.envs.remote.agentgym:AgentGymEnv",
     "agentbench": "agentray.envs.remote.agentbench:AgentBenchEnv",
+    "openenv": "agentray.envs.remote.openenv:OpenEnvEnv",
 }
 
 

@@ -1,13 +1,16 @@
-"""Remote env families against real servers over real HTTP: our db family served with
-``agentray env serve`` (a child process, or a thread where the test needs none), played
-back through the remote backend; the same statuses, rewards and conversations as the
-local family; a server killed with SIGKILL mid-run loses and doubles no episode."""
+"""Remote env families against real servers over real HTTP (OpenEnv: real WebSockets):
+our db family served with ``agentray env serve`` (a child process, or a thread where the
+test needs none), played back through the remote backend; the same statuses, rewards and
+conversations as the local family; a server killed with SIGKILL mid-run loses and doubles
+no episode. The OpenEnv cases need openenv-core (CI installs it: missing there, the run
+fails in conftest; elsewhere they skip)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
 from collections import Counter
 
 import pytest
@@ -17,13 +20,15 @@ from agentray.collect.engine import RolloutEngine, load_tasks
 from agentray.collect.sink import ParquetSink, read_trajectories
 from agentray.envs.episode import run_episode, scripted
 from agentray.envs.registry import make_env
+from agentray.envs.remote.openenv import openenv_missing
 from agentray.envs.remote.serve import EnvServer, ServerProcess
 from agentray.policies.registry import ExpertConfig
 from agentray.types import Status
 
 DB = {"n_train": 24, "n_test": 4, "seed": 3}
 WRONG = 'I guess.\nAction: Answer\nFinal Answer: ["surely not this"]'
-PROTOCOLS = ["agentgym", "agentbench"]
+needs_openenv = pytest.mark.skipif(bool(openenv_missing()), reason=openenv_missing() or "")
+PROTOCOLS = ["agentgym", "agentbench", pytest.param("openenv", marks=needs_openenv)]
 
 
 def _url(protocol: str, root: str) -> str:
@@ -193,3 +198,69 @@ def test_agentbench_rewards_and_scores_come_from_its_calculate_overall():
         assert scores["success_rate"] == 0.5 and scores["total"] == 6
         assert scores["statuses"] == {"completed": 6}
         assert server.family_host.requests["/api/calculate_overall"] == 7
+
+
+@needs_openenv
+def test_an_openenv_trainers_own_client_plays_a_served_family():
+    """A trainer that has only openenv-core (its GenericEnvClient over /ws, its HTTP routes)
+    plays our db family: reset(index=i) opens task i, the expert's replies solve it, state
+    names the task; the session's env is closed when the socket is."""
+    from openenv.core.generic_client import GenericEnvClient
+
+    local = make_env("db", DB)
+    task = local.tasks("train")[2]
+    with EnvServer("db", "openenv", DB) as server:
+        import requests
+
+        assert requests.get(f"{server.url}/health", timeout=10).json()["status"] == "healthy"
+        schema = requests.get(f"{server.url}/schema", timeout=10).json()
+        assert "message" in schema["action"]["properties"]
+        with GenericEnvClient(base_url=server.url).sync() as client:
+            first = client.reset(index=2)
+            assert first.observation["task_id"] == task.id and not first.done
+            assert first.observation["messages"] == local.reset(task)
+            for reply in local.expert_actions(task):
+                result = client.step({"message": reply})
+            assert (result.done, result.reward) == (True, 1.0)
+            assert result.observation["status"] == Status.COMPLETED.value
+            state = client.state()
+            assert (state["task_id"], state["status"]) == (task.id, "completed")
+            assert state["step_count"] == len(local.expert_actions(task))
+        deadline = time.monotonic() + 10  # the server closes the session as the socket goes
+        while server.family_host.sessions and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.family_host.sessions
+
+
+HIDE_OPENENV = """
+import sys
+from importlib.machinery import PathFinder
+class Hide(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.split(".")[0] == "openenv":
+            return None
+        return super().find_spec(name, path, target)
+sys.meta_path = [Hide if f is PathFinder else f for f in sys.meta_path]
+from agentray.envs.registry import env_class, make_env
+from agentray.envs.remote.serve import EnvServer
+print(env_class("openenv").unavailable())
+try:
+    EnvServer("db", "openenv", {"n_train": 2, "n_test": 1})
+except ImportError as e:
+    print(e)
+"""
+
+
+def test_without_openenv_core_the_family_and_the_server_say_what_to_install():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", HIDE_OPENENV], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    unavailable, serve = out.stdout.strip().splitlines()
+    assert unavailable.startswith("openenv-core is not installed")
+    assert "pip install 'agentray[openenv]'" in unavailable
+    assert "No module named 'openenv'" in serve and "pip install 'agentray[openenv]'" in serve

@@ -12,15 +12,17 @@ from agentray.registry import is_import_path
 
 
 def serve_command(
-    family: str = typer.Argument(..., help="a registered family (db, os, kg, ...) or package.module:Class"),
+    family: str = typer.Argument(
+        ..., help="a registered family (db, os, kg, ...) or package.module:Class"
+    ),
     port: int = typer.Option(8000, "--port", "-p", help="port to listen on (0: any free one)"),
-    protocol: str = typer.Option("agentgym", "--protocol", help="agentgym | agentbench"),
+    protocol: str = typer.Option("agentgym", "--protocol", help="agentgym | agentbench | openenv"),
     host: str = typer.Option("127.0.0.1", "--host", help="interface to bind (0.0.0.0: all)"),
     family_config: str = typer.Option(
         "{}", "--family-config", help="the family's settings as JSON (its envs: section)"
     ),
 ) -> None:
-    """Serve a registered env family over HTTP (AgentGym or AgentBench task-worker API)."""
+    """Serve a registered env family over HTTP (AgentGym, AgentBench task-worker or OpenEnv API)."""
     from agentray.envs.remote.serve import PROTOCOLS, serve
 
     if protocol not in PROTOCOLS:
