@@ -21,9 +21,6 @@ With ``families`` it also answers env-task conversations, with the scripted expe
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -36,6 +33,7 @@ from agentray.eval.general.config import GeneralConfig
 from agentray.eval.general.humaneval import defines_function
 from agentray.eval.general.mtbench import JUDGE_MARK
 from agentray.eval.general.runner import make_suite
+from agentray.http_serving import ThreadedServer
 from agentray.testing.conversation_expert import ConversationExpert
 from agentray.testing.openai_wire import (
     PREFLIGHT_REPLY,
@@ -90,7 +88,6 @@ class BenchmarkEndpoint:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        import uvicorn
 
         self.judge_rating = judge_rating
         self.index = self._index(general)
@@ -100,10 +97,6 @@ class BenchmarkEndpoint:
         )
         self.requests: Counter[str] = Counter()
         self.host = host
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -111,9 +104,8 @@ class BenchmarkEndpoint:
                 Route("/stats", self._stats, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedServer(app, host, port, "benchmark endpoint")
+        self.port: int = self._server.port
 
     @staticmethod
     def _index(general: GeneralConfig) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -133,22 +125,11 @@ class BenchmarkEndpoint:
         return f"http://{self.host}:{self.port}/v1"
 
     def start(self, timeout_s: float = 30.0) -> BenchmarkEndpoint:
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"benchmark endpoint did not start on {self.base_url}")
-            time.sleep(0.01)
+        self._server.start(timeout_s)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        self._socket.close()
+        self._server.stop()
 
     def __enter__(self) -> BenchmarkEndpoint:
         return self.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from starlette.routing import Route
 
 from agentray.envs.base import Env
 from agentray.envs.registry import env_class, make_env
+from agentray.http_serving import ThreadedServer, announced_url, bound_socket
 from agentray.types import Message, Status, StepResult, TaskSpec
 
 READY_LINE = "agentray env server listening on "
@@ -362,35 +362,21 @@ class EnvServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        import uvicorn
-
         self.family_host = FamilyHost(family, config)
-        self._socket = bound_socket(host, port)
-        self.host, self.port = host, self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(build_app(protocol, self.family_host)))
-        self._thread: threading.Thread | None = None
+        app = build_app(protocol, self.family_host)
+        self._server = ThreadedServer(app, host, port, "env server", **UVICORN_SETTINGS)
+        self.host, self.port = host, self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._server.url
 
     def start(self, timeout_s: float = 30.0) -> EnvServer:
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"env server did not start on {self.url}")
-            time.sleep(0.01)
+        self._server.start(timeout_s)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        self._socket.close()
+        self._server.stop()
 
     def __enter__(self) -> EnvServer:
         return self.start()
@@ -399,25 +385,12 @@ class EnvServer:
         self.stop()
 
 
-def bound_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def uvicorn_config(app: Any) -> Any:
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="auto",
-        timeout_graceful_shutdown=2,
-        timeout_keep_alive=75,
-        backlog=4096,
-    )
+UVICORN_SETTINGS = {
+    "lifespan": "auto",
+    "timeout_graceful_shutdown": 2,
+    "timeout_keep_alive": 75,
+    "backlog": 4096,
+}
 
 
 def serve(
@@ -432,7 +405,10 @@ def serve(
 
     family_host = FamilyHost(family, config)
     sock = bound_socket(host, port)
-    server = uvicorn.Server(uvicorn_config(build_app(protocol, family_host)))
+    app = build_app(protocol, family_host)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, **UVICORN_SETTINGS)
+    )
     url = f"http://{host}:{sock.getsockname()[1]}"
     threading.Thread(target=_announce, args=(server, url), daemon=True).start()
     server.run(sockets=[sock])
@@ -463,17 +439,8 @@ class ServerProcess:
     def start(self, timeout_s: float = 120.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "agentray.envs.remote", "serve", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        ready = threading.Event()
-
-        def watch() -> None:  # readline blocks: a thread gives start() its timeout
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if line.startswith(READY_LINE):
-                    self.url = line[len(READY_LINE) :].strip()
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        if not ready.wait(timeout_s):
+        self.url = announced_url(self.proc, READY_LINE, timeout_s) or ""
+        if not self.url:
             self.stop()
             raise RuntimeError(f"env server {' '.join(cmd)} did not start in {timeout_s}s")
         return self
