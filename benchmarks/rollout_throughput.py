@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import psutil
 import ray
 
 from agentray.collect.config import RolloutConfig
@@ -149,22 +150,34 @@ def engine_run(
         result["endpoint_cpu_ms"] = (
             (after["endpoint_cpu_s"] - before["endpoint_cpu_s"]) / served * 1e3
         )
+        for key in ("pools", "driver"):
+            spent = after[f"{key}_cpu_s"] - before[f"{key}_cpu_s"]
+            result[f"{key}_cpu_ms_per_step"] = spent / result["steps"] * 1e3
     return result, {"statuses": statuses, "summary": summary, "requests": requests}
 
 
 def cpu_reading(engine: RolloutEngine, endpoint: EndpointProcess | None) -> dict[str, float]:
-    """CPU seconds so far of the policy actors and the endpoint, and their request counts."""
+    """CPU seconds so far of the policy actors, the endpoint, the EnvPools and this driver,
+    and the requests the policies sent and the endpoint served."""
     if endpoint is None:
         return {"requests": 0}
     actors = engine.policies.live_actors()
     loads = ray.get([a.load.remote() for a in actors])
     stats = ray.get([a.stats.remote() for a in actors])
+    pool_pids = ray.get([a.pid.remote() for a in engine.pools.live_actors()])
     return {
         "client_cpu_s": sum(load["cpu_s"] for load in loads),
         "requests": sum(s.get("requests", 0) for s in stats),
         "endpoint_cpu_s": endpoint.cpu_s(),
         "served": endpoint.stats()["requests"],
+        "pools_cpu_s": sum(_process_cpu_s(pid) for pid in pool_pids),
+        "driver_cpu_s": time.process_time(),
     }
+
+
+def _process_cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def teacher_run(
@@ -340,9 +353,28 @@ def show_cpu(client: str, eng: dict[str, float], extra: dict[str, Any]) -> None:
         f"{eng.get('endpoint_cpu_ms', float('nan')):.3f} ms per request; "
         f"{extra['requests']} requests, statuses {extra['statuses']}"
     )
+    if "pools_cpu_ms_per_step" in eng:
+        show_cpu_bound(eng, extra["requests"])
     stats = extra["summary"].get("policy_stats") or {}
     keys = ("retries", "errors", "prompt_tokens", "completion_tokens")
     print("    policy stats (whole engine): " + ", ".join(f"{k} {stats.get(k)}" for k in keys))
+
+
+def show_cpu_bound(eng: dict[str, float], requests: int) -> None:
+    """What the machine's cores allow: every process's CPU per env step, summed."""
+    per_request = eng["client_cpu_ms"] + eng["endpoint_cpu_ms"]
+    per_step = (
+        per_request * requests / eng["steps"]
+        + eng["pools_cpu_ms_per_step"]
+        + eng["driver_cpu_ms_per_step"]
+    )
+    cores = os.cpu_count() or 1
+    print(
+        f"    CPU per step: env pools {eng['pools_cpu_ms_per_step']:.3f} ms, driver "
+        f"{eng['driver_cpu_ms_per_step']:.3f} ms, with client and endpoint {per_step:.3f} ms: "
+        f"{cores} cores allow at most {cores / per_step * 1e3:.0f} steps/s; this run "
+        f"{eng['steps'] / eng['wall_s']:.0f} steps/s"
+    )
 
 
 def parse_args() -> argparse.Namespace:
