@@ -146,7 +146,7 @@ class OpenAIPolicy(Policy):
         key = resolve_api_key(api_key_env, base_url)
         self.client_kind = client
         if client == "lean":
-            self.clients: list[Any] = [LeanChatClient(key, base_url, max_concurrency, timeout_s)]
+            self.clients: list[Any] = [LeanChatClient(key, base_url, max_concurrency)]
             sizes = [max_concurrency]
             self._chat = LeanChatClient.chat
         elif client == "sdk":

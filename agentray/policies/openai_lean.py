@@ -104,7 +104,7 @@ class LeanChatClient:
     requests in flight, so connections never outnumber them (``connections``); there is
     no timeout here: the policy's own clock ends a request (and its connection)."""
 
-    def __init__(self, api_key: str, base_url: str | None, connections: int, timeout_s: float):
+    def __init__(self, api_key: str, base_url: str | None, connections: int) -> None:
         url = urlsplit((base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions")
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -112,7 +112,6 @@ class LeanChatClient:
         self.api_key = api_key
         self.url = url.geturl()
         self.connections = connections
-        self.timeout_s = timeout_s
         self._host = url.hostname
         self._port = url.port or (443 if url.scheme == "https" else 80)
         self._tls = url.scheme == "https"
