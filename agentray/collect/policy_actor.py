@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,12 +90,15 @@ class PolicyActor:
 
     def load(self) -> dict[str, Any]:
         """Where this actor runs, turns served, the ``Policy.generate`` calls they took
-        (batches) and the calls EnvPools made to send and fetch them."""
+        (batches), the calls EnvPools made to send and fetch them, and ``cpu_s``: the
+        process's CPU seconds so far, all threads (Ray's included; the difference of two
+        reads over the turns served between them is the CPU a turn costs here)."""
         return {
             "node_id": self.node_id(),
             "turns": self._turns,
             "batches": self._batches,
             "calls": dict(self._calls),
+            "cpu_s": time.process_time(),
         }
 
     def node_id(self) -> str:

@@ -103,6 +103,7 @@ class TaskIndex:
 
     def __init__(self, configs: dict[str, FamilyConfig | dict | None]) -> None:
         self._by_problem: dict[str, tuple[Env, TaskSpec]] = {}
+        self._envs: dict[int, Env] = {}  # each env once, in the order first added
         for name, cfg in configs.items():
             env = make_env(name, cfg)
             for split in ("train", "test"):
@@ -112,9 +113,10 @@ class TaskIndex:
     def add(self, env: Env, task: TaskSpec) -> None:
         messages = env.prompt(task)
         self._by_problem[_key(env.problem_of(messages))] = (env, task)
+        self._envs.setdefault(id(env), env)
 
     def lookup(self, messages: list[Message]) -> tuple[Env, TaskSpec]:
-        for env, _ in {id(e): (e, None) for e, _ in self._by_problem.values()}.values():
+        for env in self._envs.values():
             try:
                 hit = self._by_problem.get(_key(env.problem_of(messages)))
             except ValueError:

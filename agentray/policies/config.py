@@ -72,6 +72,13 @@ class OpenAIConfig(_PolicyBase):
     price_per_1m_output: float = Field(
         0.0, ge=0, description="USD per 1M completion tokens, for cost accounting (GPT-4 8k: 60)"
     )
+    client: Literal["lean", "sdk"] = Field(
+        "lean",
+        description="lean: HTTP/1.1 over pooled keep-alive connections, parsing only the "
+        "reply's text, finish reason and usage (~0.15 ms CPU per request; no HTTP proxies); "
+        "sdk: the openai package's AsyncOpenAI (~1 ms; honours HTTPS_PROXY); same retries, "
+        "limits and accounting",
+    )
     preflight: bool = Field(
         True,
         description="check the endpoint before a stage's work (list models, one 1-token "

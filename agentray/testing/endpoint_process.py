@@ -57,6 +57,14 @@ class EndpointProcess:
     def stats(self) -> dict[str, Any]:
         return fetch_stats(self.url)
 
+    def cpu_s(self) -> float:
+        """The server process's CPU seconds so far (user + system, all threads)."""
+        import psutil  # installed with ray[default]
+
+        assert self._proc is not None, "not started"
+        times = psutil.Process(self._proc.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             return

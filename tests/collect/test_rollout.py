@@ -192,6 +192,7 @@ def test_tasks_are_taken_lazily_and_spread_over_actors(ray_local, tmp_path):
     assert max(ahead) == 6
     turns = [actor["turns"] for actor in summary["policy_actors"]]
     assert sum(turns) == 160 and min(turns) >= 160 // 4, turns
+    assert all(actor["cpu_s"] > 0 for actor in summary["policy_actors"])  # process CPU
     episodes = [pool["episodes"] for pool in summary["env_pools"]]
     assert sum(episodes) == 80 and min(episodes) >= 80 // 4, episodes
     assert max(pool["peak_active"] for pool in summary["env_pools"]) <= 3
