@@ -41,6 +41,10 @@ class ThreadedServer:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def open_connections(self) -> int:
+        """Client connections open now (kept alive between requests, or busy)."""
+        return len(self._server.server_state.connections)
+
     def start(self, timeout_s: float = 30.0) -> None:
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name=self.what, daemon=True

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from typing import Any
 
+from agentray.http_serving import announced_url
 from agentray.testing.expert_endpoint import READY_LINE, EndpointConfig, endpoint_config
 
 
@@ -39,17 +39,8 @@ class EndpointProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        ready = threading.Event()
-
-        def watch() -> None:  # readline blocks: a thread gives start() its timeout
-            assert self._proc is not None and self._proc.stdout is not None
-            for line in self._proc.stdout:
-                if line.startswith(READY_LINE):
-                    self.url = line[len(READY_LINE) :].strip()
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        if not ready.wait(timeout_s):
+        self.url = announced_url(self._proc, READY_LINE, timeout_s) or ""
+        if not self.url:
             self.stop()
             raise RuntimeError("expert endpoint process did not start")
         return self

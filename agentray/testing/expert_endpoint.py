@@ -31,7 +31,6 @@ import json
 import math
 import random
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agentray.envs.registry import family_names
+from agentray.http_serving import ThreadedServer
 from agentray.testing.conversation_expert import ConversationExpert, available_families
 from agentray.testing.instruct_teacher import FAULT_REASONS, StandInTeacher
 from agentray.testing.openai_wire import (
@@ -375,25 +375,18 @@ class ExpertEndpoint:
     """
 
     def __init__(self, config: EndpointConfig | None = None, **overrides: Any) -> None:
-        import uvicorn
-
         self.config = endpoint_config(config, overrides)
         self.state = EndpointState(self.config)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((self.config.host, self.config.port))
-        self.port: int = self._socket.getsockname()[1]
-        uv_config = uvicorn.Config(
+        self._server = ThreadedServer(
             build_app(self.state),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
+            self.config.host,
+            self.config.port,
+            "expert endpoint",
             timeout_graceful_shutdown=2,
             timeout_keep_alive=75,  # longer than clients keep idle connections (httpx: 5 s)
             backlog=4096,
         )
-        self._server = uvicorn.Server(uv_config)
-        self._thread: threading.Thread | None = None
+        self.port: int = self._server.port
 
     @property
     def url(self) -> str:
@@ -405,37 +398,23 @@ class ExpertEndpoint:
         return f"{self.url}/v1"
 
     def start(self, timeout_s: float = 30.0) -> ExpertEndpoint:
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
-            name="expert-endpoint",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"expert endpoint did not start on {self.url}")
-            time.sleep(0.01)
+        self._server.start(timeout_s)
         return self
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._server.alive
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.state.stopping = True
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        self._socket.close()
+        self._server.stop(timeout_s)
 
     def stats(self) -> dict[str, Any]:
         return self.state.stats()
 
     def open_connections(self) -> int:
         """Client connections open now (kept alive between requests, or busy)."""
-        return len(self._server.server_state.connections)
+        return self._server.open_connections()
 
     def reset_stats(self) -> dict[str, Any]:
         """Zero the counters (returns them as they were)."""
