@@ -9,9 +9,15 @@ limits), drop duplicates, clean every general record, tokenize the agent records
 general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
 
   plain loop      those steps as one Python loop in this process (agentray.process functions)
-  ray data cold   run_process on a running local Ray cluster, first run (actors start)
-  ray data warm   the same again (worker processes already up)
+  ray data cold   run_process on a running local Ray cluster, first run (workers load the
+                  tokenizer; the Ray start-up itself is timed apart, as "ray start")
+  ray data warm   the same again (worker processes already up, their tokenizer loaded)
 records/s counts the records read: trajectories + general records.
+
+Then where the pipeline's time goes, per step of the stage (console.STEPS), for each run:
+its wall time, the Ray Data executions it started and the seconds inside them (from the
+start of an execution until its executor shuts down; a Ray Data internal, "n/a" if that
+moves), so what is left is driver-side work.
 """
 
 from __future__ import annotations
@@ -96,13 +102,53 @@ def _tokenize(tokenizer, records, cfg: ProcessConfig, too_long) -> list[dict]:
     return out
 
 
+def _count_ray_data_executions() -> list[float]:
+    """A list that gets the seconds of each Ray Data execution from now on (empty and left
+    so if Ray Data's executor has moved)."""
+    found: list[float] = []
+    try:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor
+    except ImportError:
+        return found
+    execute, shutdown = StreamingExecutor.execute, StreamingExecutor.shutdown
+
+    def timed_execute(self, *args, **kwargs):
+        self._bench_started = time.perf_counter()
+        return execute(self, *args, **kwargs)
+
+    def timed_shutdown(self, *args, **kwargs):
+        if getattr(self, "_bench_started", None) is not None:
+            found.append(time.perf_counter() - self._bench_started)
+            self._bench_started = None
+        return shutdown(self, *args, **kwargs)
+
+    StreamingExecutor.execute, StreamingExecutor.shutdown = timed_execute, timed_shutdown
+    return found
+
+
+def _profile_table(profiles: dict[str, tuple[dict[str, float], list[float]]]) -> Table:
+    table = Table(title="where the pipeline's time goes (seconds)")
+    table.add_column("step")
+    for label in profiles:
+        table.add_column(label, justify="right")
+    steps = next(iter(profiles.values()))[0]
+    for step in steps:
+        table.add_row(step, *(f"{p[0].get(step, 0.0):.2f}" for p in profiles.values()))
+    table.add_row(
+        "Ray Data executions (s inside)",
+        *(f"{len(e)} ({sum(e):.1f}s)" if e else "n/a" for _, e in profiles.values()),
+    )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent-per-family", type=int, default=150)
-    parser.add_argument("--workers", type=int, default=2, help="tokenizer actors (Ray Data)")
+    parser.add_argument("--workers", type=int, default=2, help="tokenizer tasks at once")
     parser.add_argument("--max-seq-len", type=int, default=2048)
     parser.add_argument("--packing", action="store_true", help="pack to max_seq_len as well")
     parser.add_argument("--model", default=TINY_MODEL)
+    parser.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray cluster")
     args = parser.parse_args()
     console = Console()
 
@@ -121,11 +167,18 @@ def main() -> None:
         t0 = time.perf_counter()
         plain = plain_loop(cfg, trajectories)
         timings = {"plain loop": time.perf_counter() - t0}
-        ensure_ray()
+        t0 = time.perf_counter()
+        ensure_ray(num_cpus=args.cpus)
+        ray_start = time.perf_counter() - t0
+        executions = _count_ray_data_executions()
+        profiles = {}
         for label in ("ray data cold", "ray data warm"):
+            steps: dict[str, float] = {}
+            executions.clear()
             t0 = time.perf_counter()
-            stats = run_process(cfg, work)
+            stats = run_process(cfg, work, progress=False, step_seconds=steps)
             timings[label] = time.perf_counter() - t0
+            profiles[label] = (steps, list(executions))
         records = plain["records_read"]
         table = Table(title=f"{records} records read -> {stats['records']} examples")
         for column in ("pipeline", "seconds", "records/s", "vs plain loop"):
@@ -137,8 +190,9 @@ def main() -> None:
         console.print(
             f"plain loop made {plain['rows_out']} rows, the pipeline {stats['records']} examples "
             f"({stats['agent_records']} agent : {stats['general_records']} general); "
-            f"tokenizer actors: {args.workers}"
+            f"tokenizer tasks at once: {args.workers}; ray start (not counted): {ray_start:.1f}s"
         )
+        console.print(_profile_table(profiles))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
