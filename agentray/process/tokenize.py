@@ -283,10 +283,20 @@ def tokenize_batch(batch: Any, **kwargs: Any) -> dict[str, list]:
     """``ConversationTokenizer(**kwargs)(batch)`` as a Ray Data task: the tokenizer is loaded
     once per worker process and kept, so a later run (or batch) on a warm worker starts at
     once, where an actor pool would load it again in every new actor."""
+    return cached_tokenizer(**kwargs)(batch)
+
+
+def warm_tokenizer(**kwargs: Any) -> None:
+    """Load ``cached_tokenizer(**kwargs)`` in this process ahead of the batches."""
+    cached_tokenizer(**kwargs)
+
+
+def cached_tokenizer(**kwargs: Any) -> ConversationTokenizer:
+    """This process's ``ConversationTokenizer(**kwargs)``, loaded on first use."""
     key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
     if key not in _CACHED:
         _CACHED[key] = ConversationTokenizer(**kwargs)
-    return _CACHED[key](batch)
+    return _CACHED[key]
 
 
 _REJECTED_EXAMPLE = {
