@@ -1,6 +1,7 @@
 """Process-stage throughput: the Ray Data pipeline vs a plain single-process loop, same work.
 
     python benchmarks/process_throughput.py [--agent-per-family 150] [--packing] [--workers 2]
+                                            [--repeat 3] [--cpus N]
 
 Data: expert trajectories of every env family (played straight against the envs, written
 as trajectory parquet the way collection writes it) plus the bundled ShareGPT file.
@@ -12,7 +13,9 @@ general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
   ray data cold   run_process on a running local Ray cluster, first run (workers load the
                   tokenizer; the Ray start-up itself is timed apart, as "ray start")
   ray data warm   the same again (worker processes already up, their tokenizer loaded)
-records/s counts the records read: trajectories + general records.
+records/s counts the records read: trajectories + general records. The plain loop and the
+warm pipeline run in turns (--repeat times each) and the medians are compared: on a shared
+machine the load changes from minute to minute.
 
 Then where the pipeline's time goes, per step of the stage (console.STEPS), for each run:
 its wall time, the Ray Data executions it started and the seconds inside them (from the
@@ -26,6 +29,7 @@ import argparse
 import json
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -126,6 +130,23 @@ def _count_ray_data_executions() -> list[float]:
     return found
 
 
+def _timing_table(timings: dict[str, list[float]], records: int, examples: int) -> Table:
+    table = Table(title=f"{records} records read -> {examples} examples")
+    for column in ("pipeline", "seconds (median)", "all runs", "records/s", "vs plain loop"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    plain = statistics.median(timings["plain loop"])
+    for label, runs in timings.items():
+        seconds = statistics.median(runs)
+        table.add_row(
+            label,
+            f"{seconds:.1f}",
+            " ".join(f"{r:.1f}" for r in runs),
+            f"{records / seconds:,.0f}",
+            f"{plain / seconds:.2f}x",
+        )
+    return table
+
+
 def _profile_table(profiles: dict[str, tuple[dict[str, float], list[float]]]) -> Table:
     table = Table(title="where the pipeline's time goes (seconds)")
     table.add_column("step")
@@ -149,6 +170,7 @@ def main() -> None:
     parser.add_argument("--packing", action="store_true", help="pack to max_seq_len as well")
     parser.add_argument("--model", default=TINY_MODEL)
     parser.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray cluster")
+    parser.add_argument("--repeat", type=int, default=3, help="plain loop / warm runs, in turns")
     args = parser.parse_args()
     console = Console()
 
@@ -165,32 +187,39 @@ def main() -> None:
         console.print(f"data: {n} expert trajectories, general: bundled ShareGPT; eta {cfg.eta}")
 
         t0 = time.perf_counter()
-        plain = plain_loop(cfg, trajectories)
-        timings = {"plain loop": time.perf_counter() - t0}
-        t0 = time.perf_counter()
         ensure_ray(num_cpus=args.cpus)
         ray_start = time.perf_counter() - t0
         executions = _count_ray_data_executions()
+        timings: dict[str, list[float]] = {
+            "plain loop": [],
+            "ray data cold": [],
+            "ray data warm": [],
+        }
         profiles = {}
-        for label in ("ray data cold", "ray data warm"):
+
+        def pipeline(label: str) -> dict:
             steps: dict[str, float] = {}
             executions.clear()
             t0 = time.perf_counter()
             stats = run_process(cfg, work, progress=False, step_seconds=steps)
-            timings[label] = time.perf_counter() - t0
+            timings[label].append(time.perf_counter() - t0)
             profiles[label] = (steps, list(executions))
-        records = plain["records_read"]
-        table = Table(title=f"{records} records read -> {stats['records']} examples")
-        for column in ("pipeline", "seconds", "records/s", "vs plain loop"):
-            table.add_column(column, justify="left" if column == "pipeline" else "right")
-        for label, seconds in timings.items():
-            ratio = timings["plain loop"] / seconds
-            table.add_row(label, f"{seconds:.1f}", f"{records / seconds:,.0f}", f"{ratio:.2f}x")
-        console.print(table)
+            return stats
+
+        stats = pipeline("ray data cold")
+        # plain loop and warm pipeline taken in turns: a load change on a shared machine
+        # hits both sides alike
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            plain = plain_loop(cfg, trajectories)
+            timings["plain loop"].append(time.perf_counter() - t0)
+            stats = pipeline("ray data warm")
+        console.print(_timing_table(timings, plain["records_read"], stats["records"]))
         console.print(
             f"plain loop made {plain['rows_out']} rows, the pipeline {stats['records']} examples "
             f"({stats['agent_records']} agent : {stats['general_records']} general); "
-            f"tokenizer tasks at once: {args.workers}; ray start (not counted): {ray_start:.1f}s"
+            f"tokenizer tasks at once: {args.workers}; Ray start-up (not counted): "
+            f"{ray_start:.1f}s; median of {args.repeat} runs each (cold: one)"
         )
         console.print(_profile_table(profiles))
     finally:

@@ -220,14 +220,12 @@ def _agent_records(
     Classified on the driver: a check of a few fields per record (~0.1 ms, under 1% of
     what tokenizing the same record costs), where a Ray Data pass of its own cost seconds
     of fixed start-up; the records go on to the tokenizer tasks from here either way.
-    Trajectory rows that do not stand for their id (``_superseded_rows``) are dropped
-    before anything counts them."""
+    Trajectory rows that do not stand for their id are dropped before anything counts
+    them (``_one_row_per_id``)."""
     rows = [
-        classify_trajectory(row, cfg) | {"path": path, "status": str(row["status"] or "")}
-        for path, row in _trajectory_rows(shards)
+        classify_trajectory({k: v for k, v in row.items() if k != "path"}, cfg)
+        for row in _one_row_per_id(shards)
     ]
-    superseded = _superseded_rows(rows)
-    rows = [r for r in rows if (r["path"], r["id"]) not in superseded]
     rows += [classify_agentinstruct_line(record, cfg) for record in records]
     kept = [r for r in rows if not r["reject_reason"]]
     rejected = [r for r in rows if r["reject_reason"]]
@@ -239,15 +237,15 @@ def _agent_records(
     return kept, rejected, duplicates
 
 
-def _trajectory_rows(shards: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(shard, row) of every row of the (readable) shards, core columns only; shards read
-    a few at a time (on an object store each read is a round trip)."""
+def _trajectory_rows(shards: list[str]) -> list[dict[str, Any]]:
+    """The rows of the shards, core columns only, each with the ``path`` of its shard;
+    shards read a few at a time (on an object store each read is a round trip)."""
     import pyarrow.parquet as pq
 
-    def read(shard: str) -> list[tuple[str, dict[str, Any]]]:
+    def read(shard: str) -> list[dict[str, Any]]:
         fs, path = storage.filesystem(shard)
         table = pq.read_table(path, filesystem=fs, columns=list(TRAJECTORY_CORE_COLUMNS))
-        return [(shard, row) for row in table.to_pylist()]
+        return [row | {"path": shard} for row in table.to_pylist()]
 
     if not shards:
         return []
@@ -509,18 +507,17 @@ def _reason_counts(rows: list[dict]) -> dict[str, int]:
     return dict(Counter(r["reject_reason"] for r in rows))
 
 
-def _one_row_per_id(shards: str | list[str]):
-    """The rows of a trajectory folder (or of some of its shards), one per id by the rule
-    every reader of the folder applies (``replaces_kept``): a task_error that a rerun
-    retried is superseded by its retry. Only the columns every run has are read (those of
-    older runs, such as response_token_ids, are ignored)."""
-    import ray
-
-    ds = ray.data.read_parquet(shards, include_paths=True)
-    superseded = _superseded_rows(ds.select_columns(["path", "id", "status"]).take_all())
-    if superseded:
-        ds = ds.filter(lambda row: (row["path"], row["id"]) not in superseded)
-    return ds.select_columns(TRAJECTORY_CORE_COLUMNS)
+def _one_row_per_id(shards: str | list[str]) -> list[dict[str, Any]]:
+    """The rows of a trajectory folder (or of some of its shards), each with the ``path``
+    of its shard, one per id by the rule every reader of the folder applies
+    (``replaces_kept``): a task_error that a rerun retried is superseded by its retry.
+    Only the columns every run has are read (those of older runs, such as
+    response_token_ids, are ignored)."""
+    if isinstance(shards, str):
+        shards = storage.list_files(shards, ".parquet")
+    rows = _trajectory_rows(shards)
+    superseded = _superseded_rows(rows)
+    return [row for row in rows if (row["path"], row["id"]) not in superseded]
 
 
 def _superseded_rows(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
