@@ -485,7 +485,9 @@ def _warm_tokenizers(cfg: ProcessConfig) -> list:
     the pass waits for them (it would otherwise start while they hold the CPUs)."""
     import ray
 
-    warm = ray.remote(warm_tokenizer).options(max_retries=0)
+    # a worker that dies is retried (Ray's default); an exception (the tokenizer does not
+    # load) is not, and shows with its reason at once
+    warm = ray.remote(warm_tokenizer)
     return [warm.remote(**_tokenizer_kwargs(cfg)) for _ in range(cfg.tokenize_workers)]
 
 
