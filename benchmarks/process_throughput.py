@@ -1,6 +1,7 @@
 """Process-stage throughput: the Ray Data pipeline vs a plain single-process loop, same work.
 
     python benchmarks/process_throughput.py [--agent-per-family 150] [--packing] [--workers 2]
+                                            [--repeat 3] [--cpus N]
 
 Data: expert trajectories of every env family (played straight against the envs, written
 as trajectory parquet the way collection writes it) plus the bundled ShareGPT file.
@@ -9,9 +10,17 @@ limits), drop duplicates, clean every general record, tokenize the agent records
 general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
 
   plain loop      those steps as one Python loop in this process (agentray.process functions)
-  ray data cold   run_process on a running local Ray cluster, first run (actors start)
-  ray data warm   the same again (worker processes already up)
-records/s counts the records read: trajectories + general records.
+  ray data cold   run_process on a running local Ray cluster, first run (workers load the
+                  tokenizer; the Ray start-up itself is timed apart, as "ray start")
+  ray data warm   the same again (worker processes already up, their tokenizer loaded)
+records/s counts the records read: trajectories + general records. The plain loop and the
+warm pipeline run in turns (--repeat times each) and the medians are compared: on a shared
+machine the load changes from minute to minute.
+
+Then where the pipeline's time goes, per step of the stage (console.STEPS), for each run:
+its wall time, the Ray Data executions it started and the seconds inside them (from the
+start of an execution until its executor shuts down; a Ray Data internal, "n/a" if that
+moves), so what is left is driver-side work.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import json
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -96,13 +106,94 @@ def _tokenize(tokenizer, records, cfg: ProcessConfig, too_long) -> list[dict]:
     return out
 
 
+def _count_ray_data_executions() -> list[float]:
+    """A list that gets the seconds of each Ray Data execution from now on (empty and left
+    so if Ray Data's executor has moved)."""
+    found: list[float] = []
+    try:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor
+    except ImportError:
+        return found
+    execute, shutdown = StreamingExecutor.execute, StreamingExecutor.shutdown
+
+    def timed_execute(self, *args, **kwargs):
+        self._bench_started = time.perf_counter()
+        return execute(self, *args, **kwargs)
+
+    def timed_shutdown(self, *args, **kwargs):
+        if getattr(self, "_bench_started", None) is not None:
+            found.append(time.perf_counter() - self._bench_started)
+            self._bench_started = None
+        return shutdown(self, *args, **kwargs)
+
+    StreamingExecutor.execute, StreamingExecutor.shutdown = timed_execute, timed_shutdown
+    return found
+
+
+def _fixed_cost(cfg: ProcessConfig) -> float:
+    """Seconds of one tokenizer pass (the pipeline's single Ray Data execution) over 8 tiny
+    records: what a pass costs whatever its size."""
+    from agentray.process.run import _tokenize_items
+
+    turns = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    items = [
+        {
+            "id": f"t{i}",
+            "source": "general",
+            "family": "general",
+            "conversations": json.dumps(turns),
+        }
+        for i in range(8)
+    ]
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _tokenize_items(items, cfg)
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def _timing_table(timings: dict[str, list[float]], records: int, examples: int) -> Table:
+    table = Table(title=f"{records} records read -> {examples} examples")
+    for column in ("pipeline", "seconds (median)", "all runs", "records/s", "vs plain loop"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    plain = statistics.median(timings["plain loop"])
+    for label, runs in timings.items():
+        seconds = statistics.median(runs)
+        table.add_row(
+            label,
+            f"{seconds:.1f}",
+            " ".join(f"{r:.1f}" for r in runs),
+            f"{records / seconds:,.0f}",
+            f"{plain / seconds:.2f}x",
+        )
+    return table
+
+
+def _profile_table(profiles: dict[str, tuple[dict[str, float], list[float]]]) -> Table:
+    table = Table(title="where the pipeline's time goes (seconds)")
+    table.add_column("step")
+    for label in profiles:
+        table.add_column(label, justify="right")
+    steps = next(iter(profiles.values()))[0]
+    for step in steps:
+        table.add_row(step, *(f"{p[0].get(step, 0.0):.2f}" for p in profiles.values()))
+    table.add_row(
+        "Ray Data executions (s inside)",
+        *(f"{len(e)} ({sum(e):.1f}s)" if e else "n/a" for _, e in profiles.values()),
+    )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent-per-family", type=int, default=150)
-    parser.add_argument("--workers", type=int, default=2, help="tokenizer actors (Ray Data)")
+    parser.add_argument("--workers", type=int, default=2, help="tokenizer tasks at once")
     parser.add_argument("--max-seq-len", type=int, default=2048)
     parser.add_argument("--packing", action="store_true", help="pack to max_seq_len as well")
     parser.add_argument("--model", default=TINY_MODEL)
+    parser.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray cluster")
+    parser.add_argument("--repeat", type=int, default=3, help="plain loop / warm runs, in turns")
     args = parser.parse_args()
     console = Console()
 
@@ -119,25 +210,44 @@ def main() -> None:
         console.print(f"data: {n} expert trajectories, general: bundled ShareGPT; eta {cfg.eta}")
 
         t0 = time.perf_counter()
-        plain = plain_loop(cfg, trajectories)
-        timings = {"plain loop": time.perf_counter() - t0}
-        ensure_ray()
-        for label in ("ray data cold", "ray data warm"):
+        ensure_ray(num_cpus=args.cpus)
+        ray_start = time.perf_counter() - t0
+        executions = _count_ray_data_executions()
+        timings: dict[str, list[float]] = {
+            "plain loop": [],
+            "ray data cold": [],
+            "ray data warm": [],
+        }
+        profiles = {}
+
+        def pipeline(label: str) -> dict:
+            steps: dict[str, float] = {}
+            executions.clear()
             t0 = time.perf_counter()
-            stats = run_process(cfg, work)
-            timings[label] = time.perf_counter() - t0
-        records = plain["records_read"]
-        table = Table(title=f"{records} records read -> {stats['records']} examples")
-        for column in ("pipeline", "seconds", "records/s", "vs plain loop"):
-            table.add_column(column, justify="left" if column == "pipeline" else "right")
-        for label, seconds in timings.items():
-            ratio = timings["plain loop"] / seconds
-            table.add_row(label, f"{seconds:.1f}", f"{records / seconds:,.0f}", f"{ratio:.2f}x")
-        console.print(table)
+            stats = run_process(cfg, work, progress=False, step_seconds=steps)
+            timings[label].append(time.perf_counter() - t0)
+            profiles[label] = (steps, list(executions))
+            return stats
+
+        stats = pipeline("ray data cold")
+        # plain loop and warm pipeline taken in turns: a load change on a shared machine
+        # hits both sides alike
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            plain = plain_loop(cfg, trajectories)
+            timings["plain loop"].append(time.perf_counter() - t0)
+            stats = pipeline("ray data warm")
+        console.print(_timing_table(timings, plain["records_read"], stats["records"]))
         console.print(
             f"plain loop made {plain['rows_out']} rows, the pipeline {stats['records']} examples "
             f"({stats['agent_records']} agent : {stats['general_records']} general); "
-            f"tokenizer actors: {args.workers}"
+            f"tokenizer tasks at once: {args.workers}; Ray start-up (not counted): "
+            f"{ray_start:.1f}s; median of {args.repeat} runs each (cold: one)"
+        )
+        console.print(_profile_table(profiles))
+        console.print(
+            f"Ray Data fixed cost: the tokenizer pass over 8 one-exchange records on the warm "
+            f"workers takes {_fixed_cost(cfg):.2f}s (median of 5)"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

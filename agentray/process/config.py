@@ -100,7 +100,10 @@ class ProcessConfig(BaseModel):
         default_factory=PackingConfig, description="pack examples into max_seq_len rows"
     )
     tokenize_workers: int = Field(
-        2, gt=0, description="tokenizer actors in Ray Data's pool (raise on a cluster)"
+        2,
+        gt=0,
+        description="tokenizer tasks Ray Data runs at once, each worker keeping its tokenizer "
+        "loaded (raise on a cluster: about its CPUs)",
     )
     seed: int = Field(0, description="general-record sampling seed")
     ray_data_progress: bool = Field(

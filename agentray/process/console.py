@@ -20,10 +20,9 @@ from rich.table import Table
 
 STEPS = (
     "reading inputs",
-    "filtering agent records",
-    "tokenizing agent records",
     "reading general data",
-    "tokenizing general data",
+    "filtering agent records",
+    "tokenizing",
     "mixing",
     "writing the training set",
     "writing records and the data card",
@@ -44,6 +43,9 @@ class StageConsole:
         self._progress: Progress | None = None
         self._task = None
         self._restore: list[Callable[[], None]] = []
+        # seconds per step, in order (the benchmark prints where the time goes)
+        self.step_seconds: dict[str, float] = {}
+        self._current = (STEPS[0], time.perf_counter())
 
     def __enter__(self) -> StageConsole:
         if not self.ray_data_progress:
@@ -64,10 +66,17 @@ class StageConsole:
 
     def step(self, name: str) -> None:
         """Marks the steps before ``name`` done and shows ``name`` as running."""
+        self._end_step()
+        self._current = (name, time.perf_counter())
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=name, completed=STEPS.index(name))
 
+    def _end_step(self) -> None:
+        name, since = self._current
+        self.step_seconds[name] = self.step_seconds.get(name, 0.0) + time.perf_counter() - since
+
     def __exit__(self, *exc: object) -> None:
+        self._end_step()
         if self._progress is not None:
             self._progress.stop()
         for undo in reversed(self._restore):

