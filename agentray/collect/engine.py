@@ -186,6 +186,7 @@ class RolloutEngine:
             self.metrics,
         )
         self._params = policy.params.model_dump(mode="json")
+        self._lineage = dict(policy.lineage)
         self._policy_desc: dict[str, Any] = {}
         self._batch_turns = True
         self._send_tasks = False
@@ -221,7 +222,7 @@ class RolloutEngine:
             first_policy.needs_tasks.remote(),
             self._pool_nodes(),
         )
-        self._policy_desc = {**desc, "params": self._params}
+        self._policy_desc = {**desc, **self._lineage, "params": self._params}
         self._retries.clear()
         replaced_before = (self.pools.replacements, self.policies.replacements)
         stats = _Stats()
