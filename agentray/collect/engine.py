@@ -150,7 +150,9 @@ class RolloutEngine:
         rollout: RolloutConfig,
         policy: AnyPolicyConfig | dict[str, Any],
         envs: EnvsConfig | dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> None:
+        """``lineage``: extra keys for every record's policy dict (e.g. the model's round)."""
         self.cfg = rollout
         self.envs = as_envs(envs)
         self.family_configs = family_config_dicts(self.envs)
@@ -186,7 +188,7 @@ class RolloutEngine:
             self.metrics,
         )
         self._params = policy.params.model_dump(mode="json")
-        self._lineage = dict(policy.lineage)
+        self._lineage = dict(lineage or {})
         self._policy_desc: dict[str, Any] = {}
         self._batch_turns = True
         self._send_tasks = False

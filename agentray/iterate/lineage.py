@@ -93,7 +93,8 @@ def _summary(manifest: dict[str, Any]) -> str:
     if stage == "collect":
         policy = config.get("policy") or {}
         who = policy.get("model") or policy.get("backend")
-        extra = f" round {policy['lineage']['round']}" if policy.get("lineage") else ""
+        lineage = config.get("policy_lineage") or {}
+        extra = f" of round {lineage['round']}" if "round" in lineage else ""
         text = f"policy {policy.get('backend')} {who}{extra}, {counts.get('episodes')} episodes"
     elif stage == "merge":
         text = f"kept {counts.get('kept')} of {counts.get('read')} ({counts.get('kept_by_source')})"

@@ -29,7 +29,7 @@ def task_id_of(record: Trajectory) -> str:
 
 
 def conversation_key(record: Trajectory) -> str:
-    text = json.dumps([t.model_dump(mode="json") for t in record.conversations], sort_keys=True)
+    text = json.dumps([dict(t) for t in record.conversations], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -56,17 +56,13 @@ def explore_config(cfg: PipelineConfig, k: int, sample: int) -> CollectConfig:
     params = cfg.eval.policy.params.model_copy(
         update={"temperature": it.temperature, "max_new_tokens": tokens}
     )
-    policy = HFConfig(
-        model=model_of(cfg, k - 1),
-        device=it.device,
-        params=params,
-        lineage={"round": k - 1, "sample": sample, "model": model_of(cfg, k - 1)},
-    )
+    policy = HFConfig(model=model_of(cfg, k - 1), device=it.device, params=params)
     return CollectConfig(
         families=it.families or cfg.collect.families,
         split="train",
         max_tasks_per_family=it.max_tasks_per_family or cfg.collect.max_tasks_per_family,
         policy=policy,
+        policy_lineage={"round": k - 1, "sample": sample, "model": model_of(cfg, k - 1)},
         rollout=cfg.collect.rollout,
         max_error_fraction=cfg.collect.max_error_fraction,
     )
@@ -141,22 +137,33 @@ def _explore(cfg: PipelineConfig, k: int, sample: int, ran: list[str]) -> dict[s
     )
     return {
         "path": storage.join(run, "collect", "trajectories"),
-        "policy": collect_cfg.policy.model_dump(
-            mode="json", include={"backend", "model", "lineage"}
-        ),
+        "policy": {
+            **collect_cfg.policy.model_dump(mode="json", include={"backend", "model"}),
+            **collect_cfg.policy_lineage,
+        },
         "round": k - 1,
         "sample": sample,
     }
 
 
 def _earlier_data(cfg: PipelineConfig, k: int) -> list[dict[str, Any]]:
-    """The data round k builds on: round k-1's merged trajectories, or round 0's inputs."""
+    """The data round k builds on: round k-1's merged trajectories, or the trajectory
+    folders round 0's process read (the teacher's collect, and any given in the config)."""
     if k >= 2:
         path = storage.join(round_dir(cfg, k - 1), "merge", "trajectories")
         return [{"path": path, "round": k - 1, "policy": f"merged rounds <= {k - 1}"}]
-    manifest = storage.read_json(storage.join(round_dir(cfg, 0), "collect", "manifest.json"))
-    teacher = manifest["config"]["policy"]
-    return [{"path": manifest["outputs"]["trajectories"], "round": "teacher", "policy": teacher}]
+    here = round_dir(cfg, 0)
+    folders = storage.read_json(storage.join(here, "process", "manifest.json"))["inputs"]
+    collect = storage.read_json(storage.join(here, "collect", "manifest.json"))
+    teacher = collect["outputs"]["trajectories"]
+    return [
+        {
+            "path": path,
+            "round": "teacher",
+            "policy": collect["config"]["policy"] if path == teacher else "given in the config",
+        }
+        for path in folders["trajectories"]
+    ]
 
 
 def _serve_and_eval(rc: PipelineConfig) -> dict[str, Any]:
