@@ -29,11 +29,6 @@ class _PolicyBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: GenerationParams = Field(default_factory=GenerationParams)
-    lineage: dict[str, Any] = Field(
-        default_factory=dict,
-        description="written into every trajectory's policy dict, e.g. {round: 0} for the "
-        "model of a self-improvement round (agentray iterate sets it)",
-    )
 
 
 class ExpertConfig(_PolicyBase):
