@@ -96,3 +96,28 @@ def test_merge_keeps_two_per_task_latest_first_under_distinct_ids(tmp_path):
     # latest first: the explored successes, then the teacher's (db_0's: a duplicate of s0's)
     assert kept["db_0"].policy.get("round") == 0 and kept["db_0#2"].policy.get("round") == 0
     assert kept["db_1"].policy.get("round") == 0 and kept["db_1#2"].policy["backend"] == "expert"
+
+
+def test_merge_and_lineage_on_object_storage(s3_bucket, tmp_path):
+    """The same merge into s3://, and lineage follows its manifest to the folders it read."""
+    from agentray.iterate import lineage_lines
+
+    teacher = ParquetSink(storage.join(s3_bucket, "round-0", "collect", "trajectories"))
+    assert teacher.add(_record("db_0", "Answer: 3", 1.0, None))
+    teacher.flush()
+    storage.write_json(
+        storage.join(s3_bucket, "round-0", "collect", "manifest.json"),
+        {"stage": "collect", "status": "ok", "config": {"policy": {"backend": "expert"}}},
+    )
+    explored = _folder(tmp_path / "s0", [_record("db_1", "Answer: 5", 1.0, 0)])
+    out = storage.join(s3_bucket, "round-1", "merge")
+    sources = [{"path": teacher.out_dir}]
+    counts = merge_round(
+        sources, [explored], IterateConfig(), ProcessConfig(check_actions=False), out
+    )
+    assert counts["kept_by_source"] == {"teacher": 1, "round-0": 1}
+    assert len(read_trajectories(storage.join(out, "trajectories"))) == 2
+    lines = lineage_lines(storage.join(out, "trajectories"))
+    assert lines[0].startswith(f"└ merge [ok] {out} ")
+    assert any(f"collect [ok] {s3_bucket}/round-0/collect" in line for line in lines[1:])
+    assert any(line.strip() == f"└ input {tmp_path / 's0'}" for line in lines[1:])
