@@ -132,6 +132,38 @@ def pipeline(config: Path = ConfigArg, run_dir: str | None = RunDirOpt) -> None:
 
 
 @app.command()
+def iterate(
+    config: Path = ConfigArg,
+    rounds: int = typer.Option(
+        2, "--rounds", min=1, help="rounds 0 .. N-1 (round 0: the pipeline)"
+    ),
+    run_dir: str | None = RunDirOpt,
+) -> None:
+    """Self-improvement rounds: round 0 is the pipeline; round k explores the train tasks with
+    round k-1's model, keeps its successes, trains and evaluates again (resumable: finished
+    stages are skipped)."""
+    from agentray.iterate import run_iterate
+
+    cfg = _load(config, run_dir)
+    _show(_run_stage("iterate", lambda: run_iterate(cfg, rounds)), cfg, "pipeline")
+
+
+@app.command()
+def lineage(
+    path: str = typer.Argument(..., help="a model, dataset or stage folder (path or URI)"),
+) -> None:
+    """The tree of stages behind a folder, following each manifest to what it read."""
+    from agentray.iterate import lineage_lines
+
+    try:
+        lines = lineage_lines(path)
+    except FileNotFoundError as e:
+        typer.secho(f"lineage: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo("\n".join(lines))
+
+
+@app.command()
 def instruct(
     config: Path | None = typer.Argument(
         None, exists=True, dir_okay=False, help="pipeline YAML config (its instruct section)"

@@ -14,7 +14,7 @@ import types
 import typing
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -60,6 +60,46 @@ DROPPED_KEYS: tuple[tuple[str, ...], ...] = (
 PLUGIN_FAMILY_KEYS = (("collect", "families"), ("eval", "families"), ("eval", "held_out"))
 
 
+class IterateConfig(BaseModel):
+    """Self-improvement rounds (``agentray iterate``): round 0 is the pipeline; each later
+    round's model of the round before explores the train tasks, its successes join the data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples_per_task: int = Field(
+        2, gt=0, description="K: episodes per train task the previous round's model plays"
+    )
+    temperature: float = Field(
+        0.8, ge=0, description="sampling temperature of the exploring model (0: greedy)"
+    )
+    keep_per_task: int = Field(
+        1,
+        gt=0,
+        description="successful trajectories kept per task id over all rounds (after dedup "
+        "by task and by identical conversation)",
+    )
+    prefer: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="which successes fill keep_per_task first: earliest (the teacher's, then "
+        "round 1's, ...) or latest (the newest round's)",
+    )
+    train_from: Literal["base", "previous"] = Field(
+        "base",
+        description="each round trains the pipeline's base model, or continues from the "
+        "previous round's model",
+    )
+    families: list[str] | None = Field(
+        None, description="families explored (default: collect.families)"
+    )
+    max_tasks_per_family: int | None = Field(
+        None, gt=0, description="first N train tasks of each family explored (default: collect's)"
+    )
+    device: str = Field("cpu", description="torch device of the exploring model, e.g. cuda")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="tokens per turn of the exploring model (default: eval's policy)"
+    )
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +118,9 @@ class PipelineConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    iterate: IterateConfig = Field(
+        default_factory=IterateConfig, description="self-improvement rounds (agentray iterate)"
+    )
 
     _run_dir = field_validator("run_dir")(check_run_dir)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -15,8 +17,29 @@ from agentray import storage
 _PACKAGES = ("agentray", "ray", "torch", "transformers", "deepspeed", "datasets", "openai")
 
 
+@functools.cache
+def code_version() -> str:
+    """``git describe`` of the checkout agentray runs from, else the package version."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        described = None
+    if described is not None and described.returncode == 0 and described.stdout.strip():
+        return f"git {described.stdout.strip()}"
+    try:
+        return f"agentray {metadata.version('agentray')}"
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "code": code_version()}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -4,7 +4,7 @@ The families' own settings live in the pipeline config's ``envs:`` section."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -99,6 +99,11 @@ class CollectConfig(BaseModel):
     policy: PolicyConfig = Field(
         default_factory=ExpertConfig,
         description="the teacher: backend expert (default), openai, hf or vllm",
+    )
+    policy_lineage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="written into every trajectory's policy dict, e.g. {round: 0} when the "
+        "policy is the model of a self-improvement round (agentray iterate sets it)",
     )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     output: str | None = Field(None, description="default: <run_dir>/collect/trajectories")

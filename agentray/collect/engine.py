@@ -142,14 +142,15 @@ class ActorSet:
 
 
 class RolloutEngine:
-    """Starts ``num_env_pools`` EnvPools (SPREAD over nodes) and ``num_policy_actors``
-    PolicyActors; ``run`` collects episodes into a sink; ``shutdown`` ends the actors."""
+    """EnvPools (``num_env_pools``, SPREAD over nodes) and PolicyActors; ``run`` collects episodes
+    into a sink (``lineage``: keys added to every record's policy dict); ``shutdown`` ends them."""
 
     def __init__(
         self,
         rollout: RolloutConfig,
         policy: AnyPolicyConfig | dict[str, Any],
         envs: EnvsConfig | dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = rollout
         self.envs = as_envs(envs)
@@ -185,7 +186,7 @@ class RolloutEngine:
             rollout.max_actor_replacements,
             self.metrics,
         )
-        self._params = policy.params.model_dump(mode="json")
+        self._params, self._lineage = policy.params.model_dump(mode="json"), dict(lineage or {})
         self._policy_desc: dict[str, Any] = {}
         self._batch_turns = True
         self._send_tasks = False
@@ -195,8 +196,7 @@ class RolloutEngine:
 
     @property
     def in_flight_limit(self) -> int:
-        """Episodes run at once: ``max_in_flight``, but at most ``envs_per_pool`` per pool
-        (least-loaded routing then never puts more than that on one pool)."""
+        """Episodes run at once: ``max_in_flight``, at most ``envs_per_pool`` per pool."""
         return min(self.cfg.max_in_flight, self.cfg.num_env_pools * self.cfg.envs_per_pool)
 
     async def run(
@@ -221,7 +221,7 @@ class RolloutEngine:
             first_policy.needs_tasks.remote(),
             self._pool_nodes(),
         )
-        self._policy_desc = {**desc, "params": self._params}
+        self._policy_desc = {**desc, **self._lineage, "params": self._params}
         self._retries.clear()
         replaced_before = (self.pools.replacements, self.policies.replacements)
         stats = _Stats()

@@ -96,7 +96,7 @@ def _run_episodes(
     progress: bool,
 ) -> dict[str, Any]:
     ensure_ray()
-    engine = RolloutEngine(cfg.rollout, cfg.policy, envs)
+    engine = RolloutEngine(cfg.rollout, cfg.policy, envs, lineage=cfg.policy_lineage)
     try:
         summary = asyncio.run(engine.run(tasks, WatchedSink(sink, errors), progress=progress))
     finally:
