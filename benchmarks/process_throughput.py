@@ -133,7 +133,7 @@ def _count_ray_data_executions() -> list[float]:
 def _fixed_cost(cfg: ProcessConfig) -> float:
     """Seconds of one tokenizer pass (the pipeline's single Ray Data execution) over 8 tiny
     records: what a pass costs whatever its size."""
-    from agentray.process.run import _tokenize_items
+    from agentray.process.tokenize_pass import _tokenize_items
 
     turns = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
     items = [

