@@ -80,7 +80,17 @@ def _finished_at(path: Path) -> dict[str, str]:
     }
 
 
-def test_two_rounds_resume_after_a_crash_and_trace_their_lineage(ray_local, tmp_path):
+@pytest.fixture
+def serve_shut_down_after(ray_local):
+    """The rounds serve their models on this session's Ray; Serve keeps its first port, so
+    it is shut down afterwards for the tests that serve on a port of their own."""
+    yield
+    from ray import serve
+
+    serve.shutdown()
+
+
+def test_two_rounds_resume_after_a_crash_and_trace_their_lineage(serve_shut_down_after, tmp_path):
     from agentray.collect import run_collect
     from agentray.config import load_config
     from agentray.iterate.run import explore_config
