@@ -1,9 +1,10 @@
 """The OS sandbox's limits: processes, disk, memory, CPU time, file size and output, each
 enforced and named in the observation; many episodes at once; no limit lost silently.
 
-Process counts are read from the host's /proc: the processes descending from this test's
-own process that a step added (other users of the machine and Ray's own workers do not
-count), sampled while a step runs."""
+Process counts are read from the host's /proc: the processes a step added in its sandboxes
+(descendants of this test's process in a bubblewrap tree, or anything running as the
+sandbox's user), sampled while a step runs; other users of the machine and whatever else
+this pytest process starts meanwhile (Ray's workers, their helpers) do not count."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 
 from agentray.envs import scratch as scratch_module
 from agentray.envs.os import OSConfig, OSEnv
-from agentray.envs.sandbox import Sandbox, bwrap_available
+from agentray.envs.sandbox import NOBODY, Sandbox, bwrap_available
 from agentray.envs.sandbox_limits import SandboxLimits
 from agentray.envs.scratch import Scratch, scratch_mounts
 
@@ -44,44 +45,69 @@ def _env(**settings) -> OSEnv:
     return env
 
 
-def _ray_process(pid: int) -> bool:
-    """Ray's own processes (raylet, workers) that earlier tests in this pytest process
-    started: they come and go on their own and are not the sandbox's."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        return True  # gone already
-    return b"ray" in cmdline.split(b"\0", 1)[0] or b"/ray/" in cmdline
-
-
-def descendant_pids(ancestor: int | None = None) -> set[int]:
-    """The live processes on the host that descend from ``ancestor`` (this process)."""
-    ancestor = os.getpid() if ancestor is None else ancestor
-    parent: dict[int, int] = {}
+def _process_table() -> dict[int, tuple[int, str]]:
+    """Every live process on the host: pid -> (parent pid, command name)."""
+    table: dict[int, tuple[int, str]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/stat") as f:
-                    parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                    head, tail = f.read().rsplit(")", 1)
+                table[int(entry.name)] = (int(tail.split()[1]), head.split("(", 1)[1])
             except (OSError, IndexError, ValueError):
                 continue
-    found = set()
-    for pid in parent:
-        up = parent.get(pid)
-        for _ in range(64):
-            if up == ancestor:
-                found.add(pid)
-                break
-            if up is None:
-                break
-            up = parent.get(up)
-    return found
+    return table
+
+
+def _ancestry(pid: int, table: dict[int, tuple[int, str]], ancestor: int) -> list[int] | None:
+    """``pid`` and its parents up to ``ancestor`` (excluded), or None: not a descendant."""
+    chain = [pid]
+    up = table[pid][0]
+    for _ in range(64):
+        if up == ancestor:
+            return chain
+        if up not in table:
+            return None
+        chain.append(up)
+        up = table[up][0]
+    return None
+
+
+def sandbox_processes(before: set[int]) -> int:
+    """How many processes this test's sandboxes run now: new descendants with a bubblewrap
+    process among themselves or their parents (what an agent's command can spawn, and
+    bubblewrap's own), nothing else this pytest process may be starting meanwhile."""
+    me = os.getpid()
+    table = _process_table()
+    count = 0
+    for pid in table.keys() - before:
+        chain = _ancestry(pid, table, me)
+        if chain is not None and any(table[p][1] == "bwrap" for p in chain):
+            count += 1
+    return count
+
+
+def _uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def new_processes(before: set[int]) -> set[int]:
-    """Descendants that were not there ``before``, Ray's own left out."""
-    return {pid for pid in descendant_pids() - before if not _ray_process(pid)}
+    """The sandboxes' processes that were not there ``before``: new descendants of this
+    process in a bubblewrap tree, and any new process on the host running as the sandbox's
+    user (one that left the tree would still be one of those)."""
+    me = os.getpid()
+    table = _process_table()
+    found = set()
+    for pid in table.keys() - before:
+        chain = _ancestry(pid, table, me)
+        in_sandbox = chain is not None and any(table[p][1] == "bwrap" for p in chain)
+        if in_sandbox or _uid(pid) == NOBODY:
+            found.add(pid)
+    return found
 
 
 def assert_nothing_outlived(before: set[int], grace_s: float = 10.0) -> None:
@@ -102,10 +128,10 @@ def _cmdline(pid: int) -> str:
 
 
 class PeakProcesses:
-    """Samples how many processes the ``with`` block added, at its peak."""
+    """Samples how many sandbox processes the ``with`` block ran at once, at its peak."""
 
     def __enter__(self) -> PeakProcesses:
-        self.before = descendant_pids()
+        self.before = set(_process_table())
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -114,7 +140,7 @@ class PeakProcesses:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, len(new_processes(self.before)))
+            self.peak = max(self.peak, sandbox_processes(self.before))
             time.sleep(0.02)
 
     def __exit__(self, *exc) -> None:
@@ -124,7 +150,7 @@ class PeakProcesses:
 
 def test_a_fork_bomb_is_held_to_the_process_limit_and_nothing_outlives_the_step():
     env = _env(max_processes=64, command_timeout_s=4)
-    before = descendant_pids()
+    before = set(_process_table())
     with PeakProcesses() as peak:
         result = env.step(_bash(BOMB))
     # the sandbox's 64 (its init included) plus bubblewrap's own monitor process
@@ -237,7 +263,7 @@ def test_sixteen_episodes_at_once_each_get_their_own_allowance():
     envs = [_env(max_processes=64, command_timeout_s=30) for _ in range(17)]
     roots = [env.scratch_root for env in envs]
     commands = ["for i in $(seq 40); do sleep 3 & done; wait; echo all-40"] * 16 + [BOMB]
-    before = descendant_pids()
+    before = set(_process_table())
     with PeakProcesses() as peak, ThreadPoolExecutor(len(envs)) as pool:
         steps = [pool.submit(env.step, _bash(c)) for env, c in zip(envs, commands, strict=True)]
         results = [step.result() for step in steps]
