@@ -87,6 +87,19 @@ class Registry(Generic[T]):
                 raise
             raise KeyError(f"{self.kind} {name!r} ({target}) cannot be imported: {e}") from None
 
+    def subclass(self, name: str, base: type) -> type:
+        """The class ``name`` names, which must subclass ``base``; a ``ValueError`` says why
+        there is none (unknown, not importable, or another kind of class)."""
+        try:
+            cls = self.get(name)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            where = f"{base.__module__}.{base.__qualname__}"
+            article = "an" if base.__name__[0] in "AEIOU" else "a"
+            raise ValueError(f"{name} is not {article} {base.__name__} subclass ({where})")
+        return cls
+
     def register(self, name: str, target: str) -> None:
         """Makes ``name`` mean ``target`` (``module:Class``) here and in every Ray worker
         started after this (through ``AGENTRAY_PLUGINS``)."""
@@ -120,6 +133,18 @@ def registered_for_now(registry: Registry, name: str, target: str) -> Iterator[N
             os.environ.pop(PLUGINS_ENV, None)
         else:
             os.environ[PLUGINS_ENV] = saved_env
+
+
+def relocated_errors(errors: list[Any], *prefix: str | int) -> list[dict[str, Any]]:
+    """A plug-in's own validation errors (``ValidationError.errors()``) placed under
+    ``prefix`` in the config that holds its settings, for ``from_exception_data``."""
+    moved = []
+    for error in errors:
+        entry = {"type": error["type"], "loc": (*prefix, *error["loc"]), "input": error["input"]}
+        if "ctx" in error:
+            entry["ctx"] = error["ctx"]
+        moved.append(entry)
+    return moved
 
 
 def import_target(target: str) -> Any:

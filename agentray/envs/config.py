@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agentray.envs.base import FamilyConfig
 from agentray.envs.registry import ENVS, env_class, family_names, register_family
-from agentray.registry import is_import_path
+from agentray.registry import is_import_path, relocated_errors
 
 
 class _PluginSections(BaseModel):
@@ -36,17 +36,10 @@ class _PluginSections(BaseModel):
             try:
                 extra[name] = env_class(name).config_cls.model_validate(value or {})
             except ValidationError as e:
-                errors += [_relocated(err, name) for err in e.errors()]
+                errors += relocated_errors(e.errors(), name)
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
-
-
-def _relocated(error: Any, prefix: str) -> dict[str, Any]:
-    moved = {"type": error["type"], "loc": (prefix, *error["loc"]), "input": error["input"]}
-    if "ctx" in error:
-        moved["ctx"] = error["ctx"]
-    return moved
 
 
 def build_envs_config() -> type[BaseModel]:

@@ -48,12 +48,7 @@ def register_family(target: str) -> str:
     """Registers the Env subclass ``target`` (``package.module:Class``) under its ``name``
     here and in every Ray worker started afterwards; returns that name. A ``ValueError``
     says what is wrong with it."""
-    try:
-        cls = ENVS.get(target)
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
-    if not (isinstance(cls, type) and issubclass(cls, Env)):
-        raise ValueError(f"{target} is not an Env subclass (agentray.envs.base.Env)")
+    cls = ENVS.subclass(target, Env)
     name = getattr(cls, "name", None)
     if name == target:  # a family named by its own import path needs no registration
         return name

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from agentray.model.tiny import TINY_MODEL
+from agentray.registry import relocated_errors
 from agentray.types import GenerationParams
 
 
@@ -138,11 +139,7 @@ class PluginPolicyConfig(_PolicyBase):
         try:
             options_cls.model_validate(self.options)
         except ValidationError as e:
-            errors = [
-                {"type": err["type"], "loc": ("options", *err["loc"]), "input": err["input"]}
-                | ({"ctx": err["ctx"]} if "ctx" in err else {})
-                for err in e.errors()
-            ]
+            errors = relocated_errors(e.errors(), "options")
             raise ValidationError.from_exception_data(type(self).__name__, errors) from None
         return self
 
@@ -152,13 +149,7 @@ def plugin_policy_class(backend: str) -> type:
     from agentray.policies.base import Policy
     from agentray.policies.registry import BACKENDS
 
-    try:
-        cls = BACKENDS.get(backend)
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
-    if not (isinstance(cls, type) and issubclass(cls, Policy)):
-        raise ValueError(f"{backend} is not a Policy subclass (agentray.policies.base.Policy)")
-    return cls
+    return BACKENDS.subclass(backend, Policy)
 
 
 def _is_plugin_backend(backend: Any) -> bool:
