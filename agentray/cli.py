@@ -109,17 +109,19 @@ def quickstart(
     families: str | None = typer.Option(None, help="comma-separated env families (default: all)"),
 ) -> None:
     """The whole loop offline: expert teacher -> mix -> train tiny model -> serve -> evaluate."""
-    from agentray.pipeline import quickstart_config, run_pipeline
+    from agentray.pipeline import quickstart_config
+    from agentray.quickstart import run_quickstart
 
     try:
         cfg = quickstart_config(run_dir, families.split(",") if families else None)
     except ConfigError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
-    result = _run_stage("quickstart", lambda: run_pipeline(cfg))
+    result = _run_stage("quickstart", lambda: run_quickstart(cfg))
     report = storage.join(storage.absolute(cfg.run_dir), "eval", "report.md")
     typer.echo(json.dumps(result["timings_s"]))
-    typer.secho(f"\nReport: {report}", fg=typer.colors.GREEN, bold=True)
+    typer.secho(f"\nSide by side: {result['side_by_side']}", fg=typer.colors.GREEN, bold=True)
+    typer.secho(f"Report: {report}", fg=typer.colors.GREEN, bold=True)
 
 
 @app.command()
