@@ -14,6 +14,7 @@ from agentray.collect import CollectConfig
 from agentray.config import PipelineConfig
 from agentray.iterate.card import write_model_card
 from agentray.iterate.merge import merge_round
+from agentray.iterate.report import write_rounds_report
 from agentray.manifest import code_version, write_manifest
 from agentray.policies.config import HFConfig
 
@@ -74,6 +75,7 @@ def run_iterate(cfg: PipelineConfig, rounds: int) -> dict[str, Any]:
     for k in range(rounds):
         console.rule(f"[bold]round {k}")
         results["rounds"].append(run_round(cfg, k))
+    results["report"] = write_rounds_report(cfg.run_dir)["report"]
     return results
 
 
