@@ -60,6 +60,7 @@ def _teacher_data(here: str) -> dict[str, Any]:
         "kept_new": None,
         "merged": None,
         "exploration": {},
+        "preference_pairs": None,
     }
 
 
@@ -73,6 +74,9 @@ def _explored_data(here: str, k: int) -> dict[str, Any]:
         "kept_new": counts.get("kept_by_source", {}).get(f"round-{k - 1}", 0) if counts else None,
         "merged": counts.get("kept"),
         "exploration": exploration,
+        "preference_pairs": (_json(storage.join(here, "pairs", "manifest.json")) or {})
+        .get("counts", {})
+        .get("pairs"),
     }
 
 
@@ -141,6 +145,11 @@ def _data_section(doc: Any, rounds: list[dict[str, Any]]) -> None:
         for r in rounds
     ]
     doc.table(header, rows, numeric={0, 2, 3, 4, 5, 6})
+    pairs = [
+        f"round {r['round']}: {r['preference_pairs']}" for r in rounds if r["preference_pairs"]
+    ]
+    if pairs:
+        doc.para("Preference pairs (round-<k>/pairs): " + ", ".join(pairs) + ".")
     doc.image("rounds_data.png", data_plot(rounds), "data per round")
 
 
