@@ -91,7 +91,8 @@ def rows(run_dir: str) -> list[dict[str, Any]]:
     out = []
     for r in rounds_report(run_dir)["rounds"]:
         scores_file = storage.join(run_dir, f"round-{r['round']}", "eval", "scores.json")
-        task = storage.read_json(scores_file)["categories"]["held_in"]["tasks"].get(FAMILY, {})
+        scores = storage.read_json(scores_file) if storage.exists(scores_file) else {}
+        task = scores.get("categories", {}).get("held_in", {}).get("tasks", {}).get(FAMILY, {})
         out.append(r | {"score": task.get("score"), "success": task.get("success_rate")})
     return out
 
