@@ -98,6 +98,8 @@ def test_prefix_caching_reuses_a_shared_prompt_prefix(vllm_policy):
     sampling = vllm_policy.sampling_params(GenerationParams(max_new_tokens=1))
     vllm_policy.llm.generate([{"prompt_token_ids": first}], sampling, use_tqdm=False)
     [out] = vllm_policy.llm.generate([{"prompt_token_ids": second}], sampling, use_tqdm=False)
-    block = vllm_policy.llm.llm_engine.cache_config.block_size
+    cache = vllm_policy.llm.llm_engine.vllm_config.cache_config
+    assert cache.enable_prefix_caching
+    block = cache.block_size
     assert shared >= 4 * block, (shared, block)
     assert out.num_cached_tokens >= shared // block * block
