@@ -263,6 +263,15 @@ def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
             make_policy(cfg)
 
 
+def test_vllm_engine_kwargs_cannot_shadow_the_configs_own_fields():
+    assert VLLMConfig(engine_kwargs={"enforce_eager": True}).engine_kwargs == {
+        "enforce_eager": True
+    }
+    for key in ("dtype", "max_num_seqs", "model"):
+        with pytest.raises(ValidationError, match=f"engine_kwargs: \\['{key}'\\]"):
+            VLLMConfig(engine_kwargs={key: 1})
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
