@@ -112,15 +112,18 @@ def run_turns(run: Any, actor: Any, prompts: list, params: dict, turns: int) -> 
 
 
 OBS = [f"Observation {i}: the command ran; 3 rows changed. Next action?" for i in range(100)]
-STAT_DELTAS = ("generate_calls", "prefill_s", "generate_s", "prefix_cache_hit_tokens")
+STAT_DELTAS = ("generate_calls", "prefill_s", "generate_s", "prefix_cache_hit_tokens", "cpu_s")
 MODES = {"batched": run_batched, "one at a time": run_one_at_a_time}
 BASE_RUN = ("off", "one at a time")  # what the ratios compare with
 
 
 def actor_stats(actor: Any) -> dict[str, float]:
+    """The policy's stats and the actor process's CPU seconds (``cpu_s``): on a machine
+    shared with other work, CPU seconds per token vary less than wall seconds."""
     import ray
 
-    return ray.get(actor.stats.remote())
+    stats, load = ray.get([actor.stats.remote(), actor.load.remote()])
+    return {**stats, "cpu_s": load["cpu_s"]}
 
 
 def measure_actors(actors: dict[str, Any], prompts: list, params: dict, args: Any) -> dict:
@@ -230,7 +233,7 @@ def main() -> None:
                 _add_plain_rows(table, name, measure_plain(model_dir, prompts, params))
         for actor in actors.values():
             ray.kill(actor)
-    Console(width=190).print(table)
+    Console(width=230).print(table)
     print("\n".join(lines))
 
 
@@ -252,6 +255,8 @@ def _table(args: argparse.Namespace) -> Table:
         "cache hit tokens",
         "tokens/s",
         "vs one at a time, no cache",
+        "actor CPU s",
+        "tokens / CPU s (vs)",
         "same tokens",
     ):
         table.add_column(column, justify="right")
@@ -268,6 +273,7 @@ def _add_rows(
     expected = args.max_new_tokens * len(prompts) * args.turns * args.rounds
     assert all(row["tokens"] == expected for row in m.values()), [r["tokens"] for r in m.values()]
     rate = {run: row["tokens"] / row["seconds"] for run, row in m.items()}
+    cpu_rate = {run: row["tokens"] / row["cpu_s"] for run, row in m.items()}
     for (cache, mode), row in m.items():
         same = sum(
             a.token_ids == b.token_ids for a, b in zip(row["outputs"], base["outputs"], strict=True)
@@ -284,23 +290,26 @@ def _add_rows(
             str(int(row["prefix_cache_hit_tokens"])),
             f"{rate[(cache, mode)]:.1f}",
             f"{rate[(cache, mode)] / rate[BASE_RUN]:.2f}x",
+            f"{row['cpu_s']:.2f}",
+            f"{cpu_rate[(cache, mode)]:.0f} ({cpu_rate[(cache, mode)] / cpu_rate[BASE_RUN]:.2f}x)",
             f"{same}/{len(row['outputs'])}",
         )
     lines = []
     for cache in ("off", "on"):
         ratio = rate[(cache, "batched")] / rate[(cache, "one at a time")]
+        cpu = cpu_rate[(cache, "batched")] / cpu_rate[(cache, "one at a time")]
         verdict = "meets" if ratio >= GOAL else "below"
         lines.append(
             f"{name}, prefix cache {cache}: batched / one at a time = {ratio:.2f}x "
-            f"({verdict} the {GOAL:.0f}x goal)"
+            f"({verdict} the {GOAL:.0f}x goal; per actor CPU second {cpu:.2f}x)"
         )
-    on_off = {mode: rate[("on", mode)] / rate[("off", mode)] for mode in MODES}
-    best = rate[("on", "batched")] / rate[BASE_RUN]
-    lines.append(
-        f"{name}: prefix cache on / off = {on_off['batched']:.2f}x batched, "
-        f"{on_off['one at a time']:.2f}x one at a time; batched with the cache / one at a "
-        f"time without = {best:.2f}x"
-    )
+    for label, r in (("tokens/s", rate), ("tokens per CPU s", cpu_rate)):
+        on_off = {mode: r[("on", mode)] / r[("off", mode)] for mode in MODES}
+        lines.append(
+            f"{name}: prefix cache on / off ({label}) = {on_off['batched']:.2f}x batched, "
+            f"{on_off['one at a time']:.2f}x one at a time; batched with the cache / one at "
+            f"a time without = {r[('on', 'batched')] / r[BASE_RUN]:.2f}x"
+        )
     return lines
 
 
@@ -322,6 +331,8 @@ def _add_plain_rows(table: Table, name: str, plain: dict) -> None:
             "",
             f"{tokens / seconds:.1f}",
             f"{tokens / seconds / alone_rate:.2f}x",
+            "",
+            "",
             f"{same}/{len(alone)}",
         )
 

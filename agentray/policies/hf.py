@@ -322,11 +322,13 @@ class HFPolicy(ChatTemplatePolicy):
         decodes. Each prompt is prefilled at its own length (no compute on padding) and
         reuses the keys/values of the longest prefix it shares with an earlier prompt of
         the batch or, with the prefix cache, of an earlier call: episodes of one env family
-        all open with the same instruction and demonstration. None (``generate`` prefills the padded batch itself) for caches
+        all open with the same instruction and demonstration. A single prompt gets a
+        DynamicCache instead (no padding: its decode steps need no attention mask, as on
+        the plain path). None (``generate`` prefills the padded batch itself) for caches
         that are not plain full-attention layers, e.g. sliding windows."""
         import torch
         import torch.nn.functional as F
-        from transformers import StaticCache
+        from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
 
         width = max(len(p) for p in prompts) - 1
@@ -338,6 +340,8 @@ class HFPolicy(ChatTemplatePolicy):
         rows = self._prefill_rows(prompts)
         if rows is None or len(rows[0]) != len(cache.layers):
             return None
+        if len(rows) == 1:
+            return DynamicCache(ddp_cache_data=rows[0])
         for layer in range(len(cache.layers)):
             padded = [
                 [F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in row[layer]] for row in rows
