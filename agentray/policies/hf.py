@@ -70,6 +70,16 @@ def _take_group(queue: list, max_size: int) -> tuple[list, list]:
     return group, rest
 
 
+def _left_padded(rows: list, width: int):
+    """Batch-1 ``[1, heads, tokens, dim]`` tensors as one ``[rows, heads, width, dim]``,
+    right-aligned, zeros before each."""
+    first = rows[0]
+    out = first.new_zeros((len(rows), first.shape[1], width, first.shape[3]))
+    for r, t in enumerate(rows):
+        out[r, :, width - t.shape[-2] :] = t[0]
+    return out
+
+
 class ChatTemplatePolicy(Policy):
     """A local model behind a HF tokenizer: conversations are templated with the model's
     chat template into token ids, and ``generate_ids`` turns token ids into Completions.
@@ -326,8 +336,6 @@ class HFPolicy(ChatTemplatePolicy):
         DynamicCache instead (no padding: its decode steps need no attention mask, as on
         the plain path). None (``generate`` prefills the padded batch itself) for caches
         that are not plain full-attention layers, e.g. sliding windows."""
-        import torch
-        import torch.nn.functional as F
         from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
 
@@ -343,10 +351,7 @@ class HFPolicy(ChatTemplatePolicy):
         if len(rows) == 1:
             return DynamicCache(ddp_cache_data=rows[0])
         for layer in range(len(cache.layers)):
-            padded = [
-                [F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in row[layer]] for row in rows
-            ]
-            keys, values = (torch.cat([kv[i] for kv in padded]) for i in (0, 1))
+            keys, values = (_left_padded([row[layer][i] for row in rows], width) for i in (0, 1))
             cache.update(keys, values, layer)
         return cache
 
