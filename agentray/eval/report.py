@@ -14,17 +14,19 @@ of the Overall; ``status`` is then ``failed``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agentray import storage
 from agentray.collect import summarize
-from agentray.envs.registry import metric_label
+from agentray.envs.base import Env
+from agentray.envs.registry import ENVS, env_class, metric_label
 from agentray.eval import plots
 from agentray.eval.doc import Doc
 from agentray.eval.overall import CATEGORIES, ReferenceScores, category_overall
 from agentray.failures import one_line
 from agentray.records import Trajectory
+from agentray.types import Status
 
 CATEGORY_TITLES = plots.CATEGORY_TITLES
 
@@ -42,8 +44,39 @@ def env_task_scores(records: list[Trajectory], families: Iterable[str]) -> dict[
         stats = summarize(family_rows)
         stats["score"] = 100.0 * stats["mean_reward"]
         stats["metric"] = metric_label(family)
+        stats.update(action_format(family_rows, family))
         tasks[family] = stats
     return tasks
+
+
+def action_format(records: list[Trajectory], family: str) -> dict[str, Any]:
+    """What a model learns first: ``well_formed_replies``, the share of the agent's own
+    replies that parse in ``family``'s action format (None for a family without a parser
+    here), and ``invalid_action_episodes``, the share of episodes that ended on a reply
+    that was no action."""
+    ended_invalid = sum(r.status == Status.AGENT_INVALID_ACTION for r in records)
+    out: dict[str, Any] = {"invalid_action_episodes": ended_invalid / len(records)}
+    check = _format_check(family)
+    replies = [
+        turn["value"]
+        for record in records
+        for turn in record.conversations
+        if turn["from"] == "gpt" and turn["loss"] is not False
+    ]
+    out["well_formed_replies"] = (
+        sum(check(reply) is None for reply in replies) / len(replies)
+        if check is not None and replies
+        else None
+    )
+    return out
+
+
+def _format_check(family: str) -> Callable[[str], str | None] | None:
+    """The family's action-format parser, or None when it has none of its own."""
+    if family not in ENVS:
+        return None
+    check = env_class(family).action_problem
+    return None if check is Env.action_problem else check
 
 
 INFRA_STATUSES = ("task_error", "request_error")
@@ -223,6 +256,7 @@ def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
                     t.get("metric", ""),
                     str(t["count"]),
                     fmt(t["score"]),
+                    _share(t.get("well_formed_replies")),
                     fmt(weight, 4),
                     fmt(c["contributions"].get(task), 3),
                     c["reference_task"].get(task, "—"),
@@ -230,26 +264,31 @@ def _tasks_section(doc: Doc, scores: dict[str, Any]) -> None:
                 ]
             )
         for task, info in c.get("not_measured", {}).items():
-            shown = [unmeasured_text(info), "—", "—", "—", _statuses(info["statuses"])]
+            shown = [unmeasured_text(info), "—", "—", "—", "—", _statuses(info["statuses"])]
             rows.append([task, info["metric"], str(info["count"]), *shown])
         for task, reason in c["skipped"].items():
-            rows.append([task, "", "0", "skipped", "—", "—", "—", reason])
+            rows.append([task, "", "0", "skipped", "—", "—", "—", "—", reason])
         header = [
             "task",
             "metric",
             "n",
             "score",
+            "well-formed replies",
             "weight",
             "score x weight",
             "paper task",
             "statuses",
         ]
-        doc.table(header, rows, {2, 3, 4, 5})
+        doc.table(header, rows, {2, 3, 4, 5, 6})
     series = {
         c: {t: v["score"] for t, v in scores["categories"][c]["tasks"].items()} for c in CATEGORIES
     }
     if any(series.values()):
         doc.image("tasks.png", plots.task_bars({"this run": series}), "scores per task")
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
 
 
 def _listed(category: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ trained and evaluated on it. Every stage writes a manifest naming its parents.
 """
 
 from agentray.iterate.lineage import lineage_lines
+from agentray.iterate.report import write_rounds_report
 from agentray.iterate.run import run_iterate
 
-__all__ = ["lineage_lines", "run_iterate"]
+__all__ = ["lineage_lines", "run_iterate", "write_rounds_report"]

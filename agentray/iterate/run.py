@@ -14,6 +14,8 @@ from agentray.collect import CollectConfig
 from agentray.config import PipelineConfig
 from agentray.iterate.card import write_model_card
 from agentray.iterate.merge import merge_round
+from agentray.iterate.pairs import write_preference_pairs
+from agentray.iterate.report import write_rounds_report
 from agentray.manifest import code_version, write_manifest
 from agentray.policies.config import HFConfig
 
@@ -74,6 +76,7 @@ def run_iterate(cfg: PipelineConfig, rounds: int) -> dict[str, Any]:
     for k in range(rounds):
         console.rule(f"[bold]round {k}")
         results["rounds"].append(run_round(cfg, k))
+    results["report"] = write_rounds_report(cfg.run_dir)["report"]
     return results
 
 
@@ -98,6 +101,15 @@ def run_round(cfg: PipelineConfig, k: int) -> dict[str, Any]:
                 storage.join(here, "merge"),
             ),
         )
+        if cfg.iterate.preference_pairs:
+            _stage(
+                storage.join(here, "pairs"),
+                ran,
+                "pairs",
+                lambda: write_preference_pairs(
+                    explored, cfg.iterate, rc.process, storage.join(here, "pairs")
+                ),
+            )
     _stage(storage.join(here, "process"), ran, "process", lambda: pipeline.stage_process(rc))
     _stage(storage.join(here, "train"), ran, "train", lambda: pipeline.stage_train(rc))
     _stage(storage.join(here, "eval"), ran, "eval", lambda: _serve_and_eval(rc))
@@ -108,11 +120,16 @@ def run_round(cfg: PipelineConfig, k: int) -> dict[str, Any]:
         "round",
         cfg,
         inputs=_round_inputs(cfg, k),
-        counts={"ran": ran},
+        counts={"ran": ran, "preference_pairs": _pairs_counts(here)},
         outputs={"model": model_of(cfg, k), "eval": storage.join(here, "eval"), "card": card},
         started_at=started,
     )
     return summary
+
+
+def _pairs_counts(here: str) -> dict[str, Any] | None:
+    location = storage.join(here, "pairs", "manifest.json")
+    return storage.read_json(location)["counts"] if storage.exists(location) else None
 
 
 def _stage(stage_dir: str, ran: list[str], name: str, fn: Callable[[], Any]) -> None:

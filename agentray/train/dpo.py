@@ -1,0 +1,149 @@
+"""Direct Preference Optimization (Rafailov et al., 2023) on our token rows.
+
+A preference pair (``prompt``, ``chosen``, ``rejected``: chat messages, as
+``agentray.iterate.pairs`` writes them) becomes two rows, prompt + chosen and prompt +
+rejected, templated with the model's chat template exactly as ``apply_chat_template``
+renders the whole conversation; labels carry the tokens of the continuation's assistant
+turns and -100 everywhere else (the prompt, observations, padding), as the SFT examples do.
+
+    loss = -log sigmoid(beta * ((log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))))
+
+with each log-probability the sum over the labelled tokens. Self-contained: the trainer's
+step calls ``pair_logps`` for the policy and (under no_grad) for the reference model, then
+``dpo_loss``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+IGNORE_INDEX = -100
+Messages = Sequence[Mapping[str, str]]
+
+
+class PairTooLong(ValueError):
+    """Cut at max_seq_len, one side of a pair has no continuation token left to score."""
+
+
+def _rendered_prefixes(tokenizer: Any, chat: list[dict[str, str]]) -> list[str]:
+    """The rendered text after each message; each must extend the one before (the chat
+    template is prefix-stable, as the process stage checks)."""
+    texts: list[str] = []
+    for k in range(1, len(chat) + 1):
+        text = tokenizer.apply_chat_template(chat[:k], tokenize=False)
+        if texts and not text.startswith(texts[-1]):
+            raise ValueError(f"the chat template is not prefix-stable at message {k}")
+        texts.append(text)
+    return texts
+
+
+def encode_side(
+    tokenizer: Any, prompt: Messages, continuation: Messages, max_seq_len: int
+) -> dict[str, list[int]]:
+    """``input_ids`` of prompt + continuation (``apply_chat_template(..., tokenize=True)``'s
+    ids) and ``labels``: a token is labelled when it starts inside an assistant message of
+    the continuation (its content and the template's closing tokens)."""
+    chat = [{"role": m["role"], "content": m["content"]} for m in [*prompt, *continuation]]
+    texts = _rendered_prefixes(tokenizer, chat)
+    starts = ["", *texts[:-1]]
+    spans = [
+        (len(starts[i]), len(texts[i]))
+        for i in range(len(prompt), len(chat))
+        if chat[i]["role"] == "assistant"
+    ]
+    encoded = tokenizer(texts[-1], add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])[:max_seq_len]
+    labels = [
+        tok if any(s <= start < e for s, e in spans) else IGNORE_INDEX
+        for tok, (start, _) in zip(ids, encoded["offset_mapping"], strict=False)
+    ]
+    if all(label == IGNORE_INDEX for label in labels):
+        raise PairTooLong(f"no continuation token within max_seq_len={max_seq_len}")
+    return {"input_ids": ids, "labels": labels}
+
+
+def encode_pair(tokenizer: Any, pair: Mapping[str, Any], max_seq_len: int) -> dict[str, Any]:
+    """``{"chosen": {input_ids, labels}, "rejected": {...}}`` of one preference row."""
+    return {
+        side: encode_side(tokenizer, pair["prompt"], pair[side], max_seq_len)
+        for side in ("chosen", "rejected")
+    }
+
+
+def collate_pairs(pairs: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Encoded pairs -> one right-padded batch: the B chosen rows, then the B rejected rows
+    (one forward pass scores both), with ``attention_mask`` and -100 labels on padding."""
+    import torch
+
+    rows = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        ids[i, :n] = torch.tensor(row["input_ids"], dtype=torch.long)
+        labels[i, :n] = torch.tensor(row["labels"], dtype=torch.long)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def sequence_logps(logits: Any, labels: Any) -> Any:
+    """Per row, the sum of log p(token) over the labelled tokens (labels aligned with the
+    inputs, as for the SFT loss: the logits at position t predict the label at t + 1)."""
+    import torch
+
+    logits = logits[:, :-1, :].float()
+    targets = labels[:, 1:]
+    scored = targets != IGNORE_INDEX
+    picked = torch.gather(
+        torch.log_softmax(logits, dim=-1), 2, targets.clamp(min=0).unsqueeze(-1)
+    ).squeeze(-1)
+    return (picked * scored).sum(dim=-1)
+
+
+def pair_logps(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(chosen, rejected) sequence log-probs of a ``collate_pairs`` batch under ``model``."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps = sequence_logps(logits, batch["labels"])
+    half = logps.shape[0] // 2
+    return logps[:half], logps[half:]
+
+
+def dpo_loss(
+    policy_chosen: Any,
+    policy_rejected: Any,
+    reference_chosen: Any,
+    reference_rejected: Any,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+) -> tuple[Any, dict[str, float]]:
+    """The mean DPO loss over the pairs (``label_smoothing``: the conservative DPO of
+    Mitchell, 2023; 0 is plain DPO) and metrics: the implicit rewards, their margin, and
+    how often the chosen one's reward is higher."""
+    import torch.nn.functional as F
+
+    chosen_rewards = beta * (policy_chosen - reference_chosen)
+    rejected_rewards = beta * (policy_rejected - reference_rejected)
+    margin = chosen_rewards - rejected_rewards
+    losses = -(1 - label_smoothing) * F.logsigmoid(margin) - label_smoothing * F.logsigmoid(-margin)
+    metrics = {
+        "rewards/chosen": float(chosen_rewards.detach().mean()),
+        "rewards/rejected": float(rejected_rewards.detach().mean()),
+        "rewards/margin": float(margin.detach().mean()),
+        "rewards/accuracy": float((margin > 0).float().mean()),
+    }
+    return losses.mean(), metrics
+
+
+def dpo_batch_loss(
+    policy: Any, reference: Any, batch: Mapping[str, Any], beta: float = 0.1
+) -> tuple[Any, dict[str, float]]:
+    """One step's loss: the policy's log-probs with gradients, the reference's without."""
+    import torch
+
+    policy_chosen, policy_rejected = pair_logps(policy, batch)
+    with torch.no_grad():
+        reference_chosen, reference_rejected = pair_logps(reference, batch)
+    return dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)

@@ -1,0 +1,140 @@
+"""Preference pairs from a round's exploration: successes vs failures of the same task,
+split into a shared prompt and the two continuations, written as a preference dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from agentray import storage
+from agentray.collect import ParquetSink
+from agentray.config import IterateConfig
+from agentray.iterate.pairs import split_pair, write_preference_pairs
+from agentray.process import ProcessConfig
+from agentray.records import Trajectory, to_conversations
+from agentray.types import Status
+
+PROMPT = {"role": "user", "content": "Task: count the rows of table t, then say done."}
+OBSERVATION = {"role": "user", "content": "Observation: 3"}
+
+
+def _record(task_id: str, replies: list[str], reward: float, status=Status.COMPLETED):
+    messages = [PROMPT]
+    for i, reply in enumerate(replies):
+        messages += [{"role": "assistant", "content": reply}]
+        if i < len(replies) - 1:
+            messages += [OBSERVATION]
+    return Trajectory(
+        id=task_id,
+        task="db",
+        split="train",
+        env_version="db@1",
+        conversations=to_conversations(messages),
+        reward=reward,
+        status=status,
+        turns=len(replies),
+        policy={"backend": "hf", "round": 0},
+        seed=0,
+    )
+
+
+def _folder(path: Path, records: list[Trajectory]) -> dict:
+    sink = ParquetSink(path)
+    for record in records:
+        assert sink.add(record)
+    sink.flush()
+    return {"path": str(path), "round": 0}
+
+
+def test_split_pair_shares_the_opening_up_to_the_last_shared_user_turn():
+    a = [PROMPT, {"role": "assistant", "content": "SELECT 1"}, OBSERVATION]
+    chosen = [*a, {"role": "assistant", "content": "done"}]
+    rejected = [*a, {"role": "assistant", "content": "give up"}, OBSERVATION]
+    prompt, win, lose = split_pair(chosen, rejected)
+    assert prompt == a
+    assert win == [{"role": "assistant", "content": "done"}]
+    assert lose == [{"role": "assistant", "content": "give up"}, OBSERVATION]
+    # one a prefix of the other after an agent turn: the prompt steps back to a user turn
+    prompt, win, lose = split_pair(chosen, chosen[:2])
+    assert prompt == [PROMPT] and win == chosen[1:] and lose == chosen[1:2]
+    with pytest.raises(ValueError, match="do not diverge"):
+        split_pair(chosen, list(chosen))
+
+
+def test_preference_pairs_of_a_round(tmp_path):
+    sample0 = _folder(
+        tmp_path / "s0",
+        [
+            _record("db_0", ["SELECT count(*) FROM t", "done: 3"], 1.0),
+            _record("db_1", ["SELECT 1"], 1.0),  # only successes: no pair
+            _record("db_2", ["DROP TABLE t"], 0.0),  # only failures: no pair
+            _record("db_3", ["SELECT count(*) FROM t"], 1.0),
+        ],
+    )
+    sample1 = _folder(
+        tmp_path / "s1",
+        [
+            _record("db_0", ["SELECT count(*) FROM t", "done: 4"], 0.0),
+            _record("db_1", ["SELECT 1"], 0.0, Status.TASK_ERROR),  # not the agent's failure
+            _record("db_2", ["DROP TABLE t"], 0.0),  # a duplicate
+            _record("db_3", ["SELECT * FROM t"], 0.0),
+        ],
+    )
+    sample2 = _folder(tmp_path / "s2", [_record("db_0", ["I cannot"], 0.0)])
+    out = str(tmp_path / "pairs")
+    it = IterateConfig(preference_pairs=True, pairs_per_task=1)
+    counts = write_preference_pairs(
+        [sample0, sample1, sample2], it, ProcessConfig(check_actions=False), out
+    )
+    assert counts["pairs"] == 2  # db_0 (capped at 1 of 2) and db_3
+    assert counts["tasks_with_pairs"] == 2
+    assert counts["tasks_only_chosen"] == 1 and counts["tasks_only_rejected"] == 1
+    assert counts["task_error_skipped"] == 1 and counts["duplicate_trajectory"] == 1
+    assert counts["read"] == 9 and counts["by_family"] == {"db": 2}
+
+    rows = {r["task_id"]: r for r in pq.read_table(f"{out}/pairs.parquet").to_pylist()}
+    db0 = rows["db_0"]
+    # the shared opening runs to the observation both saw; the first of db_0's failures
+    assert db0["prompt"] == [
+        PROMPT,
+        {"role": "assistant", "content": "SELECT count(*) FROM t"},
+        OBSERVATION,
+    ]
+    assert db0["chosen"] == [{"role": "assistant", "content": "done: 3"}]
+    assert db0["rejected"] == [{"role": "assistant", "content": "done: 4"}]
+    assert (db0["chosen_reward"], db0["rejected_reward"]) == (1.0, 0.0)
+    assert rows["db_3"]["prompt"] == [PROMPT]
+    assert rows["db_3"]["chosen"] == [{"role": "assistant", "content": "SELECT count(*) FROM t"}]
+    jsonl = [json.loads(line) for line in Path(out, "pairs.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in jsonl) == ["db_0", "db_3"]
+    manifest = storage.read_json(f"{out}/manifest.json")
+    assert manifest["stage"] == "pairs" and manifest["counts"]["pairs"] == 2
+    assert [s["path"] for s in manifest["inputs"]["trajectories"]] == [
+        str(tmp_path / s) for s in ("s0", "s1", "s2")
+    ]
+
+
+def test_pairs_load_as_a_conversational_preference_dataset(tmp_path, tiny_model_dir):
+    """What TRL's DPO trainer does with a row: datasets reads the parquet, and the chat
+    template renders prompt + chosen as one conversation that starts with the prompt's."""
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+
+    samples = [
+        _folder(tmp_path / "s0", [_record("db_0", ["SELECT count(*) FROM t"], 1.0)]),
+        _folder(tmp_path / "s1", [_record("db_0", ["DROP t"], 0.0)]),
+    ]
+    out = tmp_path / "pairs"
+    write_preference_pairs(samples, IterateConfig(), ProcessConfig(check_actions=False), str(out))
+    ds = load_dataset("parquet", data_files=str(out / "pairs.parquet"), split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and len(ds) == 1
+    row = ds[0]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False)
+    for side in ("chosen", "rejected"):
+        assert row[side][0]["role"] == "assistant"
+        full = tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+        assert full.startswith(prompt) and row[side][0]["content"] in full[len(prompt) :]
