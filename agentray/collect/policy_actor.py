@@ -85,6 +85,13 @@ class PolicyActor:
             out = await out
         return dict(out or {})
 
+    def reset_prefix_cache(self) -> bool:
+        """Drop the policy's cached prefixes, if it keeps any (whether it does)."""
+        reset = getattr(self.policy, "reset_prefix_cache", None)
+        if callable(reset):
+            reset()
+        return callable(reset)
+
     def pid(self) -> int:
         return os.getpid()
 

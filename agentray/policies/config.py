@@ -99,6 +99,19 @@ class HFConfig(_PolicyBase):
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda")
     dtype: str = Field("auto", description="torch dtype name, or auto (the checkpoint's)")
     max_batch_size: int = Field(32, gt=0, description="conversations per model.generate call")
+    prefix_cache: bool = Field(
+        True,
+        description="keep prompts' keys/values across calls (LRU) and prefill only what no "
+        "earlier prompt had: an env family's opening is computed once per policy actor, an "
+        "episode's next turn prefills only its new messages; same outputs",
+    )
+    prefix_cache_tokens: int = Field(
+        16384,
+        gt=0,
+        description="positions the prefix cache holds at most, shared prefixes counted once "
+        "(memory: 2 x layers x kv heads x head dim x dtype bytes per position, e.g. 0.5 MiB "
+        "for Llama-2-7B in fp16, 2 KiB for the tiny model)",
+    )
 
 
 class VLLMConfig(_PolicyBase):

@@ -11,6 +11,10 @@ app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one
 - Prefill: each prompt is prefilled at its own length (no compute on padding), reusing the
   keys/values of the prefix it shares with another prompt of the batch (one env family's
   instruction and demonstration); ``generate`` then runs the last prompt token and decodes.
+- Prefix cache (``prefix_cache``): those keys/values are kept across calls, LRU, at most
+  ``prefix_cache_tokens`` positions, so a prompt prefills only what no earlier prompt of
+  this policy had: its family's opening is computed once per policy, an episode's next turn
+  prefills only the new messages.
 - Stop strings end a row once its generated text contains one; max_new_tokens bounds it.
 
 Greedy outputs of a batch equal those of its conversations generated one at a time.
@@ -19,7 +23,9 @@ Greedy outputs of a batch equal those of its conversations generated one at a ti
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import time
 from abc import abstractmethod
 from collections import Counter
 from typing import Any
@@ -35,18 +41,19 @@ from agentray.model.chat import (
 from agentray.model.tiny import TINY_MODEL, resolve_model
 from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import HFConfig
+from agentray.policies.prefix_cache import PrefixCache
 from agentray.types import Completion, GenerationParams, Message
 
 STAT_KEYS = ("generate_calls", "conversations", "prompt_tokens", "completion_tokens", "errors")
+HF_STAT_KEYS = (
+    "prefix_cache_hits",
+    "prefix_cache_misses",
+    "prefix_cache_hit_tokens",
+    "prefill_tokens",
+    "prefill_s",
+    "generate_s",
+)
 MIN_SHARED_PREFIX = 16  # tokens; shorter shared prefixes are recomputed, not copied
-
-
-def common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for k in range(n):
-        if a[k] != b[k]:
-            return k
-    return n
 
 
 def _take_group(queue: list, max_size: int) -> tuple[list, list]:
@@ -61,6 +68,16 @@ def _take_group(queue: list, max_size: int) -> tuple[list, list]:
         else:
             rest.append(item)
     return group, rest
+
+
+def _left_padded(rows: list, width: int):
+    """Batch-1 ``[1, heads, tokens, dim]`` tensors as one ``[rows, heads, width, dim]``,
+    right-aligned, zeros before each."""
+    first = rows[0]
+    out = first.new_zeros((len(rows), first.shape[1], width, first.shape[3]))
+    for r, t in enumerate(rows):
+        out[r, :, width - t.shape[-2] :] = t[0]
+    return out
 
 
 class ChatTemplatePolicy(Policy):
@@ -185,15 +202,20 @@ class HFPolicy(ChatTemplatePolicy):
         max_batch_size: int = 32,
         dtype: str = "auto",
         prefill_per_prompt: bool = True,
+        prefix_cache: bool = True,
+        prefix_cache_tokens: int = 16384,
     ) -> None:
         """``prefill_per_prompt=False`` lets ``generate`` prefill the padded batch itself
-        (the plain path; same outputs, more compute on padding and shared prefixes)."""
+        (the plain path; same outputs, more compute on padding and shared prefixes, no
+        prefix cache). ``prefix_cache`` keeps prefilled keys/values across calls, at most
+        ``prefix_cache_tokens`` positions."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
         self.device = device
         self.max_batch_size = max_batch_size
         self.prefill_per_prompt = prefill_per_prompt
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache else None
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
@@ -204,10 +226,38 @@ class HFPolicy(ChatTemplatePolicy):
 
     @classmethod
     def from_config(cls, cfg: HFConfig) -> HFPolicy:
-        return cls(cfg.model, device=cfg.device, max_batch_size=cfg.max_batch_size, dtype=cfg.dtype)
+        return cls(
+            cfg.model,
+            device=cfg.device,
+            max_batch_size=cfg.max_batch_size,
+            dtype=cfg.dtype,
+            prefix_cache=cfg.prefix_cache,
+            prefix_cache_tokens=cfg.prefix_cache_tokens,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backend": self.backend, "device": self.device}
+
+    def stats(self) -> dict[str, float]:
+        """Besides the common totals: prompts whose prefill reused cached keys/values
+        (``prefix_cache_hits``, at least ``MIN_SHARED_PREFIX`` tokens; misses: the others;
+        both 0 without the prefix cache), the prompt tokens they reused
+        (``prefix_cache_hit_tokens``), the prompt tokens computed (``prefill_tokens``: the
+        others, less those shared within a batch without the cache), the positions the cache holds now
+        (``prefix_cache_tokens``), and seconds spent prefilling prompts (``prefill_s``) and in
+        ``model.generate`` (``generate_s``: the last prompt token and the decode steps; the
+        whole prompt too where ``generate`` prefills it)."""
+        out = super().stats()
+        counts = self._counts()
+        out.update({key: float(counts[key]) for key in HF_STAT_KEYS})
+        out["prefix_cache_tokens"] = float(self.prefix_cache.tokens if self.prefix_cache else 0)
+        return out
+
+    def reset_prefix_cache(self) -> None:
+        """Drop every cached prefix (the next prompts prefill from scratch)."""
+        if self.prefix_cache is not None:
+            with self._lock:
+                self.prefix_cache.clear()
 
     def generate_ids(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         """Generate for already-encoded prompts, ``max_batch_size`` at a time. Prompts are
@@ -230,11 +280,18 @@ class HFPolicy(ChatTemplatePolicy):
         if not prompts:
             return []
         input_ids, attention_mask = left_pad(prompts, self.pad_token_id)
+        counts = self._counts()
         with self._lock, torch.inference_mode():
             cache = None
-            if self.prefill_per_prompt and len(prompts) > 1:
+            start = time.perf_counter()
+            if self.prefill_per_prompt and (len(prompts) > 1 or self.prefix_cache is not None):
                 cache = self._prefilled_cache(prompts, params.max_new_tokens)
+            prefilled = time.perf_counter()
+            if cache is None:  # generate prefills every prompt whole
+                counts["prefill_tokens"] += sum(len(p) for p in prompts)
             sequences = self._model_generate(input_ids, attention_mask, params, cache)
+            counts["prefill_s"] += prefilled - start
+            counts["generate_s"] += time.perf_counter() - prefilled
         generated = sequences[:, input_ids.shape[1] :].tolist()
         out = [self._completion(p, g, params) for p, g in zip(prompts, generated, strict=True)]
         self._count_call(out)
@@ -267,19 +324,19 @@ class HFPolicy(ChatTemplatePolicy):
             **kwargs,
         ).cpu()
 
-    # -- prefill: each prompt on its own, shared prefixes computed once ------------------
+    # -- prefill: each prompt on its own, shared prefixes computed once (and cached) ------
 
     def _prefilled_cache(self, prompts: list[list[int]], max_new_tokens: int):
         """A StaticCache holding the keys/values of every prompt but its last token,
         left-padded like ``input_ids``: ``generate`` then runs only the last column and
         decodes. Each prompt is prefilled at its own length (no compute on padding) and
-        reuses the keys/values of the prefix it shares with the previous prompt in sorted
-        order: episodes of one env family all open with the same instruction and
-        demonstration. None (``generate`` prefills the padded batch itself) for caches
+        reuses the keys/values of the longest prefix it shares with an earlier prompt of
+        the batch or, with the prefix cache, of an earlier call: episodes of one env family
+        all open with the same instruction and demonstration. A single prompt gets a
+        DynamicCache instead (no padding: its decode steps need no attention mask, as on
+        the plain path). None (``generate`` prefills the padded batch itself) for caches
         that are not plain full-attention layers, e.g. sliding windows."""
-        import torch
-        import torch.nn.functional as F
-        from transformers import StaticCache
+        from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
 
         width = max(len(p) for p in prompts) - 1
@@ -291,31 +348,35 @@ class HFPolicy(ChatTemplatePolicy):
         rows = self._prefill_rows(prompts)
         if rows is None or len(rows[0]) != len(cache.layers):
             return None
+        if len(rows) == 1:
+            return DynamicCache(ddp_cache_data=rows[0])
         for layer in range(len(cache.layers)):
-            padded = [
-                [F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in row[layer]] for row in rows
-            ]
-            keys, values = (torch.cat([kv[i] for kv in padded]) for i in (0, 1))
+            keys, values = (_left_padded([row[layer][i] for row in rows], width) for i in (0, 1))
             cache.update(keys, values, layer)
         return cache
 
     def _prefill_rows(self, prompts: list[list[int]]) -> list[list[tuple]] | None:
-        """Per prompt, per layer: (keys, values) of batch 1 over all but its last token."""
+        """Per prompt, per layer: (keys, values) of batch 1 over all but its last token.
+        Without the prefix cache, one for this call (unbounded: the rows are held anyway)."""
+        cached = self.prefix_cache
+        prefixes = cached if cached is not None else PrefixCache(max_tokens=sys.maxsize)
+        counts = self._counts()
         rows: list[list[tuple] | None] = [None] * len(prompts)
-        previous: tuple[list[int], list[tuple]] | None = None
         for i in sorted(range(len(prompts)), key=prompts.__getitem__):
-            ids, start, kv = prompts[i][:-1], 0, None
-            if previous is not None:
-                shared = common_prefix_len(previous[0], ids)
-                if shared >= MIN_SHARED_PREFIX:
-                    start = shared
-                    kv = [(k[:, :, :shared], v[:, :, :shared]) for k, v in previous[1]]
+            ids = prompts[i][:-1]
+            start, kv = prefixes.match(ids)
+            if start < MIN_SHARED_PREFIX:
+                start, kv = 0, None
             if start < len(ids):
                 kv = self._extend_kv(ids[start:], kv)
             if kv is None:
                 return None
+            prefixes.insert(ids, kv)
             rows[i] = kv
-            previous = (ids, kv)
+            counts["prefill_tokens"] += len(ids) - start + 1  # generate runs the last one
+            if cached is not None:
+                counts["prefix_cache_hits" if start else "prefix_cache_misses"] += 1
+                counts["prefix_cache_hit_tokens"] += start
         return rows  # type: ignore[return-value]
 
     def _extend_kv(self, ids: list[int], kv: list[tuple] | None) -> list[tuple] | None:
