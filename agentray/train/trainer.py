@@ -1,9 +1,10 @@
-"""The train stage: Ray Train's TorchTrainer runs DeepSpeed (ZeRO 0/2/3) on every worker.
+"""The train stage: Ray Train's TorchTrainer runs DeepSpeed (ZeRO 0/2/3) on every worker,
+or one rank's plain torch loop (``train.engine``, ``torch_engine.py``).
 
 The driver reads the tokenized shards with Ray Data (one example per row, or packs of
 several: told apart by their columns), plans the number of optimizer steps, and starts
 ``num_workers`` workers; each streams its share of rows through ``get_dataset_shard`` and
-trains. Checkpoints (HF model + every rank's DeepSpeed state, see ``checkpoint.py``) go
+trains. Checkpoints (HF model + every rank's engine state, see ``checkpoint.py``) go
 through ``ray.train.report`` to Ray Train's storage (``<output>/ray_results``: a local
 path, or a URI when the run is on an object store); when a worker dies, Ray Train restarts
 the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
@@ -91,7 +92,7 @@ class _Run:
         from transformers import AutoTokenizer
 
         from agentray.model.tiny import resolve_model
-        from agentray.train.engine import build_engine, skip_cpu_shm_build
+        from agentray.train.engine import build_engine
         from agentray.train.metrics import FlopsModel, device_peak_tflops
 
         self.loop = loop
@@ -99,8 +100,6 @@ class _Run:
         self.total, self.steps_per_epoch = loop["total_steps"], loop["steps_per_epoch"]
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        if not cfg.use_gpu:
-            skip_cpu_shm_build()
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(loop["tokenizer_path"]))
         model_path = resolve_model(loop["model_path"])
@@ -251,7 +250,9 @@ def _micro_step(run: _Run, batch: dict[str, Any]):
 
 
 def _norm_not_kept(run: _Run) -> bool:
-    # Plain fp32 data parallel (ZeRO-0) clips without keeping the norm.
+    # DeepSpeed's plain fp32 data parallel (ZeRO-0) clips without keeping the norm.
+    if getattr(run.engine, "keeps_grad_norm", False):
+        return False
     return run.cfg.zero_stage == 0 and run.cfg.precision == "fp32"
 
 
