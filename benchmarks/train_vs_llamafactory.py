@@ -57,6 +57,7 @@ def lf_side(spec_path: str) -> None:
     torch.set_num_threads(THREADS)
     pad_id = spec["pad_id"]
     steps: list[dict] = []
+    setup: dict = {}
 
     class StepClock(TrainerCallback):
         def __init__(self) -> None:
@@ -65,6 +66,7 @@ def lf_side(spec_path: str) -> None:
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             model.register_forward_pre_hook(self._count, with_kwargs=True)
+            setup.update(attn=model.config._attn_implementation, threads=torch.get_num_threads())
             self.last = time.perf_counter()
 
         def _count(self, module, args, kwargs):
@@ -78,7 +80,7 @@ def lf_side(spec_path: str) -> None:
 
     started = time.perf_counter()
     run_exp(args=spec["args"], callbacks=[StepClock()])
-    print(json.dumps({"steps": steps, "wall_s": time.perf_counter() - started}))
+    print(json.dumps({"steps": steps, "wall_s": time.perf_counter() - started, **setup}))
 
 
 def lf_args(model_dir: str, data_dir: Path, out_dir: Path, steps: int) -> dict:
@@ -270,7 +272,7 @@ def report(runs: dict[str, list[dict]]) -> None:
         summary.add_column(column, justify="left" if column == "run" else "right")
     for name in names:
         rates = [rate(r) for r in runs[name]]
-        ratio = [r / rate(l) for r, l in zip(runs[name], runs[lf], strict=True)]
+        ratio = [rate(r) / rate(b) for r, b in zip(runs[name], runs[lf], strict=True)]
         summary.add_row(
             name,
             " / ".join(f"{x:,.0f}" for x in rates),
@@ -322,7 +324,9 @@ def main() -> None:
         spec = {"pad_id": pad_id, "args": lf_args(model_dir, data_dir, base / "lf", args.steps)}
         runs[names[0]].append(lf_steps(lf_python, spec, work))
         for name, engine in zip(names[1:], ("torch", "deepspeed"), strict=False):
-            runs[name].append(agentray_steps(model_dir, train, base / engine / "out", args.steps, engine))
+            runs[name].append(
+                agentray_steps(model_dir, train, base / engine / "out", args.steps, engine)
+            )
     report(runs)
 
 

@@ -80,10 +80,14 @@ class TrainConfig(BaseModel):
         "states (ZeRO-2/3), or also the parameters (ZeRO-3); uses DeepSpeed's CPU Adam",
     )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
-        "auto",
-        description="auto: flash_attention_2 on GPU when flash-attn is installed (packed rows "
-        "run as one varlen row), else sdpa",
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "sdpa_varlen"] = (
+        Field(
+            "auto",
+            description="auto: flash_attention_2 on GPU when flash-attn is installed (packed "
+            "rows run as one varlen row), else for packed rows sdpa_varlen (the micro-batch's "
+            "packs as one row, sdpa on each example: attention costs the sum of the examples' "
+            "squared lengths, not the rows'), else sdpa",
+        )
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
 

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from agentray.model.varlen import VARLEN_SDPA
 from agentray.train.config import TrainConfig
 
 ZERO_CONFIG_DIR = Path(__file__).resolve().parent / "zero_configs"
@@ -46,8 +47,9 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_attn_implementation(cfg: TrainConfig) -> str:
-    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else sdpa."""
+def resolve_attn_implementation(cfg: TrainConfig, packed: bool = False) -> str:
+    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else
+    ``sdpa_varlen`` for packed rows, else sdpa."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
     import torch
@@ -58,7 +60,9 @@ def resolve_attn_implementation(cfg: TrainConfig) -> str:
         and torch.cuda.is_available()
         and importlib.util.find_spec("flash_attn") is not None
     )
-    return "flash_attention_2" if flash else "sdpa"
+    if flash:
+        return "flash_attention_2"
+    return VARLEN_SDPA if packed else "sdpa"
 
 
 def skip_cpu_shm_build() -> None:
@@ -80,12 +84,14 @@ def use_torch_engine(cfg: TrainConfig) -> bool:
     )
 
 
-def build_engine(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], total_steps: int):
+def build_engine(
+    cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], total_steps: int, packed: bool
+):
     """The torch engine (``torch_engine.py``) or a DeepSpeed one, as ``train.engine`` says."""
     if use_torch_engine(cfg):
         from agentray.train.torch_engine import build_torch_engine
 
-        return build_torch_engine(cfg, model_path, total_steps)
+        return build_torch_engine(cfg, model_path, total_steps, packed)
     if not cfg.use_gpu:
         skip_cpu_shm_build()
     import deepspeed
@@ -93,7 +99,7 @@ def build_engine(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], t
     # Join the process group Ray Train set up (gloo / nccl) before anything reads the
     # world size from DeepSpeed, HfDeepSpeedConfig included.
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
-    model = load_model(cfg, model_path, ds_config)
+    model = load_model(cfg, model_path, ds_config, packed=packed)
     optimizer = make_optimizer(cfg, model)
 
     def scheduler(ds_optimizer):  # built on DeepSpeed's wrapped optimizer, not ours
@@ -117,9 +123,12 @@ def make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     )
 
 
-def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dtype=None):
+def load_model(
+    cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dtype=None, packed: bool = False
+):
     """The HF model, with gradient checkpointing and LoRA adapters as configured; ``dtype``
-    defaults to bf16 under ``precision: bf16``, else fp32."""
+    defaults to bf16 under ``precision: bf16``, else fp32; the attention kernel is the one
+    ``resolve_attn_implementation`` picks for packed or unpacked rows."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -131,10 +140,15 @@ def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dty
         from transformers.integrations import HfDeepSpeedConfig
 
         hf_ds_config = HfDeepSpeedConfig(ds_config)  # noqa: F841
+    attn = resolve_attn_implementation(cfg, packed)
+    if attn == VARLEN_SDPA:
+        from agentray.model.varlen import register
+
+        register()
     model = AutoModelForCausalLM.from_pretrained(
         model_path,
         dtype=dtype or (torch.bfloat16 if cfg.precision == "bf16" else torch.float32),
-        attn_implementation=resolve_attn_implementation(cfg),
+        attn_implementation=attn,
     )
     model.config.use_cache = False
     if cfg.gradient_checkpointing:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 from agentray.train.config import TrainConfig
 
@@ -120,7 +119,9 @@ class TorchEngine:
         return str(path), {}
 
 
-def build_torch_engine(cfg: TrainConfig, model_path: str, total_steps: int) -> TorchEngine:
+def build_torch_engine(
+    cfg: TrainConfig, model_path: str, total_steps: int, packed: bool
+) -> TorchEngine:
     """The model in fp32 (autocast to bf16 when ``precision: bf16``: fp32 master weights, as
     DeepSpeed's bf16 mode keeps), AdamW and the schedule ``build_engine`` uses."""
     import torch
@@ -128,7 +129,7 @@ def build_torch_engine(cfg: TrainConfig, model_path: str, total_steps: int) -> T
     from agentray.train.engine import load_model, make_optimizer, make_scheduler
 
     device = _device(cfg)
-    model = load_model(cfg, model_path, {}, dtype=torch.float32)
+    model = load_model(cfg, model_path, {}, dtype=torch.float32, packed=packed)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer, total_steps)
     return TorchEngine(cfg, model, optimizer, scheduler, device)

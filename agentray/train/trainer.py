@@ -23,16 +23,14 @@ from typing import Any
 from agentray import storage
 from agentray.train.batches import (
     IGNORE_INDEX,
-    PACKED_COLUMNS,
-    UNPACKED_COLUMNS,
     PadCollate,
     attention_pairs,
     examples_in,
     forward_loss,
-    is_packed,
     make_collate,
     mean_loss_all_ranks,
     real_tokens,
+    training_dataset,
 )
 from agentray.train.checkpoint import (
     METRICS_FILE,
@@ -103,7 +101,7 @@ class _Run:
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(loop["tokenizer_path"]))
         model_path = resolve_model(loop["model_path"])
-        self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
+        self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total, loop["packed"])
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.collate = make_collate(
             loop["packed"],
@@ -358,8 +356,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
     model_path = model_source(cfg.model)
     tokenizer_path = _tokenizer_path(cfg, data_dir, model_path)
 
-    ds, packed = _training_dataset(data_dir, cfg)
-    num_rows = ds.count()
+    ds, packed, num_rows = training_dataset(data_dir, cfg)
     total, steps_per_epoch = plan_steps(num_rows, cfg)
     if cfg.shuffle:
         # Block order + a buffer in each worker: no all-to-all shuffle every epoch.
@@ -442,31 +439,6 @@ def _parent(location: str) -> str:
     if storage.is_uri(location):
         return location.rstrip("/").rsplit("/", 1)[0]
     return str(Path(location).parent)
-
-
-def _training_dataset(data_dir: str, cfg: TrainConfig):
-    """(the Ray Dataset of training rows, whether they are packs)."""
-    import ray.data
-
-    ds = ray.data.read_parquet(data_dir)
-    packed = is_packed(ds.schema().names)
-    ds = ds.select_columns(list(PACKED_COLUMNS if packed else UNPACKED_COLUMNS))
-    ds.context.enable_progress_bars = False  # this dataset's own context; the line says enough
-    if cfg.cache_dataset:
-        ds = ds.materialize()  # else every epoch reads the files again (seconds per epoch)
-    if packed:
-        longest = ds.map_batches(_row_lengths, batch_format="numpy").max("length")
-        if longest > cfg.max_seq_len:
-            raise ValueError(
-                f"train.max_seq_len={cfg.max_seq_len} is shorter than the longest pack "
-                f"({longest} tokens): packs are never cut; set train.max_seq_len >= the "
-                "packing length"
-            )
-    return ds, packed
-
-
-def _row_lengths(batch: dict[str, Any]) -> dict[str, list[int]]:
-    return {"length": [len(ids) for ids in batch["input_ids"]]}
 
 
 def _summary(
