@@ -21,6 +21,10 @@ the end of the previous step (first: the start of training) to its end, data loa
 included, and step 1 (warm-up) is left out of the means. Runs alternate (--rounds): a shared
 machine's load drifts.
 
+agentray runs twice per round: with its defaults for one worker (``train.engine: auto`` ->
+the torch engine; ``attn_implementation: auto`` -> ``sdpa_varlen`` on packs) and as before
+(DeepSpeed ZeRO-2 engine, sdpa with the 4D block-diagonal mask), unless --no-deepspeed.
+
 LLaMA-Factory runs in its own virtualenv (``bash scripts/install.sh --llamafactory``, with
 AGENTRAY_LF_VENV=--lf-venv), started by this script under that venv's python with
 ``--lf-side`` (that half imports nothing from agentray).
@@ -195,7 +199,7 @@ def write_lf_dataset(records: list[dict], folder: Path) -> Path:
     return folder
 
 
-def agentray_steps(model_dir: str, data: Path, out: Path, steps: int, engine: str) -> dict:
+def agentray_steps(model_dir: str, data: Path, out: Path, steps: int, **overrides) -> dict:
     from agentray.train.config import TrainConfig
     from agentray.train.metrics import METRICS_JSONL
     from agentray.train.trainer import run_train
@@ -204,7 +208,6 @@ def agentray_steps(model_dir: str, data: Path, out: Path, steps: int, engine: st
         model=model_dir,
         data=str(data),
         output=str(out),
-        engine=engine,
         num_workers=1,
         resources_per_worker={"CPU": THREADS},
         micro_batch_size=PACKS_PER_STEP,
@@ -213,6 +216,7 @@ def agentray_steps(model_dir: str, data: Path, out: Path, steps: int, engine: st
         lr=LR,
         log_every_steps=steps,
         tensorboard=False,
+        **overrides,
     )
     started = time.perf_counter()
     summary = run_train(cfg, str(out.parent), progress=False)
@@ -239,6 +243,11 @@ def lf_steps(lf_python: Path, spec: dict, work: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"LLaMA-Factory failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_rate(run: dict) -> float:
+    rates = sorted(s["tokens"] / s["s"] for s in run["steps"][1:])
+    return rates[len(rates) // 2]
 
 
 def rate(run: dict) -> float:
@@ -268,7 +277,8 @@ def report(runs: dict[str, list[dict]]) -> None:
             )
         console.print(table)
     summary = Table(title="steps 2.. of every round (step 1: warm-up)")
-    for column in ["run", "real tokens/s (each round)", "vs LLaMA-Factory", "wall s", "tokens"]:
+    columns = ["run", "real tokens/s (each round)", "vs LLaMA-Factory", "median step", "wall s"]
+    for column in [*columns, "tokens"]:
         summary.add_column(column, justify="left" if column == "run" else "right")
     for name in names:
         rates = [rate(r) for r in runs[name]]
@@ -277,6 +287,7 @@ def report(runs: dict[str, list[dict]]) -> None:
             name,
             " / ".join(f"{x:,.0f}" for x in rates),
             " / ".join(f"{x:.2f}x" for x in ratio),
+            " / ".join(f"{median_rate(r):,.0f}" for r in runs[name]),
             " / ".join(f"{r['wall_s']:.1f}" for r in runs[name]),
             " / ".join(f"{sum(s['tokens'] for s in r['steps']):,}" for r in runs[name]),
         )
@@ -316,17 +327,21 @@ def main() -> None:
     pad_id = AutoTokenizer.from_pretrained(model_dir).pad_token_id
     print(f"[bench] {len(records)} examples; model {model_dir}; work {work}", flush=True)
     ensure_ray(num_cpus=THREADS)
-    names = ["LLaMA-Factory 0.9.5", "agentray (torch engine)"]
-    names += [] if args.no_deepspeed else ["agentray (DeepSpeed ZeRO-2)"]
+    variants = {"agentray (torch engine, sdpa_varlen)": {}}
+    if not args.no_deepspeed:
+        variants["agentray before (DeepSpeed ZeRO-2, sdpa 4D mask)"] = {
+            "engine": "deepspeed",
+            "attn_implementation": "sdpa",
+        }
+    names = ["LLaMA-Factory 0.9.5", *variants]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(args.rounds):
         base = work / f"round{round_}"
         spec = {"pad_id": pad_id, "args": lf_args(model_dir, data_dir, base / "lf", args.steps)}
         runs[names[0]].append(lf_steps(lf_python, spec, work))
-        for name, engine in zip(names[1:], ("torch", "deepspeed"), strict=False):
-            runs[name].append(
-                agentray_steps(model_dir, train, base / engine / "out", args.steps, engine)
-            )
+        for k, (name, overrides) in enumerate(variants.items()):
+            out = base / f"agentray{k}" / "out"
+            runs[name].append(agentray_steps(model_dir, train, out, args.steps, **overrides))
     report(runs)
 
 

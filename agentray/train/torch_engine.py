@@ -1,6 +1,6 @@
 """A plain torch engine for one rank: the DeepSpeed engine's interface (as the trainer and
 ``checkpoint.py`` use it) over a torch AdamW, the same warm-up + decay schedule, gradient
-accumulation and clipping, and bf16 autocast on a GPU.
+accumulation and clipping, and bf16 autocast under ``precision: bf16``.
 
 With a single rank ZeRO shards nothing, yet DeepSpeed still flattens and copies every
 gradient into its buckets each step and costs seconds to import and initialise; this engine
@@ -29,7 +29,7 @@ class TorchEngine:
     keeps_grad_norm = True  # get_global_grad_norm() is always the step's norm
 
     def __init__(self, cfg: TrainConfig, model, optimizer, scheduler, device) -> None:
-        self.module = model.to(device)
+        self.module = model
         self.device = device
         self.optimizer, self.lr_scheduler = optimizer, scheduler
         self.gas = cfg.gradient_accumulation_steps
@@ -129,7 +129,7 @@ def build_torch_engine(
     from agentray.train.engine import load_model, make_optimizer, make_scheduler
 
     device = _device(cfg)
-    model = load_model(cfg, model_path, {}, dtype=torch.float32, packed=packed)
+    model = load_model(cfg, model_path, {}, dtype=torch.float32, packed=packed).to(device)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer, total_steps)
     return TorchEngine(cfg, model, optimizer, scheduler, device)
