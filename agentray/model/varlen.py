@@ -70,17 +70,18 @@ def varlen_sdpa_forward(
             + ("" if position_ids is not None else " without position_ids")
         )
     gqa = key.size(1) != query.size(1)
+    lengths = [end - start for start, end in example_bounds(position_ids)]
+    # split, not slices: a slice's backward fills a zero tensor of the whole row per example
     parts = [
         F.scaled_dot_product_attention(
-            query[:, :, start:end],
-            key[:, :, start:end],
-            value[:, :, start:end],
-            is_causal=True,
-            dropout_p=dropout if module.training else 0.0,
-            scale=scaling,
-            enable_gqa=gqa,
+            q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=gqa
         )
-        for start, end in example_bounds(position_ids)
+        for q, k, v in zip(
+            query.split(lengths, dim=2),
+            key.split(lengths, dim=2),
+            value.split(lengths, dim=2),
+            strict=True,
+        )
     ]
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return out.transpose(1, 2).contiguous(), None

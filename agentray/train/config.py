@@ -84,9 +84,11 @@ class TrainConfig(BaseModel):
         Field(
             "auto",
             description="auto: flash_attention_2 on GPU when flash-attn is installed (packed "
-            "rows run as one varlen row), else for packed rows sdpa_varlen (the micro-batch's "
-            "packs as one row, sdpa on each example: attention costs the sum of the examples' "
-            "squared lengths, not the rows'), else sdpa",
+            "rows run as one varlen row), else sdpa (packs: a 4D block-diagonal mask over "
+            "each row); sdpa_varlen (packed rows only): the micro-batch's packs as one row "
+            "without padding, sdpa on each example, so attention costs the sum of the "
+            "examples' squared lengths, not the rows' (pays when packs hold many short "
+            "examples)",
         )
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)

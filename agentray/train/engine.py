@@ -47,9 +47,9 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_attn_implementation(cfg: TrainConfig, packed: bool = False) -> str:
-    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else
-    ``sdpa_varlen`` for packed rows, else sdpa."""
+def resolve_attn_implementation(cfg: TrainConfig) -> str:
+    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else sdpa
+    (packs: the 4D block-diagonal mask; ``sdpa_varlen`` is opt-in, see its description)."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
     import torch
@@ -60,9 +60,7 @@ def resolve_attn_implementation(cfg: TrainConfig, packed: bool = False) -> str:
         and torch.cuda.is_available()
         and importlib.util.find_spec("flash_attn") is not None
     )
-    if flash:
-        return "flash_attention_2"
-    return VARLEN_SDPA if packed else "sdpa"
+    return "flash_attention_2" if flash else "sdpa"
 
 
 def skip_cpu_shm_build() -> None:
@@ -84,14 +82,12 @@ def use_torch_engine(cfg: TrainConfig) -> bool:
     )
 
 
-def build_engine(
-    cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], total_steps: int, packed: bool
-):
+def build_engine(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], total_steps: int):
     """The torch engine (``torch_engine.py``) or a DeepSpeed one, as ``train.engine`` says."""
     if use_torch_engine(cfg):
         from agentray.train.torch_engine import build_torch_engine
 
-        return build_torch_engine(cfg, model_path, total_steps, packed)
+        return build_torch_engine(cfg, model_path, total_steps)
     if not cfg.use_gpu:
         skip_cpu_shm_build()
     import deepspeed
@@ -99,7 +95,7 @@ def build_engine(
     # Join the process group Ray Train set up (gloo / nccl) before anything reads the
     # world size from DeepSpeed, HfDeepSpeedConfig included.
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
-    model = load_model(cfg, model_path, ds_config, packed=packed)
+    model = load_model(cfg, model_path, ds_config)
     optimizer = make_optimizer(cfg, model)
 
     def scheduler(ds_optimizer):  # built on DeepSpeed's wrapped optimizer, not ours
@@ -123,12 +119,9 @@ def make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     )
 
 
-def load_model(
-    cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dtype=None, packed: bool = False
-):
+def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dtype=None):
     """The HF model, with gradient checkpointing and LoRA adapters as configured; ``dtype``
-    defaults to bf16 under ``precision: bf16``, else fp32; the attention kernel is the one
-    ``resolve_attn_implementation`` picks for packed or unpacked rows."""
+    defaults to bf16 under ``precision: bf16``, else fp32."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -140,7 +133,7 @@ def load_model(
         from transformers.integrations import HfDeepSpeedConfig
 
         hf_ds_config = HfDeepSpeedConfig(ds_config)  # noqa: F841
-    attn = resolve_attn_implementation(cfg, packed)
+    attn = resolve_attn_implementation(cfg)
     if attn == VARLEN_SDPA:
         from agentray.model.varlen import register
 

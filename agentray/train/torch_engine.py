@@ -119,9 +119,7 @@ class TorchEngine:
         return str(path), {}
 
 
-def build_torch_engine(
-    cfg: TrainConfig, model_path: str, total_steps: int, packed: bool
-) -> TorchEngine:
+def build_torch_engine(cfg: TrainConfig, model_path: str, total_steps: int) -> TorchEngine:
     """The model in fp32 (autocast to bf16 when ``precision: bf16``: fp32 master weights, as
     DeepSpeed's bf16 mode keeps), AdamW and the schedule ``build_engine`` uses."""
     import torch
@@ -129,7 +127,7 @@ def build_torch_engine(
     from agentray.train.engine import load_model, make_optimizer, make_scheduler
 
     device = _device(cfg)
-    model = load_model(cfg, model_path, {}, dtype=torch.float32, packed=packed).to(device)
+    model = load_model(cfg, model_path, {}, dtype=torch.float32).to(device)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer, total_steps)
     return TorchEngine(cfg, model, optimizer, scheduler, device)
