@@ -101,7 +101,7 @@ class _Run:
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(loop["tokenizer_path"]))
         model_path = resolve_model(loop["model_path"])
-        self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total, loop["packed"])
+        self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.collate = make_collate(
             loop["packed"],
