@@ -13,11 +13,16 @@ unless --model):
   plain HF loop        one fresh process (cold, like a Ray worker), torch AdamW + warm-up/
                        cosine + clipping, padded batches of --micro-batch examples, 2 torch
                        threads (the machine's 2 cores)
-  agentray, padded     run_train: Ray Data -> 1 Ray Train worker with 2 CPUs -> DeepSpeed
-                       ZeRO-2, the same batches
-  agentray, 2 workers  the same over 2 workers of 1 CPU (data parallel, what the quickstart
-                       runs): twice the examples per step
-  agentray, packed     1 worker, one packed --pack-len row per forward (4D block mask, sdpa)
+  agentray, padded     run_train: Ray Data -> 1 Ray Train worker with 2 CPUs -> the torch
+                       engine (train.engine auto, one rank), the same batches
+  agentray, 2 workers  the same over 2 workers of 1 CPU (DeepSpeed ZeRO-2 data parallel,
+                       what the quickstart runs): twice the examples per step
+  agentray, packed     1 worker, one packed --pack-len row per forward, sdpa with the 4D
+                       block-diagonal mask (attention over the whole row)
+  packed, varlen       the same packs as one row, sdpa on each example (sdpa_varlen, the
+                       default for packs on CPU): attention over the examples only
+flex_attention (block-sparse) is probed, not run: torch has no flex-attention backward on
+CPU (the script says whether that still holds).
 tokens/s counts real (non-padding) tokens per second of training steps, step 1 left out
 (warm-up) in every run; "computed" counts the padded tokens the model ran on. Every
 configuration runs --rounds times, interleaved (a shared machine's load drifts), and the
@@ -154,8 +159,22 @@ RUNS = (
     PLAIN,
     "agentray, padded (1 worker x 2 CPUs)",
     "agentray, padded (2 workers x 1 CPU)",
-    "agentray, packed (1 worker x 2 CPUs)",
+    "agentray, packed, 4D mask (1 worker x 2 CPUs)",
+    "agentray, packed, sdpa_varlen (1 worker x 2 CPUs)",
 )
+
+
+def flex_backward_on_cpu() -> str:
+    """Whether torch's flex_attention can train on CPU here (one tiny backward)."""
+    import torch
+    from torch.nn.attention.flex_attention import flex_attention
+
+    q = torch.randn(1, 1, 16, 8, requires_grad=True)
+    try:
+        flex_attention(q, q, q).sum().backward()
+    except NotImplementedError as e:
+        return f"flex_attention not run: {e}"
+    return "flex_attention has a CPU backward in this torch: worth a column"
 
 
 def plain_in_fresh_process(padded_dir: Path, args) -> dict:
@@ -229,12 +248,14 @@ def main() -> None:
                 resources_per_worker=None,
             )
         )  # fmt: skip
-        results[RUNS[3]].append(
-            agentray_run(
-                model_path, packed_dir, out / "c" / "out", args,
-                micro_batch_size=args.micro_batch_packed, max_seq_len=args.pack_len,
-            )
-        )  # fmt: skip
+        for k, attn in ((3, "sdpa"), (4, "sdpa_varlen")):
+            results[RUNS[k]].append(
+                agentray_run(
+                    model_path, packed_dir, out / f"c{k}" / "out", args,
+                    micro_batch_size=args.micro_batch_packed, max_seq_len=args.pack_len,
+                    attn_implementation=attn,
+                )
+            )  # fmt: skip
 
     table = Table(title="training throughput (real tokens/s, step 1 left out; best of the rounds)")
     columns = ["run", *(f"round {i + 1}" for i in range(args.rounds)), "best", "computed/s"]
@@ -253,12 +274,14 @@ def main() -> None:
             f"{top['wall_s']:.1f}",
         )
     console.print(table)
-    plain, ours, ours2, packed = (best[name] for name in RUNS)
+    plain, ours, ours2, packed, varlen = (best[name] for name in RUNS)
     console.print(
         f"agentray 1 worker / plain loop: {ours / plain:.2f}x the real tokens/s; "
         f"2 workers / plain: {ours2 / plain:.2f}x; packed / padded (agentray, 1 worker): "
-        f"{packed / ours:.2f}x real tokens/s"
+        f"{packed / ours:.2f}x (4D mask), {varlen / ours:.2f}x (sdpa_varlen) real tokens/s; "
+        f"sdpa_varlen / 4D mask: {varlen / packed:.2f}x"
     )
+    console.print(flex_backward_on_cpu())
     console.print(f"total {time.perf_counter() - t_start:.1f} s")
 
 

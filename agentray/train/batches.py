@@ -10,7 +10,9 @@ them apart by the schema and picks the collate that keeps attention inside each 
   block-diagonal causal mask plus ``position_ids``;
 - packs with flash-attention: ``FlatPackCollate`` joins the micro-batch's packs into one row
   without padding, and transformers runs flash-attention's varlen kernel over the examples it
-  finds from the restarting ``position_ids`` (it does so only for a batch of one row).
+  finds from the restarting ``position_ids`` (it does so only for a batch of one row);
+- packs with ``sdpa_varlen`` (``agentray.model.varlen``, CPU): the same one row, sdpa run on
+  each example's slice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from agentray.model.packing import PackedCollate, PackingError
+from agentray.model.varlen import VARLEN_SDPA
+from agentray.train.config import TrainConfig
 
 IGNORE_INDEX = -100
 UNPACKED_COLUMNS = ("input_ids", "labels")
@@ -96,9 +100,14 @@ def make_collate(
     packed: bool, pad_id: int, max_seq_len: int, attn_implementation: str
 ) -> NumpyBatchCollateFn:
     """The collate that keeps attention inside each example for this attention kernel."""
+    flat = attn_implementation.startswith("flash") or attn_implementation == VARLEN_SDPA
     if not packed:
+        if attn_implementation == VARLEN_SDPA:
+            raise ValueError(
+                f"attn_implementation={VARLEN_SDPA!r} needs packed rows (process.packing)"
+            )
         return PadCollate(pad_id, max_seq_len)
-    if attn_implementation.startswith("flash"):
+    if flat:
         return FlatPackCollate(max_seq_len)
     return PackedCollate(
         pad_id, max_seq_len, mask="float" if attn_implementation == "eager" else "bool"
@@ -150,12 +159,14 @@ def token_losses(logits, labels):
     (0 where the label is -100); fp32 whatever the logits' dtype."""
     import torch.nn.functional as F
 
+    # [tokens, vocab] rows: on CPU 2.4x faster than the class-dim-1 layout ([b, vocab, t])
+    batch, width, vocab = logits.shape
     return F.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2),
-        labels[:, 1:],
+        logits[:, :-1].float().reshape(-1, vocab),
+        labels[:, 1:].reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="none",
-    )
+    ).view(batch, width - 1)
 
 
 def real_tokens(batch: dict[str, Any]):
@@ -189,3 +200,40 @@ def examples_in(batch: dict[str, Any]) -> int:
     if "segment_ids" not in batch:
         return int(batch["input_ids"].size(0))
     return sum(int(torch.unique(row[row > 0]).numel()) for row in batch["segment_ids"])
+
+
+def training_dataset(data_dir: str, cfg: TrainConfig):
+    """(the Ray Dataset of training rows, whether they are packs, how many rows). The row
+    count and the longest pack come from the parquet metadata and the ``num_tokens`` column,
+    read on the driver: no Ray Data pass before training starts."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import ray.data
+
+    from agentray import storage
+
+    fs, path = storage.filesystem(data_dir)
+    files = pads.dataset(path, filesystem=fs, format="parquet")
+    packed = is_packed(files.schema.names)
+    num_rows = files.count_rows()
+    ds = ray.data.read_parquet(data_dir)
+    ds = ds.select_columns(list(PACKED_COLUMNS if packed else UNPACKED_COLUMNS))
+    ds.context.enable_progress_bars = False  # this dataset's own context; the line says enough
+    if cfg.cache_dataset:
+        ds = ds.materialize()  # else every epoch reads the files again (seconds per epoch)
+    if packed:
+        if "num_tokens" in files.schema.names:
+            longest = pc.max(files.to_table(columns=["num_tokens"])["num_tokens"]).as_py()
+        else:
+            longest = ds.map_batches(_row_lengths, batch_format="numpy").max("length")
+        if longest > cfg.max_seq_len:
+            raise ValueError(
+                f"train.max_seq_len={cfg.max_seq_len} is shorter than the longest pack "
+                f"({longest} tokens) in {data_dir}: packs are never cut; set "
+                "train.max_seq_len >= the packing length"
+            )
+    return ds, packed, num_rows
+
+
+def _row_lengths(batch: dict[str, Any]) -> dict[str, list[int]]:
+    return {"length": [len(ids) for ids in batch["input_ids"]]}

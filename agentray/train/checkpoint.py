@@ -2,8 +2,9 @@
 
 - the HF model (``from_pretrained``-loadable, tokenizer included; with LoRA the merged full
   model plus the adapter alone under ``adapter/``), written by rank 0;
-- ``deepspeed/``: every rank's DeepSpeed state (weights, optimizer and scheduler state; a
-  file per rank under ZeRO), for an exact resume;
+- ``deepspeed/``: every rank's engine state (weights, optimizer and scheduler state; a
+  file per rank under ZeRO; one torch file with ``train.engine: torch``), for an exact
+  resume;
 - ``train_state.json`` (where the next step starts) and ``train_metrics.jsonl`` (history).
 
 Each rank saves into a local folder and reports it; Ray Train merges the ranks' folders
@@ -91,7 +92,11 @@ def restore_checkpoint(engine, rank: int) -> dict[str, Any] | None:
         state = json.loads((root / STATE_FILE).read_text())
         path, _ = engine.load_checkpoint(str(root / DEEPSPEED_DIR), tag=DEEPSPEED_TAG)
         if path is None:
-            raise RuntimeError(f"rank {rank}: no DeepSpeed state in checkpoint {checkpoint.path}")
+            raise RuntimeError(
+                f"rank {rank}: no {type(engine).__name__} state in checkpoint "
+                f"{checkpoint.path}/{DEEPSPEED_DIR} (a checkpoint resumes with the "
+                "train.engine that wrote it)"
+            )
         state["history"] = read_history(root / METRICS_FILE) if rank == 0 else []
     return state
 

@@ -54,6 +54,13 @@ class TrainConfig(BaseModel):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how workers are placed over nodes (Ray placement group strategy)"
     )
+    engine: Literal["auto", "deepspeed", "torch"] = Field(
+        "auto",
+        description="deepspeed: a DeepSpeed engine on every rank (ZeRO, offload); torch: a "
+        "plain torch AdamW loop with the same schedule, accumulation and clipping (one rank "
+        "only: with one rank ZeRO shards nothing); auto: torch for one worker without "
+        "ZeRO-3, offload or a deepspeed config, else deepspeed",
+    )
     zero_stage: Literal[0, 2, 3] = Field(
         2,
         description="DeepSpeed ZeRO stage (0: plain data parallel; 2: shard optimizer + grads; "
@@ -73,10 +80,16 @@ class TrainConfig(BaseModel):
         "states (ZeRO-2/3), or also the parameters (ZeRO-3); uses DeepSpeed's CPU Adam",
     )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
-        "auto",
-        description="auto: flash_attention_2 on GPU when flash-attn is installed (packed rows "
-        "run as one varlen row), else sdpa",
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "sdpa_varlen"] = (
+        Field(
+            "auto",
+            description="auto: flash_attention_2 on GPU when flash-attn is installed (packed "
+            "rows run as one varlen row), else sdpa (packs: a 4D block-diagonal mask over "
+            "each row); sdpa_varlen (packed rows only): the micro-batch's packs as one row "
+            "without padding, sdpa on each example, so attention costs the sum of the "
+            "examples' squared lengths, not the rows' (pays when packs hold many short "
+            "examples)",
+        )
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
@@ -139,6 +152,13 @@ class TrainConfig(BaseModel):
             raise ValueError("offload='optimizer' needs zero_stage 2 or 3")
         if self.offload == "optimizer_and_params" and self.zero_stage != 3:
             raise ValueError("offload='optimizer_and_params' needs zero_stage 3")
+        if self.engine == "torch" and (
+            self.num_workers > 1 or self.zero_stage == 3 or self.offload != "none"
+        ):
+            raise ValueError(
+                "engine='torch' is single-rank without ZeRO-3 or offload; use engine "
+                "'deepspeed' (or 'auto') for num_workers > 1, zero_stage 3 or offload"
+            )
         if self.attn_implementation == "flash_attention_2" and not (
             self.use_gpu and self.precision == "bf16"
         ):

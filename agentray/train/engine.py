@@ -1,5 +1,6 @@
-"""The DeepSpeed engine one Ray Train worker trains: ZeRO config, model (optionally LoRA),
-optimizer and warm-up + decay schedule."""
+"""The engine one Ray Train worker trains: DeepSpeed (ZeRO config) or, for one rank, the
+plain torch engine of ``torch_engine.py``; model (optionally LoRA), optimizer and warm-up +
+decay schedule."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from agentray.model.varlen import VARLEN_SDPA
 from agentray.train.config import TrainConfig
 
 ZERO_CONFIG_DIR = Path(__file__).resolve().parent / "zero_configs"
@@ -46,7 +48,8 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_attn_implementation(cfg: TrainConfig) -> str:
-    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else sdpa."""
+    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else sdpa
+    (packs: the 4D block-diagonal mask; ``sdpa_varlen`` is opt-in, see its description)."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
     import torch
@@ -69,24 +72,34 @@ def skip_cpu_shm_build() -> None:
     ds_torch.build_shm_op = lambda: None
 
 
+def use_torch_engine(cfg: TrainConfig) -> bool:
+    """``train.engine`` resolved: ``auto`` is the plain torch engine for one rank that needs
+    nothing only DeepSpeed gives (ZeRO-3 sharding, CPU offload, a custom DeepSpeed config)."""
+    if cfg.engine != "auto":
+        return cfg.engine == "torch"
+    return (
+        cfg.num_workers == 1 and cfg.zero_stage != 3 and cfg.offload == "none" and not cfg.deepspeed
+    )
+
+
 def build_engine(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], total_steps: int):
+    """The torch engine (``torch_engine.py``) or a DeepSpeed one, as ``train.engine`` says."""
+    if use_torch_engine(cfg):
+        from agentray.train.torch_engine import build_torch_engine
+
+        return build_torch_engine(cfg, model_path, total_steps)
+    if not cfg.use_gpu:
+        skip_cpu_shm_build()
     import deepspeed
 
     # Join the process group Ray Train set up (gloo / nccl) before anything reads the
     # world size from DeepSpeed, HfDeepSpeedConfig included.
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     model = load_model(cfg, model_path, ds_config)
-    optimizer = _optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model)
 
     def scheduler(ds_optimizer):  # built on DeepSpeed's wrapped optimizer, not ours
-        from transformers import get_scheduler
-
-        return get_scheduler(
-            {"constant": "constant_with_warmup"}.get(cfg.lr_schedule, cfg.lr_schedule),
-            ds_optimizer,
-            num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
-            num_training_steps=total_steps,
-        )
+        return make_scheduler(cfg, ds_optimizer, total_steps)
 
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
@@ -94,8 +107,21 @@ def build_engine(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], t
     return engine
 
 
-def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any]):
-    """The HF model, with gradient checkpointing and LoRA adapters as configured."""
+def make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then ``lr_schedule``."""
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        {"constant": "constant_with_warmup"}.get(cfg.lr_schedule, cfg.lr_schedule),
+        optimizer,
+        num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+
+
+def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any], dtype=None):
+    """The HF model, with gradient checkpointing and LoRA adapters as configured; ``dtype``
+    defaults to bf16 under ``precision: bf16``, else fp32."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -107,10 +133,15 @@ def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any]):
         from transformers.integrations import HfDeepSpeedConfig
 
         hf_ds_config = HfDeepSpeedConfig(ds_config)  # noqa: F841
+    attn = resolve_attn_implementation(cfg)
+    if attn == VARLEN_SDPA:
+        from agentray.model.varlen import register
+
+        register()
     model = AutoModelForCausalLM.from_pretrained(
         model_path,
-        dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float32,
-        attn_implementation=resolve_attn_implementation(cfg),
+        dtype=dtype or (torch.bfloat16 if cfg.precision == "bf16" else torch.float32),
+        attn_implementation=attn,
     )
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
@@ -133,7 +164,7 @@ def load_model(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any]):
     return model
 
 
-def _optimizer(cfg: TrainConfig, model):
+def make_optimizer(cfg: TrainConfig, model):
     """AdamW with weight decay on matrices only, over the trainable parameters.
 
     A torch optimizer, not a config-named one: DeepSpeed's fused Adam is a JIT build. With

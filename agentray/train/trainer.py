@@ -1,9 +1,10 @@
-"""The train stage: Ray Train's TorchTrainer runs DeepSpeed (ZeRO 0/2/3) on every worker.
+"""The train stage: Ray Train's TorchTrainer runs DeepSpeed (ZeRO 0/2/3) on every worker,
+or one rank's plain torch loop (``train.engine``, ``torch_engine.py``).
 
 The driver reads the tokenized shards with Ray Data (one example per row, or packs of
 several: told apart by their columns), plans the number of optimizer steps, and starts
 ``num_workers`` workers; each streams its share of rows through ``get_dataset_shard`` and
-trains. Checkpoints (HF model + every rank's DeepSpeed state, see ``checkpoint.py``) go
+trains. Checkpoints (HF model + every rank's engine state, see ``checkpoint.py``) go
 through ``ray.train.report`` to Ray Train's storage (``<output>/ray_results``: a local
 path, or a URI when the run is on an object store); when a worker dies, Ray Train restarts
 the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
@@ -22,16 +23,14 @@ from typing import Any
 from agentray import storage
 from agentray.train.batches import (
     IGNORE_INDEX,
-    PACKED_COLUMNS,
-    UNPACKED_COLUMNS,
     PadCollate,
     attention_pairs,
     examples_in,
     forward_loss,
-    is_packed,
     make_collate,
     mean_loss_all_ranks,
     real_tokens,
+    training_dataset,
 )
 from agentray.train.checkpoint import (
     METRICS_FILE,
@@ -91,7 +90,7 @@ class _Run:
         from transformers import AutoTokenizer
 
         from agentray.model.tiny import resolve_model
-        from agentray.train.engine import build_engine, skip_cpu_shm_build
+        from agentray.train.engine import build_engine
         from agentray.train.metrics import FlopsModel, device_peak_tflops
 
         self.loop = loop
@@ -99,8 +98,6 @@ class _Run:
         self.total, self.steps_per_epoch = loop["total_steps"], loop["steps_per_epoch"]
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        if not cfg.use_gpu:
-            skip_cpu_shm_build()
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(loop["tokenizer_path"]))
         model_path = resolve_model(loop["model_path"])
@@ -251,7 +248,9 @@ def _micro_step(run: _Run, batch: dict[str, Any]):
 
 
 def _norm_not_kept(run: _Run) -> bool:
-    # Plain fp32 data parallel (ZeRO-0) clips without keeping the norm.
+    # DeepSpeed's plain fp32 data parallel (ZeRO-0) clips without keeping the norm.
+    if getattr(run.engine, "keeps_grad_norm", False):
+        return False
     return run.cfg.zero_stage == 0 and run.cfg.precision == "fp32"
 
 
@@ -357,8 +356,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
     model_path = model_source(cfg.model)
     tokenizer_path = _tokenizer_path(cfg, data_dir, model_path)
 
-    ds, packed = _training_dataset(data_dir, cfg)
-    num_rows = ds.count()
+    ds, packed, num_rows = training_dataset(data_dir, cfg)
     total, steps_per_epoch = plan_steps(num_rows, cfg)
     if cfg.shuffle:
         # Block order + a buffer in each worker: no all-to-all shuffle every epoch.
@@ -441,31 +439,6 @@ def _parent(location: str) -> str:
     if storage.is_uri(location):
         return location.rstrip("/").rsplit("/", 1)[0]
     return str(Path(location).parent)
-
-
-def _training_dataset(data_dir: str, cfg: TrainConfig):
-    """(the Ray Dataset of training rows, whether they are packs)."""
-    import ray.data
-
-    ds = ray.data.read_parquet(data_dir)
-    packed = is_packed(ds.schema().names)
-    ds = ds.select_columns(list(PACKED_COLUMNS if packed else UNPACKED_COLUMNS))
-    ds.context.enable_progress_bars = False  # this dataset's own context; the line says enough
-    if cfg.cache_dataset:
-        ds = ds.materialize()  # else every epoch reads the files again (seconds per epoch)
-    if packed:
-        longest = ds.map_batches(_row_lengths, batch_format="numpy").max("length")
-        if longest > cfg.max_seq_len:
-            raise ValueError(
-                f"train.max_seq_len={cfg.max_seq_len} is shorter than the longest pack "
-                f"({longest} tokens): packs are never cut; set train.max_seq_len >= the "
-                "packing length"
-            )
-    return ds, packed
-
-
-def _row_lengths(batch: dict[str, Any]) -> dict[str, list[int]]:
-    return {"length": [len(ids) for ids in batch["input_ids"]]}
 
 
 def _summary(

@@ -14,6 +14,7 @@ import torch
 from test_train import LOSS_ATOL, mean_loss, tokenized_rows
 
 from agentray.model.packing import PACK_COLUMNS, pack_examples
+from agentray.model.varlen import VARLEN_SDPA, register
 from agentray.train.batches import (
     IGNORE_INDEX,
     FlatPackCollate,
@@ -31,6 +32,8 @@ from agentray.train.config import TrainConfig
 def _model(path: str, attn: str):
     from transformers import AutoModelForCausalLM
 
+    if attn == VARLEN_SDPA:
+        register()
     return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
 
 
@@ -75,7 +78,7 @@ def _per_example(model, batch: dict, example_ids: list[str]) -> dict[str, tuple[
     return out
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager", "flat"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "flat", VARLEN_SDPA])
 def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, attn):
     """The trainer's collate for each attention kernel + its forward_loss: every example's
     loss inside a pack equals its loss alone, and so does the batch total."""
@@ -87,12 +90,12 @@ def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, a
     packs = pack_examples(examples, max(lengths) + min(lengths) + 4)
     assert len(packs) < len(examples) and max(p["num_examples"] for p in packs) >= 2
 
-    model = _model(prompt_sensitive_model_dir, "eager" if attn == "eager" else "sdpa")
+    model = _model(prompt_sensitive_model_dir, "sdpa" if attn == "flat" else attn)
     # "flat": the one-row batch flash-attention gets, run here on sdpa
     collate = FlatPackCollate(512) if attn == "flat" else make_collate(True, 3, 512, attn)
     batch = collate(_batch(packs, ("input_ids", "labels", "position_ids", "segment_ids")))
     example_ids = [i for p in packs for i in p["example_ids"]]
-    if attn == "flat":
+    if attn in ("flat", VARLEN_SDPA):
         assert batch["input_ids"].size(0) == 1 and "attention_mask" not in batch
         assert batch["input_ids"].size(1) == sum(lengths)  # no padding at all
     else:
@@ -111,12 +114,44 @@ def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, a
     assert float(attention_pairs(batch)) == sum(n * n for n in lengths)
 
 
+def test_varlen_sdpa_gives_the_block_diagonal_losses_and_gradients(prompt_sensitive_model_dir):
+    """One training micro-batch of packs: sdpa with the 4D block-diagonal mask over padded
+    rows and sdpa_varlen over the flattened row give the same loss and the same gradients."""
+    examples = tokenized_rows(prompt_sensitive_model_dir, repeats=2)
+    lengths = [len(ex["input_ids"]) for ex in examples]
+    packs = pack_examples(examples, max(lengths) * 3)
+    assert max(p["num_examples"] for p in packs) >= 3
+    raw = _batch(packs, ("input_ids", "labels", "position_ids", "segment_ids"))
+    results = {}
+    for attn in ("sdpa", VARLEN_SDPA):
+        model = _model(prompt_sensitive_model_dir, attn).train()
+        loss_sum, n = forward_loss(model, make_collate(True, 3, 4096, attn)(raw))
+        (loss_sum / n).backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+        results[attn] = (float(loss_sum.detach()), int(n), grads)
+    (block, n_block, g_block), (varlen, n_varlen, g_varlen) = results.values()
+    assert n_block == n_varlen > 0
+    assert varlen == pytest.approx(block, rel=1e-5)
+    for key, grad in g_block.items():
+        torch.testing.assert_close(g_varlen[key], grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_varlen_sdpa_refuses_padded_batches_and_unpacked_rows(prompt_sensitive_model_dir):
+    model = _model(prompt_sensitive_model_dir, VARLEN_SDPA)
+    ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 3]])
+    with pytest.raises(ValueError, match="takes one flattened pack row"):
+        model(input_ids=ids, position_ids=torch.arange(4).repeat(2, 1), use_cache=False)
+    with pytest.raises(ValueError, match="needs packed rows"):
+        make_collate(False, 3, 64, VARLEN_SDPA)
+
+
 def test_collate_choice_and_schema_detection():
     from agentray.model.packing import PackedCollate
 
     assert is_packed(PACK_COLUMNS) and not is_packed(["input_ids", "labels", "num_tokens"])
     assert isinstance(make_collate(False, 0, 64, "flash_attention_2"), PadCollate)
     assert isinstance(make_collate(True, 0, 64, "flash_attention_2"), FlatPackCollate)
+    assert isinstance(make_collate(True, 0, 64, VARLEN_SDPA), FlatPackCollate)
     assert make_collate(True, 0, 64, "sdpa").mask == "bool"
     assert make_collate(True, 0, 64, "eager").mask == "float"
     assert isinstance(make_collate(True, 0, 64, "sdpa"), PackedCollate)

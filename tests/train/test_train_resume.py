@@ -59,8 +59,9 @@ class Killer(threading.Thread):
     """Waits until a checkpoint is registered and the run has trained past it, then
     SIGKILLs one training worker process."""
 
-    def __init__(self, out: str, timeout_s: float = 400) -> None:
+    def __init__(self, out: str, timeout_s: float = 400, workers: int = 2) -> None:
         super().__init__(daemon=True)
+        self.workers = workers
         self.metrics = storage.join(out, "metrics.jsonl")
         self.snapshot = storage.join(
             out, "ray_results", RUN_NAME, "checkpoint_manager_snapshot.json"
@@ -74,10 +75,10 @@ class Killer(threading.Thread):
         pids: list[int] = []
         while time.monotonic() < self.deadline:
             rows = _rows(self.metrics)
-            if rows and len(pids) < 2:
+            if rows and len(pids) < self.workers:
                 pids = _worker_pids()  # asked early: the kill itself must be quick
             step = _registered_step(self.snapshot)
-            if step and len(pids) == 2 and any(r["step"] == step + 1 for r in rows):
+            if step and len(pids) == self.workers and any(r["step"] == step + 1 for r in rows):
                 self.seen, self.killed_at = rows, step
                 os.kill(pids[0], signal.SIGKILL)
                 return
