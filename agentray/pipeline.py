@@ -144,22 +144,25 @@ def quickstart_config(run_dir: str, families: list[str] | None = None) -> Pipeli
         "run_dir": run_dir,
         # one demonstration instead of three keeps Mind2Web inside the tiny model's window
         "envs": {"mind2web": {"n_shots": 1}},
-        "collect": {"max_tasks_per_family": 8},
+        "collect": {"max_tasks_per_family": 4},
         "process": {
             "max_general_records": 400,
             "max_seq_len": 2048,
             "packing": {"enabled": True},
         },
+        # one worker with both cores trains with the torch engine (no DeepSpeed start-up);
         # a from-scratch tiny model needs a high rate to show its loss falling in ~40 steps
         "train": {
-            "num_workers": 2,
+            "num_workers": 1,
+            "resources_per_worker": {"CPU": 2},
             "epochs": 2,
             "max_seq_len": 2048,
             "micro_batch_size": 2,
             "lr": 2e-3,
         },
         "eval": {
-            "max_tasks_per_family": 8,
+            "max_tasks_per_family": 4,
+            "general": {"max_items": 5},
             "policy": {
                 "backend": "openai",
                 "model": "agentray",

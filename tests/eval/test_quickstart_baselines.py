@@ -44,6 +44,8 @@ def test_teacher_and_base_side_by_side(ray_local, tiny_model_dir, tmp_path):
         assert row["teacher_well_formed_replies"] == 1.0
         # an untrained model writes no well-formed action in 8 tokens
         assert row["base_score"] == 0.0 and row["base_well_formed_replies"] < 1.0
-    text = side_by_side_markdown(rows, {"collect": 1.0, "eval": 2.0})
+    train = {"steps": 3, "first_loss": 8.3, "last_loss": 6.71, "tokens_per_s": 5000.0}
+    text = side_by_side_markdown(rows, {"collect": 1.0, "eval": 2.0}, train)
+    assert "Training: 3 steps, loss 8.30 → 6.71 at 5,000 tokens/s" in text
     assert "| db | success rate (%) | 100.0 | 0.0 | 0.0 |" in text
     assert "collect 1, eval 2" in text
