@@ -4,62 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iterate_records import db_record, trajectory_folder
+
 from agentray import storage
 from agentray.collect import ParquetSink, read_trajectories
 from agentray.config import IterateConfig
 from agentray.iterate.merge import merge_round
 from agentray.process import ProcessConfig
-from agentray.records import Trajectory, to_conversations
-from agentray.types import Status
-
-
-def _record(task_id: str, answer: str, reward: float, round_: int | None) -> Trajectory:
-    messages = [
-        {"role": "user", "content": f"Task {task_id}: count the rows of table t."},
-        {"role": "assistant", "content": answer},
-    ]
-    policy = {"backend": "expert"} if round_ is None else {"backend": "hf", "round": round_}
-    return Trajectory(
-        id=task_id,
-        task="db",
-        split="train",
-        env_version="db@1",
-        conversations=to_conversations(messages),
-        reward=reward,
-        status=Status.COMPLETED,
-        turns=1,
-        policy=policy,
-        seed=0,
-    )
-
-
-def _folder(path: Path, records: list[Trajectory]) -> dict:
-    sink = ParquetSink(path)
-    for record in records:
-        assert sink.add(record)
-    sink.flush()
-    return {"path": str(path)}
 
 
 def _sources(tmp_path: Path) -> tuple[list[dict], list[dict]]:
-    teacher = _folder(
+    teacher = trajectory_folder(
         tmp_path / "teacher",
-        [_record("db_0", "Answer: 3", 1.0, None), _record("db_1", "Answer: 5", 1.0, None)],
+        [db_record("db_0", "Answer: 3", 1.0, None), db_record("db_1", "Answer: 5", 1.0, None)],
     )
-    sample0 = _folder(
+    sample0 = trajectory_folder(
         tmp_path / "s0",
         [
-            _record("db_0", "Answer: 3", 1.0, 0),  # the teacher's very conversation
-            _record("db_1", "Answer: 4", 0.0, 0),  # failed: filtered out
-            _record("db_2", "Answer: 7", 1.0, 0),
+            db_record("db_0", "Answer: 3", 1.0, 0),  # the teacher's very conversation
+            db_record("db_1", "Answer: 4", 0.0, 0),  # failed: filtered out
+            db_record("db_2", "Answer: 7", 1.0, 0),
         ],
     )
-    sample1 = _folder(
+    sample1 = trajectory_folder(
         tmp_path / "s1",
         [
-            _record("db_0", "Answer: 3 rows", 1.0, 0),
-            _record("db_1", "Answer: 5 rows", 1.0, 0),
-            _record("db_2", "Answer: 7 rows", 1.0, 0),
+            db_record("db_0", "Answer: 3 rows", 1.0, 0),
+            db_record("db_1", "Answer: 5 rows", 1.0, 0),
+            db_record("db_2", "Answer: 7 rows", 1.0, 0),
         ],
     )
     return [teacher], [sample0, sample1]
@@ -103,13 +75,13 @@ def test_merge_and_lineage_on_object_storage(s3_bucket, tmp_path):
     from agentray.iterate import lineage_lines
 
     teacher = ParquetSink(storage.join(s3_bucket, "round-0", "collect", "trajectories"))
-    assert teacher.add(_record("db_0", "Answer: 3", 1.0, None))
+    assert teacher.add(db_record("db_0", "Answer: 3", 1.0, None))
     teacher.flush()
     storage.write_json(
         storage.join(s3_bucket, "round-0", "collect", "manifest.json"),
         {"stage": "collect", "status": "ok", "config": {"policy": {"backend": "expert"}}},
     )
-    explored = _folder(tmp_path / "s0", [_record("db_1", "Answer: 5", 1.0, 0)])
+    explored = trajectory_folder(tmp_path / "s0", [db_record("db_1", "Answer: 5", 1.0, 0)])
     out = storage.join(s3_bucket, "round-1", "merge")
     sources = [{"path": teacher.out_dir}]
     counts = merge_round(

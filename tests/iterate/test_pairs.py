@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from iterate_records import trajectory_folder
 
 from agentray import storage
-from agentray.collect import ParquetSink
 from agentray.config import IterateConfig
 from agentray.iterate.pairs import split_pair, write_preference_pairs
 from agentray.process import ProcessConfig
@@ -41,14 +41,6 @@ def _record(task_id: str, replies: list[str], reward: float, status=Status.COMPL
     )
 
 
-def _folder(path: Path, records: list[Trajectory]) -> dict:
-    sink = ParquetSink(path)
-    for record in records:
-        assert sink.add(record)
-    sink.flush()
-    return {"path": str(path), "round": 0}
-
-
 def test_split_pair_shares_the_opening_up_to_the_last_shared_user_turn():
     a = [PROMPT, {"role": "assistant", "content": "SELECT 1"}, OBSERVATION]
     chosen = [*a, {"role": "assistant", "content": "done"}]
@@ -65,7 +57,7 @@ def test_split_pair_shares_the_opening_up_to_the_last_shared_user_turn():
 
 
 def test_preference_pairs_of_a_round(tmp_path):
-    sample0 = _folder(
+    sample0 = trajectory_folder(
         tmp_path / "s0",
         [
             _record("db_0", ["SELECT count(*) FROM t", "done: 3"], 1.0),
@@ -73,8 +65,9 @@ def test_preference_pairs_of_a_round(tmp_path):
             _record("db_2", ["DROP TABLE t"], 0.0),  # only failures: no pair
             _record("db_3", ["SELECT count(*) FROM t"], 1.0),
         ],
+        round=0,
     )
-    sample1 = _folder(
+    sample1 = trajectory_folder(
         tmp_path / "s1",
         [
             _record("db_0", ["SELECT count(*) FROM t", "done: 4"], 0.0),
@@ -82,8 +75,9 @@ def test_preference_pairs_of_a_round(tmp_path):
             _record("db_2", ["DROP TABLE t"], 0.0),  # a duplicate
             _record("db_3", ["SELECT * FROM t"], 0.0),
         ],
+        round=0,
     )
-    sample2 = _folder(tmp_path / "s2", [_record("db_0", ["I cannot"], 0.0)])
+    sample2 = trajectory_folder(tmp_path / "s2", [_record("db_0", ["I cannot"], 0.0)], round=0)
     out = str(tmp_path / "pairs")
     it = IterateConfig(preference_pairs=True, pairs_per_task=1)
     counts = write_preference_pairs(
@@ -124,8 +118,8 @@ def test_pairs_load_as_a_conversational_preference_dataset(tmp_path, tiny_model_
     from transformers import AutoTokenizer
 
     samples = [
-        _folder(tmp_path / "s0", [_record("db_0", ["SELECT count(*) FROM t"], 1.0)]),
-        _folder(tmp_path / "s1", [_record("db_0", ["DROP t"], 0.0)]),
+        trajectory_folder(tmp_path / "s0", [_record("db_0", ["SELECT count(*) FROM t"], 1.0)]),
+        trajectory_folder(tmp_path / "s1", [_record("db_0", ["DROP t"], 0.0)]),
     ]
     out = tmp_path / "pairs"
     write_preference_pairs(samples, IterateConfig(), ProcessConfig(check_actions=False), str(out))

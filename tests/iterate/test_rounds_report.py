@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from iterate_records import db_record, trajectory_folder
 from typer.testing import CliRunner
 
 from agentray import storage
 from agentray.cli import app
-from agentray.collect import ParquetSink
 from agentray.config import IterateConfig
 from agentray.eval.overall import load_reference
 from agentray.eval.report import build_scores
@@ -18,36 +18,6 @@ from agentray.iterate import write_rounds_report
 from agentray.iterate.merge import merge_round
 from agentray.manifest import write_manifest
 from agentray.process import ProcessConfig
-from agentray.records import Trajectory, to_conversations
-from agentray.types import Status
-
-
-def _record(task_id: str, answer: str, reward: float, round_: int | None) -> Trajectory:
-    messages = [
-        {"role": "user", "content": f"Task {task_id}: count the rows of table t."},
-        {"role": "assistant", "content": answer},
-    ]
-    policy = {"backend": "expert"} if round_ is None else {"backend": "hf", "round": round_}
-    return Trajectory(
-        id=task_id,
-        task="db",
-        split="train",
-        env_version="db@1",
-        conversations=to_conversations(messages),
-        reward=reward,
-        status=Status.COMPLETED,
-        turns=1,
-        policy=policy,
-        seed=0,
-    )
-
-
-def _folder(location: str, records: list[Trajectory]) -> dict:
-    sink = ParquetSink(location)
-    for record in records:
-        assert sink.add(record)
-    sink.flush()
-    return {"path": location}
 
 
 def _scores(here: str, db: float, gsm: float) -> None:
@@ -60,9 +30,9 @@ def _fake_run(run: str) -> None:
     """Round 0: the teacher's 2 episodes; round 1: 3 explored by round 0's model, 2 passed,
     1 new kept (db_2); round 2: explored but not evaluated yet."""
     r0 = storage.join(run, "round-0")
-    teacher = _folder(
+    teacher = trajectory_folder(
         storage.join(r0, "collect", "trajectories"),
-        [_record("db_0", "Answer: 3", 1.0, None), _record("db_1", "Answer: 5", 1.0, None)],
+        [db_record("db_0", "Answer: 3", 1.0, None), db_record("db_1", "Answer: 5", 1.0, None)],
     )
     write_manifest(storage.join(r0, "collect"), "collect", {}, counts={"episodes": 2})
     write_manifest(storage.join(r0, "process"), "process", {}, counts={"agent_unique_records": 2})
@@ -70,21 +40,21 @@ def _fake_run(run: str) -> None:
     process = ProcessConfig(check_actions=False)
     it = IterateConfig(keep_per_task=1)
     r1 = storage.join(run, "round-1")
-    sample = _folder(
+    sample = trajectory_folder(
         storage.join(r1, "explore", "sample-0", "collect", "trajectories"),
         [
-            _record("db_0", "Answer: 3", 1.0, 0),  # the teacher's very conversation
-            _record("db_1", "Answer: 4", 0.0, 0),  # failed
-            _record("db_2", "Answer: 7", 1.0, 0),
+            db_record("db_0", "Answer: 3", 1.0, 0),  # the teacher's very conversation
+            db_record("db_1", "Answer: 4", 0.0, 0),  # failed
+            db_record("db_2", "Answer: 7", 1.0, 0),
         ],
     )
     merge_round([teacher], [sample], it, process, storage.join(r1, "merge"))
     write_manifest(storage.join(r1, "process"), "process", {}, counts={"agent_unique_records": 3})
     _scores(r1, 40.0, 12.5)
     r2 = storage.join(run, "round-2")
-    sample = _folder(
+    sample = trajectory_folder(
         storage.join(r2, "explore", "sample-0", "collect", "trajectories"),
-        [_record("db_3", "Answer: 1", 1.0, 1)],
+        [db_record("db_3", "Answer: 1", 1.0, 1)],
     )
     merged = {"path": storage.join(r1, "merge", "trajectories")}
     merge_round([merged], [sample], it, process, storage.join(r2, "merge"))
