@@ -37,8 +37,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 
 # 1. training: ZeRO-3, bf16, packed flash varlen vs padded; tokens/s and MFU
 step train_gpu 300 "$PY" benchmarks/train_gpu.py --steps 20
-# 2. the packed loss equals the padded one on this GPU (the tests that have a GPU branch)
-step gpu_tests 120 "$PY" -m pytest -q -x -k "cuda or gpu" tests/policies/test_policies.py tests/process/test_packing.py tests/train/test_train_presets.py
+# 2. every example's loss inside a pack equals its loss alone, on this GPU (fp32: sdpa,
+#    eager, the flattened row, sdpa_varlen), and the varlen gradients equal the mask's
+step gpu_packed_loss 180 env AGENTRAY_TEST_DEVICE=cuda "$PY" -m pytest -q -x tests/train/test_train_packed.py -k "packing_does_not_change or varlen_sdpa_gives"
 # 3. vLLM: the policy backend and the Serve app, where the vllm extra is installed
 if "$PY" -c "import vllm" 2>/dev/null; then
   step vllm_policy 120 "$PY" -m pytest -q -x -k vllm tests/policies/test_policies.py

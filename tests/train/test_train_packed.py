@@ -4,6 +4,7 @@ has alone, and a packed ZeRO-3 run's first step sees exactly the unpacked loss."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,20 @@ from agentray.train.batches import (
 )
 from agentray.train.config import TrainConfig
 
+# the loss-equality tests run on this torch device (fp32): benchmarks/gpu_check.sh sets cuda
+DEVICE = os.environ.get("AGENTRAY_TEST_DEVICE", "cpu")
+
 
 def _model(path: str, attn: str):
     from transformers import AutoModelForCausalLM
 
     if attn == VARLEN_SDPA:
         register()
-    return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
+    return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).to(DEVICE).eval()
+
+
+def _on_device(batch: dict) -> dict:
+    return {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _ragged(rows: list[dict], key: str) -> np.ndarray:
@@ -54,6 +62,7 @@ def _alone(model, examples: list[dict]) -> dict[str, tuple[float, int]]:
     with torch.no_grad():
         for ex in examples:
             batch = PadCollate(pad_id=3, max_seq_len=4096)(_batch([ex], ("input_ids", "labels")))
+            batch = _on_device(batch)
             loss_sum, n = forward_loss(model, batch)
             out[ex["id"]] = (float(loss_sum), int(n))
     return out
@@ -93,7 +102,9 @@ def test_packing_does_not_change_any_examples_loss(prompt_sensitive_model_dir, a
     model = _model(prompt_sensitive_model_dir, "sdpa" if attn == "flat" else attn)
     # "flat": the one-row batch flash-attention gets, run here on sdpa
     collate = FlatPackCollate(512) if attn == "flat" else make_collate(True, 3, 512, attn)
-    batch = collate(_batch(packs, ("input_ids", "labels", "position_ids", "segment_ids")))
+    batch = _on_device(
+        collate(_batch(packs, ("input_ids", "labels", "position_ids", "segment_ids")))
+    )
     example_ids = [i for p in packs for i in p["example_ids"]]
     if attn in ("flat", VARLEN_SDPA):
         assert batch["input_ids"].size(0) == 1 and "attention_mask" not in batch
@@ -125,7 +136,7 @@ def test_varlen_sdpa_gives_the_block_diagonal_losses_and_gradients(prompt_sensit
     results = {}
     for attn in ("sdpa", VARLEN_SDPA):
         model = _model(prompt_sensitive_model_dir, attn).train()
-        loss_sum, n = forward_loss(model, make_collate(True, 3, 4096, attn)(raw))
+        loss_sum, n = forward_loss(model, _on_device(make_collate(True, 3, 4096, attn)(raw)))
         (loss_sum / n).backward()
         grads = {k: p.grad.clone() for k, p in model.named_parameters()}
         results[attn] = (float(loss_sum.detach()), int(n), grads)
