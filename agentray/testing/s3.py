@@ -141,9 +141,25 @@ class S3Server:
             allow_bucket_creation=allow_bucket_creation,
         )
 
-    def create_bucket(self, bucket: str) -> str:
-        """Creates ``bucket`` (if missing); returns ``s3://bucket``."""
-        self.filesystem(allow_bucket_creation=True).create_dir(bucket)
+    def create_bucket(self, bucket: str, attempts: int = 5) -> str:
+        """Creates ``bucket`` (if missing) and hands it out writable; returns ``s3://bucket``.
+
+        SeaweedFS grows a volume for a new bucket on its first write, and on a loaded
+        machine that write can fail once with INTERNAL_FAILURE ("please try again"): a probe
+        object is written, with retries, and removed before the bucket is used."""
+        fs = self.filesystem(allow_bucket_creation=True)
+        fs.create_dir(bucket)
+        probe = f"{bucket}/.agentray-probe"
+        for attempt in range(1, attempts + 1):
+            try:
+                with fs.open_output_stream(probe) as f:
+                    f.write(b"ok")
+                break
+            except OSError:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.5 * attempt)
+        fs.delete_file(probe)
         return f"s3://{bucket}"
 
     def stop(self, grace_s: float = 5.0) -> None:
