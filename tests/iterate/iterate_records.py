@@ -17,6 +17,17 @@ def db_record(task_id: str, answer: str, reward: float, round_: int | None) -> T
         {"role": "assistant", "content": answer},
     ]
     policy = {"backend": "expert"} if round_ is None else {"backend": "hf", "round": round_}
+    return db_trajectory(task_id, messages, reward, policy)
+
+
+def db_trajectory(
+    task_id: str,
+    messages: list[dict],
+    reward: float,
+    policy: dict,
+    status: Status = Status.COMPLETED,
+) -> Trajectory:
+    """The record of a db episode played as ``messages``."""
     return Trajectory(
         id=task_id,
         task="db",
@@ -24,8 +35,8 @@ def db_record(task_id: str, answer: str, reward: float, round_: int | None) -> T
         env_version="db@1",
         conversations=to_conversations(messages),
         reward=reward,
-        status=Status.COMPLETED,
-        turns=1,
+        status=status,
+        turns=sum(m["role"] == "assistant" for m in messages),
         policy=policy,
         seed=0,
     )

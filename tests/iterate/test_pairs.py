@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from iterate_records import trajectory_folder
+from iterate_records import db_trajectory, trajectory_folder
 
 from agentray import storage
 from agentray.config import IterateConfig
 from agentray.iterate.pairs import split_pair, write_preference_pairs
 from agentray.process import ProcessConfig
-from agentray.records import Trajectory, to_conversations
 from agentray.types import Status
 
 PROMPT = {"role": "user", "content": "Task: count the rows of table t, then say done."}
@@ -27,18 +26,7 @@ def _record(task_id: str, replies: list[str], reward: float, status=Status.COMPL
         messages += [{"role": "assistant", "content": reply}]
         if i < len(replies) - 1:
             messages += [OBSERVATION]
-    return Trajectory(
-        id=task_id,
-        task="db",
-        split="train",
-        env_version="db@1",
-        conversations=to_conversations(messages),
-        reward=reward,
-        status=status,
-        turns=len(replies),
-        policy={"backend": "hf", "round": 0},
-        seed=0,
-    )
+    return db_trajectory(task_id, messages, reward, {"backend": "hf", "round": 0}, status)
 
 
 def test_split_pair_shares_the_opening_up_to_the_last_shared_user_turn():
