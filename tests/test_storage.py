@@ -83,3 +83,11 @@ def test_local_path_caches_a_file_or_a_folder(s3_bucket, tmp_path):
     assert storage.local_path(str(tmp_path)) == tmp_path
     with pytest.raises(FileNotFoundError, match="nothing stored"):
         storage.local_path(storage.join(data, "absent.jsonl"), cache)
+
+
+def test_the_test_s3_server_gives_every_test_of_a_suite_its_own_bucket(s3_server):
+    """SeaweedFS grows 7 volumes per new bucket; sized by free disk it ran out after ~35
+    buckets on CI, and later tests' first writes failed with INTERNAL_FAILURE."""
+    buckets = [s3_server.create_bucket(f"many-buckets-{i}") for i in range(60)]
+    storage.write_bytes(f"{buckets[-1]}/x", b"written")
+    assert storage.read_bytes(f"{buckets[-1]}/x") == b"written"

@@ -86,7 +86,7 @@ class S3Server:
             f"-dir={self.data_dir / 'data'}",
             *(f"-{part}={free_port()}" for part in _PORTS),
             "-master.volumeSizeLimitMB=256",
-            "-volume.max=0",
+            "-volume.max=2000",  # 0 = free disk / size limit: ~35 buckets (7 volumes each) on CI
             "-s3",
             f"-s3.port={self.s3_port}",
             f"-s3.config={identities}",
