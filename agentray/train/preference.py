@@ -101,6 +101,8 @@ def pairs_dataset(cfg: TrainConfig, tokenizer_path: str):
     location = storage.absolute(cfg.dpo.pairs)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_path))
     pairs = read_pairs(location)
+    if not pairs:
+        raise ValueError(f"train.dpo.pairs {location}: no preference pairs in it")
     rows, too_long = tokenize_pairs(pairs, tokenizer, cfg.max_seq_len)
     if not rows:
         raise ValueError(
