@@ -8,8 +8,10 @@ trains. Checkpoints (HF model + every rank's engine state, see ``checkpoint.py``
 through ``ray.train.report`` to Ray Train's storage (``<output>/ray_results``: a local
 path, or a URI when the run is on an object store); when a worker dies, Ray Train restarts
 the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
-driver publishes the final HF model at ``<output>/model``. Every run artifact goes through
-``agentray.storage``; models given as URIs are fetched on the node that loads them.
+driver publishes the final HF model at ``<output>/model``. With ``train.loss: dpo`` the rows
+are preference pairs and each step's loss is DPO's against a frozen reference
+(``preference.py``). Every run artifact goes through ``agentray.storage``; models given
+as URIs are fetched on the node that loads them.
 """
 
 from __future__ import annotations
