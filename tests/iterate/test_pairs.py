@@ -190,3 +190,18 @@ def test_a_rounds_pairs_feed_the_dpo_trainer_and_a_dpo_round_is_configured(
 def test_a_dpo_round_needs_pairs_from_the_previous_model(settings):
     with pytest.raises(ValueError, match="iterate.train_loss 'dpo' needs"):
         IterateConfig(**settings)
+
+
+def test_the_model_card_of_a_dpo_round_states_its_loss_and_pairs(tmp_path):
+    from agentray.config import PipelineConfig
+    from agentray.iterate.card import write_model_card
+
+    here = tmp_path / "round-1"
+    (here / "train" / "model").mkdir(parents=True)
+    (here / "train" / "model" / "config.json").write_text("{}")
+    train = {"loss": "dpo", "dpo": {"beta": 0.25, "label_smoothing": 0.0, "pairs": "p"}}
+    inputs = {"rows": 7, "pairs": f"{here}/pairs/pairs.parquet", "pairs_too_long": 1}
+    storage.write_json(here / "train" / "manifest.json", {"config": train, "inputs": inputs})
+    card = Path(write_model_card(str(here), 1, PipelineConfig(run_dir=str(tmp_path)))).read_text()
+    assert "- loss: dpo (beta 0.25, label_smoothing 0.0) on 7 pairs of" in card
+    assert "(1 set aside as longer than max_seq_len)" in card
