@@ -107,6 +107,25 @@ class IterateConfig(BaseModel):
     pairs_per_task: int = Field(
         2, gt=0, description="at most this many preference pairs per task and round"
     )
+    train_loss: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="how rounds >= 1 train: sft on the merged data, or dpo on the round's "
+        "preference pairs (round-<k>/pairs; needs preference_pairs and train_from: previous, "
+        "so the reference is the model that explored them; train.dpo sets beta and "
+        "label_smoothing)",
+    )
+
+    @model_validator(mode="after")
+    def _dpo_needs_pairs(self) -> IterateConfig:
+        if self.train_loss == "dpo" and not (
+            self.preference_pairs and self.train_from == "previous"
+        ):
+            raise ValueError(
+                "iterate.train_loss 'dpo' needs iterate.preference_pairs: true and "
+                "iterate.train_from: previous (the round's pairs, scored against the model "
+                "that explored them)"
+            )
+        return self
 
 
 class PipelineConfig(BaseModel):

@@ -42,6 +42,7 @@ def write_model_card(round_dir: str, k: int, cfg: PipelineConfig) -> str | None:
         f"- base model: `{train.get('inputs', {}).get('model', cfg.train.model)}` "
         f"(iterate.train_from: {cfg.iterate.train_from})",
         f"- epochs {cfg.train.epochs}, lr {cfg.train.lr}, max_seq_len {cfg.train.max_seq_len}",
+        _loss_text(train),
         f"- code: {train.get('versions', {}).get('code', 'unknown')}",
         f"- lineage: `agentray lineage {model}`",
         "",
@@ -53,6 +54,18 @@ def write_model_card(round_dir: str, k: int, cfg: PipelineConfig) -> str | None:
         "",
     ]
     return storage.write_text(storage.join(model, "README.md"), "\n".join(lines))
+
+
+def _loss_text(train: dict[str, Any]) -> str:
+    config, inputs = train.get("config", {}), train.get("inputs", {})
+    if config.get("loss") != "dpo":
+        return "- loss: sft"
+    dpo = config.get("dpo", {})
+    return (
+        f"- loss: dpo (beta {dpo.get('beta')}, label_smoothing {dpo.get('label_smoothing')}) "
+        f"on {inputs.get('rows')} pairs of `{inputs.get('pairs')}` "
+        f"({inputs.get('pairs_too_long')} set aside as longer than max_seq_len)"
+    )
 
 
 def _data_text(k: int, data: dict[str, Any]) -> str:

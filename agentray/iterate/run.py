@@ -18,6 +18,7 @@ from agentray.iterate.pairs import write_preference_pairs
 from agentray.iterate.report import write_rounds_report
 from agentray.manifest import code_version, write_manifest
 from agentray.policies.config import HFConfig
+from agentray.train import TrainConfig
 
 console = Console()
 
@@ -39,7 +40,8 @@ def model_of(cfg: PipelineConfig, k: int) -> str:
 def round_config(cfg: PipelineConfig, k: int) -> PipelineConfig:
     """The pipeline config of round ``k``: its own run dir; from round 1 on, process reads
     the merged trajectories (deduplicated there, so not again by task id) and train starts
-    from the base model or round k-1's."""
+    from the base model or round k-1's (with ``iterate.train_loss: dpo``, round k-1's, by DPO
+    on the round's preference pairs)."""
     rc = cfg.model_copy(deep=True)
     rc.run_dir = round_dir(cfg, k)
     if k >= 1:
@@ -47,6 +49,12 @@ def round_config(cfg: PipelineConfig, k: int) -> PipelineConfig:
         rc.process.dedup = False
         if cfg.iterate.train_from == "previous":
             rc.train.model = model_of(cfg, k - 1)
+        if cfg.iterate.train_loss == "dpo":
+            pairs = storage.join(rc.run_dir, "pairs", "pairs.parquet")
+            dpo = rc.train.dpo.model_dump() | {"pairs": pairs}
+            rc.train = TrainConfig.model_validate(
+                rc.train.model_dump() | {"loss": "dpo", "dpo": dpo}
+            )
     return rc
 
 

@@ -24,8 +24,36 @@ class LoraSettings(BaseModel):
     )
 
 
+class DpoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: str | None = Field(
+        None,
+        description="path or URI of the preference pairs (prompt/chosen/rejected chat "
+        "messages, as `agentray iterate` writes them): a .parquet or .jsonl file, or a folder "
+        "of them (its parquet files when it has any, else its jsonl files)",
+    )
+    beta: float = Field(
+        0.1, gt=0, description="strength of the pull towards the reference (the starting model)"
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="conservative DPO: the share of pairs assumed mislabelled (0: plain DPO)",
+    )
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    loss: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="sft: cross-entropy on the assistant tokens of the process stage's rows; "
+        "dpo: Direct Preference Optimization on train.dpo.pairs against a frozen copy of "
+        "the starting model (padded rows, no packing; micro_batch_size counts pairs)",
+    )
+    dpo: DpoSettings = Field(default_factory=DpoSettings)
 
     model: str = Field(
         TINY_MODEL,
@@ -163,7 +191,23 @@ class TrainConfig(BaseModel):
             self.use_gpu and self.precision == "bf16"
         ):
             raise ValueError("attn_implementation='flash_attention_2' needs use_gpu and bf16")
+        self._check_dpo()
         return self
+
+    def _check_dpo(self) -> None:
+        if self.loss == "sft":
+            if self.dpo.pairs is not None:
+                raise ValueError("train.dpo.pairs is set but train.loss is 'sft'; set loss: dpo")
+            return
+        if self.dpo.pairs is None:
+            raise ValueError("train.loss 'dpo' needs train.dpo.pairs (a pairs parquet/jsonl)")
+        if self.attn_implementation == "sdpa_varlen":
+            raise ValueError("train.loss 'dpo' uses padded rows; sdpa_varlen needs packs")
+        if self.zero_stage == 3:
+            raise ValueError(
+                "train.loss 'dpo' keeps a full reference model on every rank, which ZeRO-3 "
+                "would not shard; use zero_stage 0 or 2"
+            )
 
     def global_batch_size(self) -> int:
         """Sequences per optimizer step across all workers."""

@@ -138,7 +138,11 @@ def dpo_loss(
 
 
 def dpo_batch_loss(
-    policy: Any, reference: Any, batch: Mapping[str, Any], beta: float = 0.1
+    policy: Any,
+    reference: Any,
+    batch: Mapping[str, Any],
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
 ) -> tuple[Any, dict[str, float]]:
     """One step's loss: the policy's log-probs with gradients, the reference's without."""
     import torch
@@ -146,4 +150,6 @@ def dpo_batch_loss(
     policy_chosen, policy_rejected = pair_logps(policy, batch)
     with torch.no_grad():
         reference_chosen, reference_rejected = pair_logps(reference, batch)
-    return dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
+    return dpo_loss(
+        policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta, label_smoothing
+    )

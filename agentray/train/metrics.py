@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,20 @@ PEAK_BF16_TFLOPS = (
 )
 METRICS_JSONL = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-TB_SCALARS = ("loss", "final_loss", "lr", "grad_norm", "tokens_per_s", "model_tflops_per_s", "mfu")
+TB_SCALARS = (
+    "loss",
+    "final_loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "model_tflops_per_s",
+    "mfu",
+    # train.loss: dpo
+    "reward_margin",
+    "reward_accuracy",
+    "reward_chosen",
+    "reward_rejected",
+)
 
 
 def peak_tflops_for(device_name: str) -> float | None:
@@ -202,4 +216,32 @@ def publish_metrics(history: list[dict], out_dir: str, tensorboard: bool) -> dic
         "metrics": metrics_path,
         "loss_plot": plot_path,
         "tensorboard": tensorboard_dir if tensorboard else None,
+    }
+
+
+def run_summary(
+    history: list[dict], state: dict[str, Any], model_dir: str, fit_s: float, started: float
+) -> dict[str, Any]:
+    """The run's figures for the manifest and the CLI, from the steps' metrics rows."""
+    # Step 1 includes warm-up (first batches, lazy init); leave it out of throughput.
+    timed = history[1:] or history
+    seconds = sum(r["step_s"] for r in timed)
+    tokens = sum(r["tokens"] for r in timed)
+    padded = sum(r["padded_tokens"] for r in timed)
+    mfus = [r["mfu"] for r in timed if r.get("mfu") is not None]
+    return {
+        "steps": len(history),
+        "first_loss": history[0]["loss"],
+        "last_loss": history[-1]["loss"],
+        "final_loss": history[-1].get("final_loss"),
+        "tokens": sum(r["tokens"] for r in history),
+        "tokens_per_s": tokens / seconds if seconds else 0.0,
+        "padded_tokens_per_s": padded / seconds if seconds else 0.0,
+        "mfu": sum(mfus) / len(mfus) if mfus else None,
+        "train_loop_s": sum(r["step_s"] for r in history),
+        "fit_s": fit_s,
+        "wall_s": time.time() - started,
+        "resumed_from_steps": state["resumed_from_steps"],
+        "worker_nodes": state["worker_nodes"],
+        "model_dir": model_dir,
     }

@@ -8,8 +8,10 @@ trains. Checkpoints (HF model + every rank's engine state, see ``checkpoint.py``
 through ``ray.train.report`` to Ray Train's storage (``<output>/ray_results``: a local
 path, or a URI when the run is on an object store); when a worker dies, Ray Train restarts
 the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
-driver publishes the final HF model at ``<output>/model``. Every run artifact goes through
-``agentray.storage``; models given as URIs are fetched on the node that loads them.
+driver publishes the final HF model at ``<output>/model``. With ``train.loss: dpo`` the rows
+are preference pairs and each step's loss is DPO's against a frozen reference
+(``preference.py``). Every run artifact goes through ``agentray.storage``; models given
+as URIs are fetched on the node that loads them.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from agentray.train.checkpoint import (
 )
 from agentray.train.config import TrainConfig
 from agentray.train.engine import ZERO_CONFIG_DIR, deepspeed_config
-from agentray.train.metrics import METRICS_JSONL, TENSORBOARD_DIR, plot_loss, publish_metrics
+from agentray.train.metrics import (
+    METRICS_JSONL,
+    TENSORBOARD_DIR,
+    plot_loss,
+    publish_metrics,
+    run_summary,
+)
 
 __all__ = [
     "IGNORE_INDEX",
@@ -56,7 +64,7 @@ __all__ = [
 ]
 
 # Summed over micro-batches and ranks each optimizer step ("sequences": examples, however
-# many packs they came in).
+# many packs they came in), after the loss's own (these two, or preference.DPO_STAT_NAMES).
 STAT_NAMES = ("loss_sum", "loss_tokens", "tokens", "padded_tokens", "sequences", "model_flops")
 
 
@@ -103,12 +111,21 @@ class _Run:
         model_path = resolve_model(loop["model_path"])
         self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.collate = make_collate(
-            loop["packed"],
-            pad_id,
-            cfg.max_seq_len,
-            self.engine.module.config._attn_implementation,
-        )
+        self.reference = None
+        if cfg.loss == "dpo":
+            from agentray.train import preference
+
+            self.collate = preference.PairCollate(pad_id)
+            self.reference = preference.load_reference(
+                cfg, model_path, loop["ds_config"], self.engine.device
+            )
+        else:
+            self.collate = make_collate(
+                loop["packed"],
+                pad_id,
+                cfg.max_seq_len,
+                self.engine.module.config._attn_implementation,
+            )
         self.flops = FlopsModel(self.engine.module)
         self.peak_tflops = device_peak_tflops(cfg.use_gpu, cfg.peak_tflops)
         nodes: list[Any] = [None] * self.world
@@ -189,11 +206,10 @@ def _optimizer_steps(run: _Run, shard):
     saved ones) on that step's batches: the step's own loss is that of the weights before it.
     After a restart mid-epoch, the micro-batches the checkpoint had already trained on are
     skipped so the epoch keeps its length."""
-    import torch
     import torch.distributed as dist
 
     cfg, engine = run.cfg, run.engine
-    acc = torch.zeros(len(STAT_NAMES), dtype=torch.float64, device=engine.device)
+    acc = None
     batches = shard.iter_torch_batches(
         batch_size=cfg.micro_batch_size,
         collate_fn=run.collate,
@@ -210,12 +226,20 @@ def _optimizer_steps(run: _Run, shard):
         last = run.step + 1 == run.total
         stats, boundary, grad_norm = _micro_step(run, batch)
         last_batches += [batch] if last else []
-        acc += stats
+        acc = stats if acc is None else acc + stats
         if boundary:
             dist.all_reduce(acc)
-            final_loss = mean_loss_all_ranks(engine, last_batches) if last else None
+            final_loss = _final_loss(run, last_batches) if last else None
             yield acc.tolist(), lr, grad_norm, final_loss
-            acc.zero_()
+            acc = None
+
+
+def _final_loss(run: _Run, batches: list[dict[str, Any]]) -> float:
+    if run.reference is None:
+        return mean_loss_all_ranks(run.engine, batches)
+    from agentray.train.preference import final_dpo_loss
+
+    return final_dpo_loss(run.engine, run.reference, batches, run.cfg)
 
 
 def _micro_step(run: _Run, batch: dict[str, Any]):
@@ -225,9 +249,15 @@ def _micro_step(run: _Run, batch: dict[str, Any]):
 
     engine = run.engine
     batch = {k: v.to(engine.device) for k, v in batch.items()}
-    loss_sum, n_loss = forward_loss(engine, batch)
-    # Mean over this micro-batch's loss tokens; DeepSpeed divides by the accumulation steps.
-    engine.backward(loss_sum / n_loss.clamp(min=1))
+    if run.reference is None:
+        loss_sum, n_loss = forward_loss(engine, batch)
+        # Mean over this micro-batch's loss tokens; DeepSpeed divides by the accumulation steps.
+        loss, values = loss_sum / n_loss.clamp(min=1), [float(loss_sum.detach()), float(n_loss)]
+    else:
+        from agentray.train.preference import dpo_step_values
+
+        loss, values = dpo_step_values(engine, run.reference, batch, run.cfg)  # mean over pairs
+    engine.backward(loss)
     boundary = engine.is_gradient_accumulation_boundary()
     own_norm = _grad_norm(engine) if boundary and _norm_not_kept(run) else None
     engine.step()
@@ -236,9 +266,7 @@ def _micro_step(run: _Run, batch: dict[str, Any]):
         kept = engine.get_global_grad_norm()
         grad_norm = float(kept) if kept is not None else own_norm
     tokens = float(real_tokens(batch))
-    values = [
-        float(loss_sum.detach()),
-        float(n_loss),
+    values += [
         tokens,
         float(batch["input_ids"].numel()),
         float(examples_in(batch)),
@@ -266,16 +294,21 @@ def _grad_norm(engine) -> float:
 def _step_metrics(run: _Run, stats: list[float], lr: float, grad_norm, seconds: float) -> dict:
     from agentray.train.metrics import mfu
 
-    loss_sum, n_loss, tokens, padded, sequences, flops = stats
+    *own, tokens, padded, sequences, flops = stats
     per_s = (lambda x: x / seconds) if seconds > 0 else (lambda x: 0.0)
+    if run.reference is None:
+        loss = {"loss": own[0] / max(own[1], 1.0), "loss_tokens": int(own[1])}
+    else:
+        from agentray.train.preference import dpo_row
+
+        loss = dpo_row(own)
     return {
         "step": run.step,
         "epoch": run.epoch,
-        "loss": loss_sum / max(n_loss, 1.0),
+        **loss,
         "lr": lr,
         "grad_norm": grad_norm,
         "sequences": int(sequences),
-        "loss_tokens": int(n_loss),
         "tokens": int(tokens),
         "padded_tokens": int(padded),
         "step_s": seconds,
@@ -327,6 +360,8 @@ def _progress_line(row: dict[str, Any], total: int) -> str:
         line += f" gnorm {row['grad_norm']:.3f}"
     if row["mfu"] is not None:
         line += f" mfu {row['mfu']:.1%}"
+    if "reward_accuracy" in row:
+        line += f" margin {row['reward_margin']:.3f} acc {row['reward_accuracy']:.2f}"
     if "final_loss" in row:
         line += f" | final loss {row['final_loss']:.4f}"
     return line
@@ -349,14 +384,22 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
     run_dir = storage.absolute(run_dir)
     data_dir = storage.absolute(cfg.data or storage.join(run_dir, "process", "train"))
     out_dir = storage.absolute(cfg.output or storage.join(run_dir, "train"))
-    if not storage.list_files(data_dir, ".parquet"):
+    dpo = cfg.loss == "dpo"
+    if not dpo and not storage.list_files(data_dir, ".parquet"):
         raise FileNotFoundError(f"no parquet shards in {data_dir}; run the process stage first")
     storage.makedirs(out_dir)
     ensure_ray()
     model_path = model_source(cfg.model)
     tokenizer_path = _tokenizer_path(cfg, data_dir, model_path)
 
-    ds, packed, num_rows = training_dataset(data_dir, cfg)
+    if dpo:
+        from agentray.train.preference import pairs_dataset
+
+        ds, num_rows, data_inputs = pairs_dataset(cfg, tokenizer_path)
+        packed = False
+    else:
+        ds, packed, num_rows = training_dataset(data_dir, cfg)
+        data_inputs = {"data": data_dir}
     total, steps_per_epoch = plan_steps(num_rows, cfg)
     if cfg.shuffle:
         # Block order + a buffer in each worker: no all-to-all shuffle every epoch.
@@ -401,7 +444,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
     state, history = export_model(result.checkpoint, model_dir)
     outputs = publish_metrics(history, out_dir, cfg.tensorboard)
     checkpoint = checkpoint_location(result.checkpoint, storage_path)
-    summary = _summary(history, state, model_dir, fit_s, started) | {
+    summary = run_summary(history, state, model_dir, fit_s, started) | {
         "packed": packed,
         "checkpoint": checkpoint,
     }
@@ -410,7 +453,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
         "train",
         cfg,
         inputs={
-            "data": data_dir,
+            **data_inputs,
             "rows": num_rows,
             "packed": packed,
             "model": model_path,
@@ -439,30 +482,3 @@ def _parent(location: str) -> str:
     if storage.is_uri(location):
         return location.rstrip("/").rsplit("/", 1)[0]
     return str(Path(location).parent)
-
-
-def _summary(
-    history: list[dict], state: dict[str, Any], model_dir: str, fit_s: float, started: float
-) -> dict[str, Any]:
-    # Step 1 includes warm-up (first batches, lazy init); leave it out of throughput.
-    timed = history[1:] or history
-    seconds = sum(r["step_s"] for r in timed)
-    tokens = sum(r["tokens"] for r in timed)
-    padded = sum(r["padded_tokens"] for r in timed)
-    mfus = [r["mfu"] for r in timed if r.get("mfu") is not None]
-    return {
-        "steps": len(history),
-        "first_loss": history[0]["loss"],
-        "last_loss": history[-1]["loss"],
-        "final_loss": history[-1].get("final_loss"),
-        "tokens": sum(r["tokens"] for r in history),
-        "tokens_per_s": tokens / seconds if seconds else 0.0,
-        "padded_tokens_per_s": padded / seconds if seconds else 0.0,
-        "mfu": sum(mfus) / len(mfus) if mfus else None,
-        "train_loop_s": sum(r["step_s"] for r in history),
-        "fit_s": fit_s,
-        "wall_s": time.time() - started,
-        "resumed_from_steps": state["resumed_from_steps"],
-        "worker_nodes": state["worker_nodes"],
-        "model_dir": model_dir,
-    }

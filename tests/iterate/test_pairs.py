@@ -120,3 +120,74 @@ def test_pairs_load_as_a_conversational_preference_dataset(tmp_path, tiny_model_
         assert row[side][0]["role"] == "assistant"
         full = tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
         assert full.startswith(prompt) and row[side][0]["content"] in full[len(prompt) :]
+
+
+def test_a_rounds_pairs_feed_the_dpo_trainer_and_a_dpo_round_is_configured(
+    tmp_path, tiny_model_dir
+):
+    """What ``iterate.train_loss: dpo`` hands the train stage: round k's pairs.parquet, read
+    and tokenized by the trainer's DPO side, from round k-1's model."""
+    from transformers import AutoTokenizer
+
+    from agentray.config import PipelineConfig
+    from agentray.iterate.run import model_of, round_config
+    from agentray.train.preference import read_pairs, tokenize_pairs
+
+    cfg = PipelineConfig(
+        run_dir=str(tmp_path / "run"),
+        train={"dpo": {"beta": 0.25}},
+        iterate={"preference_pairs": True, "train_from": "previous", "train_loss": "dpo"},
+    )
+    assert round_config(cfg, 0).train.loss == "sft"  # round 0 is the pipeline
+    train = round_config(cfg, 1).train
+    pairs = str(tmp_path / "run" / "round-1" / "pairs")
+    assert (train.loss, train.dpo.beta) == ("dpo", 0.25)
+    assert train.dpo.pairs == f"{pairs}/pairs.parquet"
+    assert train.model == model_of(cfg, 0)
+
+    samples = [
+        trajectory_folder(
+            tmp_path / "s0", [_record("db_0", ["SELECT count(*) FROM t", "done: 3"], 1.0)], round=0
+        ),
+        trajectory_folder(
+            tmp_path / "s1", [_record("db_0", ["SELECT count(*) FROM t", "done: 4"], 0.0)], round=0
+        ),
+    ]
+    write_preference_pairs(samples, cfg.iterate, ProcessConfig(check_actions=False), pairs)
+    rows, too_long = tokenize_pairs(
+        read_pairs(train.dpo.pairs), AutoTokenizer.from_pretrained(tiny_model_dir), 512
+    )
+    assert len(rows) == 1 and too_long == []
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chosen = [t for t in rows[0]["chosen_labels"] if t != -100]
+    rejected = [t for t in rows[0]["rejected_labels"] if t != -100]
+    assert "done: 3" in tokenizer.decode(chosen) and "done: 4" in tokenizer.decode(rejected)
+    assert "SELECT" not in tokenizer.decode(chosen)  # the shared opening is the prompt
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"train_loss": "dpo"},
+        {"train_loss": "dpo", "preference_pairs": True},
+        {"train_loss": "dpo", "train_from": "previous"},
+    ],
+)
+def test_a_dpo_round_needs_pairs_from_the_previous_model(settings):
+    with pytest.raises(ValueError, match="iterate.train_loss 'dpo' needs"):
+        IterateConfig(**settings)
+
+
+def test_the_model_card_of_a_dpo_round_states_its_loss_and_pairs(tmp_path):
+    from agentray.config import PipelineConfig
+    from agentray.iterate.card import write_model_card
+
+    here = tmp_path / "round-1"
+    (here / "train" / "model").mkdir(parents=True)
+    (here / "train" / "model" / "config.json").write_text("{}")
+    train = {"loss": "dpo", "dpo": {"beta": 0.25, "label_smoothing": 0.0, "pairs": "p"}}
+    inputs = {"rows": 7, "pairs": f"{here}/pairs/pairs.parquet", "pairs_too_long": 1}
+    storage.write_json(here / "train" / "manifest.json", {"config": train, "inputs": inputs})
+    card = Path(write_model_card(str(here), 1, PipelineConfig(run_dir=str(tmp_path)))).read_text()
+    assert "- loss: dpo (beta 0.25, label_smoothing 0.0) on 7 pairs of" in card
+    assert "(1 set aside as longer than max_seq_len)" in card
