@@ -55,10 +55,25 @@ def _agent_only(cfg: PipelineConfig, policy: Any):
 
 
 def _eval_teacher(cfg: PipelineConfig, run: str) -> dict[str, Any]:
+    """The scripted expert over HTTP. It listens on every interface and is reached by this
+    node's IP: on a cluster the eval's policy actors run on other nodes, whose 127.0.0.1 is
+    not this one. The endpoint takes no key (``api_key_env=None``)."""
     configs = family_config_dicts(cfg.envs)
-    with ExpertEndpoint(families=cfg.eval.families, family_configs=configs) as ep:
-        policy = OpenAIConfig(model="expert", base_url=ep.base_url, params=cfg.eval.policy.params)
+    with ExpertEndpoint(host="0.0.0.0", families=cfg.eval.families, family_configs=configs) as ep:
+        policy = OpenAIConfig(
+            model="expert",
+            base_url=teacher_url(ep.port),
+            api_key_env=None,
+            params=cfg.eval.policy.params,
+        )
         return run_eval(_agent_only(cfg, policy), run, envs=cfg.envs)
+
+
+def teacher_url(port: int) -> str:
+    """``base_url`` of an endpoint on this node, as other nodes reach it."""
+    import ray
+
+    return f"http://{ray.util.get_node_ip_address()}:{port}/v1"
 
 
 def _eval_base(cfg: PipelineConfig, run: str) -> dict[str, Any]:

@@ -44,7 +44,11 @@ class OpenAIConfig(_PolicyBase):
     backend: Literal["openai"] = Field("openai", description="OpenAI-compatible endpoint")
     model: str = Field(..., description="model name at the endpoint, e.g. gpt-4")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. .../v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="env variable holding the API key")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="env variable holding the API key; null: the endpoint needs none (a "
+        "self-hosted server on another node, e.g. vLLM or agentray serve without a key)",
+    )
     max_concurrency: int = Field(16, gt=0, description="requests in flight per policy")
     timeout_s: float = Field(60.0, gt=0, description="per request attempt, seconds")
     max_retries: int = Field(

@@ -60,7 +60,11 @@ def is_local(base_url: str | None) -> bool:
     return bool(base_url) and urlparse(base_url).hostname in LOCAL_HOSTS
 
 
-def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
+def resolve_api_key(api_key_env: str | None, base_url: str | None) -> str:
+    """The key to send: ``api_key_env``'s value; a placeholder for a local URL or for
+    ``api_key_env=None`` (an endpoint declared keyless); else a clear error."""
+    if api_key_env is None:
+        return PLACEHOLDER_KEY
     key = os.environ.get(api_key_env)
     if key:
         return key
@@ -123,7 +127,7 @@ class OpenAIPolicy(Policy):
         self,
         model: str,
         base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str | None = "OPENAI_API_KEY",
         max_concurrency: int = 16,
         timeout_s: float = 60.0,
         max_retries: int = 3,

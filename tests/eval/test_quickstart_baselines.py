@@ -49,3 +49,29 @@ def test_teacher_and_base_side_by_side(ray_local, tiny_model_dir, tmp_path):
     assert "Training: 3 steps, loss 8.30 → 6.71 at 5,000 tokens/s" in text
     assert "| db | success rate (%) | 100.0 | 0.0 | 0.0 |" in text
     assert "collect 1, eval 2" in text
+
+
+def test_the_teacher_is_reached_by_the_node_ip_so_other_nodes_reach_it(monkeypatch, tmp_path):
+    """On a cluster the eval's policy actors run on other nodes: a loopback URL would point
+    them at themselves. The endpoint answers at the node's IP, without a key."""
+    import json
+    import urllib.request
+    from urllib.parse import urlparse
+
+    from agentray import quickstart
+    from agentray.policies.openai import LOCAL_HOSTS
+
+    seen = {}
+
+    def fake_eval(cfg, run, envs):
+        seen["policy"] = cfg.policy
+        with urllib.request.urlopen(f"{cfg.policy.base_url}/models", timeout=10) as reply:
+            seen["models"] = json.load(reply)
+        return {}
+
+    monkeypatch.setattr(quickstart, "run_eval", fake_eval)
+    cfg = validate_config({"run_dir": str(tmp_path), "eval": {"families": ["db"]}})
+    _eval_teacher(cfg, str(tmp_path / "teacher"))
+    assert urlparse(seen["policy"].base_url).hostname not in LOCAL_HOSTS
+    assert seen["policy"].api_key_env is None
+    assert seen["models"]["data"][0]["id"] == "expert"

@@ -310,3 +310,14 @@ def test_lean_client_refuses_a_proxy_it_would_bypass(monkeypatch):
     with pytest.raises(ValueError, match="https_proxy.*client: sdk"):
         OpenAIPolicy("gpt-4", **remote)
     assert OpenAIPolicy("gpt-4", client="sdk", **remote).client.api_key == "sk-test"
+
+
+def test_a_remote_endpoint_needs_a_key_unless_declared_keyless(monkeypatch):
+    from agentray.policies.openai import PLACEHOLDER_KEY, resolve_api_key
+
+    monkeypatch.delenv("AGENTRAY_UNSET_KEY", raising=False)
+    url = "http://10.0.0.5:8000/v1"  # a self-hosted server on another node
+    with pytest.raises(ValueError, match="AGENTRAY_UNSET_KEY is not set.*10.0.0.5"):
+        resolve_api_key("AGENTRAY_UNSET_KEY", url)
+    assert resolve_api_key(None, url) == PLACEHOLDER_KEY
+    assert OpenAIConfig(model="m", base_url=url, api_key_env=None).api_key_env is None
