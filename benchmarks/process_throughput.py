@@ -2,6 +2,7 @@
 
     python benchmarks/process_throughput.py [--agent-per-family 150] [--packing] [--workers 2]
                                             [--repeat 3] [--cpus N]
+    python benchmarks/process_throughput.py --nodes 2 [--cpus-per-node 1]
 
 Data: expert trajectories of every env family (played straight against the envs, written
 as trajectory parquet the way collection writes it) plus the bundled ShareGPT file.
@@ -16,6 +17,11 @@ general records the eta = 0.2 mix draws, plan the mix and (with --packing) pack.
 records/s counts the records read: trajectories + general records. The plain loop and the
 warm pipeline run in turns (--repeat times each) and the medians are compared: on a shared
 machine the load changes from minute to minute.
+
+With --nodes N: the scaling figure instead. A real multi-node Ray cluster on this machine
+(``ray start`` head + nodes, agentray.testing.cluster), each node --cpus-per-node CPUs: the
+warm pipeline on the head alone, then again after N - 1 nodes joined (their first run is
+cold, not counted), same data, same settings.
 
 Then where the pipeline's time goes, per step of the stage (console.STEPS), for each run:
 its wall time, the Ray Data executions it started and the seconds inside them (from the
@@ -194,8 +200,13 @@ def main() -> None:
     parser.add_argument("--model", default=TINY_MODEL)
     parser.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray cluster")
     parser.add_argument("--repeat", type=int, default=3, help="plain loop / warm runs, in turns")
+    parser.add_argument("--nodes", type=int, default=1, help=">1: the scaling figure")
+    parser.add_argument("--cpus-per-node", type=int, default=1, help="with --nodes")
     args = parser.parse_args()
     console = Console()
+    if args.nodes > 1:
+        scaling(args, console)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="agentray-process-bench-"))
     try:
@@ -251,6 +262,58 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def scaling(args: argparse.Namespace, console: Console) -> None:
+    """Warm pipeline seconds on one node, then on ``args.nodes`` nodes of the same size."""
+    import ray
+
+    from agentray.testing.cluster import LocalCluster
+
+    work = Path(tempfile.mkdtemp(prefix="agentray-process-scaling-"))
+    trajectories = work / "collect" / "trajectories"
+    n = write_trajectories(trajectories, args.agent_per_family)
+    cfg = ProcessConfig(
+        model=args.model,
+        max_seq_len=args.max_seq_len,
+        tokenize_workers=args.nodes * args.cpus_per_node,  # a task per CPU of the big cluster
+        packing={"enabled": args.packing},
+    )
+    timings: dict[str, list[float]] = {}
+    with LocalCluster() as cluster:
+        ensure_ray(address=cluster.start_head(args.cpus_per_node))
+
+        def runs(label: str) -> None:
+            run_process(cfg, work, progress=False)  # cold: new workers load the tokenizer
+            timings[label] = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                stats = run_process(cfg, work, progress=False)
+                timings[label].append(time.perf_counter() - t0)
+            console.print(f"{label}: {stats['records']} examples, runs {timings[label]}")
+
+        runs(f"1 node x {args.cpus_per_node} CPU")
+        for _ in range(args.nodes - 1):
+            cluster.add_node(args.cpus_per_node)
+        cluster.wait_for_nodes(args.nodes)
+        runs(f"{args.nodes} nodes x {args.cpus_per_node} CPU")
+        ray.shutdown()
+    shutil.rmtree(work, ignore_errors=True)
+    one, many = (statistics.median(r) for r in timings.values())
+    table = Table(title=f"process stage, {n} trajectories + ShareGPT, warm (median)")
+    for column in ("cluster", "seconds", "all runs", "vs 1 node"):
+        table.add_column(column, justify="left" if column == "cluster" else "right")
+    for label, seconds in zip(timings, (one, many), strict=True):
+        all_runs = " ".join(f"{r:.1f}" for r in timings[label])
+        table.add_row(label, f"{seconds:.1f}", all_runs, f"{one / seconds:.2f}x")
+    console.print(table)
+    console.print(f"tokenizer tasks at once: {cfg.tokenize_workers}; load: {_load()}")
+
+
+def _load() -> str:
+    import os
+
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
