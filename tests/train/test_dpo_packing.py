@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import pytest
 import torch
@@ -23,6 +24,8 @@ from agentray.train.dpo import (
     sequences_in,
 )
 
+# the comparisons run on this torch device (fp32), as test_train_packed's do
+DEVICE = os.environ.get("AGENTRAY_TEST_DEVICE", "cpu")
 LOGP_ATOL = 1e-4  # fp32 sums of ~30 token log-probs (~ -100 each side)
 # "flat": the one padding-free row flash-attention gets (FlatPackCollate), run here on sdpa
 KERNELS = ["sdpa", "eager", "flat", VARLEN_SDPA]
@@ -34,7 +37,12 @@ def _model(path: str, attn: str):
     if attn == VARLEN_SDPA:
         register()
     attn = "sdpa" if attn == "flat" else attn
-    return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn)
+    return model.to(DEVICE).eval()
+
+
+def _on_device(batch: dict) -> dict:
+    return {key: value.to(DEVICE) for key, value in batch.items()}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def encoded(prompt_sensitive_model_dir):
 
 def _pack(encoded: list[dict], pad_id: int, attn: str) -> dict:
     lengths = [len(p[side]["input_ids"]) for p in encoded for side in ("chosen", "rejected")]
-    width = max(lengths) + min(lengths) + 4  # two sequences to a row at most: several rows
+    width = max(lengths) + min(lengths) + 4  # a few sequences a row: several rows, padded
     return pack_pairs(encoded, pad_id, width, "flash_attention_2" if attn == "flat" else attn)
 
 
@@ -64,7 +72,7 @@ def _cross_talk(batch: dict, attn: str) -> dict:
         )
     else:  # flat rows: the sequences' bounds come from where position_ids restart
         width = batch["input_ids"].size(1)
-        wrong["position_ids"] = torch.arange(width).expand_as(batch["position_ids"])
+        wrong["position_ids"] = torch.arange(width, device=DEVICE).expand_as(batch["position_ids"])
     return wrong
 
 
@@ -74,8 +82,8 @@ def test_packed_pairs_score_every_sequence_as_the_padded_batch(
 ):
     encoded, pad_id = encoded
     n = 2 * len(encoded)
-    padded = collate_pairs(encoded, pad_id)
-    batch = _pack(encoded, pad_id, attn)
+    padded = _on_device(collate_pairs(encoded, pad_id))
+    batch = _on_device(_pack(encoded, pad_id, attn))
     segments, owners = batch["segment_ids"], batch["sequence_ids"]
     assert sequences_in(batch) == sequences_in(padded) == n
     assert torch.equal(owners < 0, segments == 0)  # -1 exactly on padding
@@ -121,10 +129,10 @@ def test_a_packed_dpo_step_has_the_padded_loss_and_gradients(
     prompt_sensitive_model_dir, encoded, attn
 ):
     encoded, pad_id = encoded
-    padded = collate_pairs(encoded, pad_id)
+    padded = _on_device(collate_pairs(encoded, pad_id))
     # sdpa_varlen takes packed rows only: the padded batch runs on sdpa
     loss, metrics, grads = _step(*_policy_and_reference(prompt_sensitive_model_dir, "sdpa"), padded)
-    packed = _pack(encoded, pad_id, attn)
+    packed = _on_device(_pack(encoded, pad_id, attn))
     p_loss, p_metrics, p_grads = _step(
         *_policy_and_reference(prompt_sensitive_model_dir, attn), packed
     )
