@@ -42,6 +42,13 @@ class DpoSettings(BaseModel):
         lt=0.5,
         description="conservative DPO: the share of pairs assumed mislabelled (0: plain DPO)",
     )
+    packing: bool = Field(
+        True,
+        description="pack each micro-batch's chosen and rejected sequences into "
+        "train.max_seq_len rows, attention kept per sequence as for SFT packs (4D "
+        "block-diagonal mask; flash-attention and sdpa_varlen: one row without padding); "
+        "false: one right-padded row per sequence",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -51,7 +58,7 @@ class TrainConfig(BaseModel):
         "sft",
         description="sft: cross-entropy on the assistant tokens of the process stage's rows; "
         "dpo: Direct Preference Optimization on train.dpo.pairs against a frozen copy of "
-        "the starting model (padded rows, no packing; micro_batch_size counts pairs)",
+        "the starting model (train.dpo.packing; micro_batch_size counts pairs)",
     )
     dpo: DpoSettings = Field(default_factory=DpoSettings)
 
@@ -201,8 +208,11 @@ class TrainConfig(BaseModel):
             return
         if self.dpo.pairs is None:
             raise ValueError("train.loss 'dpo' needs train.dpo.pairs (a pairs parquet/jsonl)")
-        if self.attn_implementation == "sdpa_varlen":
-            raise ValueError("train.loss 'dpo' uses padded rows; sdpa_varlen needs packs")
+        if self.attn_implementation == "sdpa_varlen" and not self.dpo.packing:
+            raise ValueError(
+                "train.dpo.packing is false (padded rows); attn_implementation sdpa_varlen "
+                "needs packs"
+            )
         if self.zero_stage == 3:
             raise ValueError(
                 "train.loss 'dpo' keeps a full reference model on every rank, which ZeRO-3 "

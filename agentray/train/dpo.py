@@ -8,15 +8,23 @@ turns and -100 everywhere else (the prompt, observations, padding), as the SFT e
 
     loss = -log sigmoid(beta * ((log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))))
 
-with each log-probability the sum over the labelled tokens. Self-contained: the trainer's
-step calls ``pair_logps`` for the policy and (under no_grad) for the reference model, then
-``dpo_loss``.
+with each log-probability the sum over the labelled tokens. The trainer's step calls
+``pair_logps`` for the policy and (under no_grad) for the reference model, then ``dpo_loss``.
+
+A micro-batch's 2B sequences come either right-padded, one per row (``collate_pairs``), or
+packed (``pack_pairs``): the SFT packer and collate (``pack_examples``, ``make_collate``:
+the 4D block-diagonal mask, or one padding-free row for flash-attention and sdpa_varlen)
+plus ``sequence_ids``, which of the 2B sequences each token belongs to, so the per-token
+log-probs sum back into per-sequence ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from agentray.model.packing import pack_examples
+from agentray.train.batches import MODEL_INPUTS, PACKED_COLUMNS, make_collate, token_losses
 
 IGNORE_INDEX = -100
 Messages = Sequence[Mapping[str, str]]
@@ -89,6 +97,46 @@ def collate_pairs(pairs: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, 
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def pack_pairs(
+    pairs: Sequence[Mapping[str, Any]], pad_id: int, max_seq_len: int, attn_implementation: str
+) -> dict[str, Any]:
+    """Encoded pairs -> one packed batch of their 2B sequences (chosen_0..chosen_{B-1},
+    rejected_0..: sequence i is ``collate_pairs``'s row i) in rows of at most ``max_seq_len``
+    tokens, collated as the SFT packs are for ``attn_implementation``, plus ``sequence_ids``
+    aligned with ``input_ids`` (-1 on padding)."""
+    rows = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    examples = [
+        {"id": str(i), "input_ids": r["input_ids"], "labels": r["labels"]}
+        for i, r in enumerate(rows)
+    ]
+    packs = pack_examples(examples, max_seq_len)
+    collate = make_collate(True, pad_id, max_seq_len, attn_implementation)
+    batch = collate({key: [p[key] for p in packs] for key in PACKED_COLUMNS})
+    members = [[int(i) for i in p["example_ids"]] for p in packs]
+    batch["sequence_ids"] = _sequence_ids(batch["segment_ids"], members)
+    return batch
+
+
+def _sequence_ids(segment_ids: Any, members: list[list[int]]) -> Any:
+    """Segment k of a row -> its sequence. The collate keeps a row per pack (segments 1..k
+    in each) or joins the packs into one row (segments numbered on across packs)."""
+    import torch
+
+    if segment_ids.size(0) != len(members):
+        members = [[i for pack in members for i in pack]]
+    table = torch.full((len(members), 1 + max(map(len, members))), -1, dtype=torch.long)
+    for row, ids in enumerate(members):
+        table[row, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return torch.gather(table, 1, segment_ids)
+
+
+def sequences_in(batch: Mapping[str, Any]) -> int:
+    """The 2B sequences of a pair batch, padded or packed (every sequence has tokens)."""
+    if "sequence_ids" in batch:
+        return int(batch["sequence_ids"].max()) + 1
+    return int(batch["input_ids"].size(0))
+
+
 def sequence_logps(logits: Any, labels: Any) -> Any:
     """Per row, the sum of log p(token) over the labelled tokens (labels aligned with the
     inputs, as for the SFT loss: the logits at position t predict the label at t + 1)."""
@@ -103,10 +151,26 @@ def sequence_logps(logits: Any, labels: Any) -> Any:
     return (picked * scored).sum(dim=-1)
 
 
+def packed_sequence_logps(logits: Any, batch: Mapping[str, Any]) -> Any:
+    """Per sequence of a ``pack_pairs`` batch, the sum of log p(token) over its labelled
+    tokens: the token log-probs added up by the ``sequence_ids`` of their label positions."""
+    logps = -token_losses(logits, batch["labels"])
+    owners = batch["sequence_ids"][:, 1:]
+    scored = batch["labels"][:, 1:] != IGNORE_INDEX
+    sums = logps.new_zeros(sequences_in(batch))
+    return sums.index_add(0, owners[scored], logps[scored])
+
+
 def pair_logps(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
-    """(chosen, rejected) sequence log-probs of a ``collate_pairs`` batch under ``model``."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = sequence_logps(logits, batch["labels"])
+    """(chosen, rejected) sequence log-probs of a ``collate_pairs`` or ``pack_pairs`` batch
+    under ``model``."""
+    if "sequence_ids" in batch:
+        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
+        # use_cache=False: with a cache, transformers would not look for packed examples
+        logps = packed_sequence_logps(model(**inputs, use_cache=False).logits, batch)
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logps = sequence_logps(logits.logits, batch["labels"])
     half = logps.shape[0] // 2
     return logps[:half], logps[half:]
 

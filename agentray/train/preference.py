@@ -8,8 +8,10 @@ and the run's tokenizer, and sets aside the pairs that do not fit ``train.max_se
 manifest counts and names them). Each row of the Ray Dataset is one pair.
 
 On each worker, a frozen reference (the starting model, eval mode, no gradients) scores
-every batch next to the policy; a batch is the micro-batch's chosen rows then its rejected
-rows, right-padded (``collate_pairs``): no packing for DPO.
+every batch next to the policy. A batch holds the micro-batch's chosen sequences then its
+rejected ones: packed into ``train.max_seq_len`` rows with the SFT packs' masks
+(``pack_pairs``, ``train.dpo.packing``, the default) or one right-padded row each
+(``collate_pairs``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from agentray import storage
 from agentray.train.config import LoraSettings, TrainConfig
-from agentray.train.dpo import IGNORE_INDEX, PairTooLong, collate_pairs, dpo_batch_loss, encode_pair
+from agentray.train.dpo import (
+    IGNORE_INDEX,
+    PairTooLong,
+    collate_pairs,
+    dpo_batch_loss,
+    encode_pair,
+    pack_pairs,
+    sequences_in,
+)
 
 PAIR_COLUMNS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
 # Summed over micro-batches and ranks each optimizer step, like trainer.STAT_NAMES.
@@ -121,10 +131,20 @@ def pairs_dataset(cfg: TrainConfig, tokenizer_path: str):
 
 
 class PairCollate(NumpyBatchCollateFn):
-    """A Ray Data batch of tokenized pairs -> ``collate_pairs``'s padded batch."""
+    """A Ray Data batch of tokenized pairs -> ``pack_pairs``'s packed batch for
+    ``attn_implementation`` (``packing``), else ``collate_pairs``'s padded one."""
 
-    def __init__(self, pad_id: int) -> None:
+    def __init__(
+        self,
+        pad_id: int,
+        packing: bool = False,
+        max_seq_len: int = 0,
+        attn_implementation: str = "sdpa",
+    ) -> None:
         self.pad_id = pad_id
+        self.packing = packing
+        self.max_seq_len = max_seq_len
+        self.attn_implementation = attn_implementation
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         pairs = [
@@ -137,6 +157,8 @@ class PairCollate(NumpyBatchCollateFn):
             }
             for i in range(len(batch["chosen_input_ids"]))
         ]
+        if self.packing:
+            return pack_pairs(pairs, self.pad_id, self.max_seq_len, self.attn_implementation)
         return collate_pairs(pairs, self.pad_id)
 
 
@@ -153,7 +175,7 @@ def load_reference(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any],
 def dpo_step_values(engine, reference, batch: dict[str, Any], cfg: TrainConfig):
     """(the micro-batch's mean DPO loss, its ``DPO_STAT_NAMES`` values)."""
     loss, metrics = dpo_batch_loss(engine, reference, batch, cfg.dpo.beta, cfg.dpo.label_smoothing)
-    n = batch["input_ids"].size(0) // 2
+    n = sequences_in(batch) // 2
     loss_tokens = float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     values = [
         float(loss.detach()) * n,

@@ -112,20 +112,16 @@ class _Run:
         self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.reference = None
+        attn = self.engine.module.config._attn_implementation
         if cfg.loss == "dpo":
             from agentray.train import preference
 
-            self.collate = preference.PairCollate(pad_id)
+            self.collate = preference.PairCollate(pad_id, cfg.dpo.packing, cfg.max_seq_len, attn)
             self.reference = preference.load_reference(
                 cfg, model_path, loop["ds_config"], self.engine.device
             )
         else:
-            self.collate = make_collate(
-                loop["packed"],
-                pad_id,
-                cfg.max_seq_len,
-                self.engine.module.config._attn_implementation,
-            )
+            self.collate = make_collate(loop["packed"], pad_id, cfg.max_seq_len, attn)
         self.flops = FlopsModel(self.engine.module)
         self.peak_tflops = device_peak_tflops(cfg.use_gpu, cfg.peak_tflops)
         nodes: list[Any] = [None] * self.world
@@ -396,7 +392,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
         from agentray.train.preference import pairs_dataset
 
         ds, num_rows, data_inputs = pairs_dataset(cfg, tokenizer_path)
-        packed = False
+        packed = cfg.dpo.packing
     else:
         ds, packed, num_rows = training_dataset(data_dir, cfg)
         data_inputs = {"data": data_dir}

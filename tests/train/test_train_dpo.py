@@ -68,7 +68,14 @@ def write_pairs(folder: Path, pairs: list[dict]) -> Path:
         ({"loss": "dop", "dpo": {"pairs": "p"}}, "loss"),
         ({"loss": "dpo"}, "needs train.dpo.pairs"),
         ({"dpo": {"pairs": "p"}}, "train.loss is 'sft'"),
-        ({"loss": "dpo", "dpo": {"pairs": "p"}, "attn_implementation": "sdpa_varlen"}, "packs"),
+        (
+            {
+                "loss": "dpo",
+                "dpo": {"pairs": "p", "packing": False},
+                "attn_implementation": "sdpa_varlen",
+            },
+            "needs packs",
+        ),
         ({"loss": "dpo", "dpo": {"pairs": "p"}, "zero_stage": 3}, "ZeRO-3"),
     ],
 )
@@ -79,7 +86,8 @@ def test_dpo_config_rejects_typos_and_invalid_combinations(settings, message):
 
 def test_dpo_config_defaults():
     cfg = TrainConfig(loss="dpo", dpo={"pairs": "s3://bucket/round-1/pairs"})
-    assert (cfg.dpo.beta, cfg.dpo.label_smoothing) == (0.1, 0.0)
+    assert (cfg.dpo.beta, cfg.dpo.label_smoothing, cfg.dpo.packing) == (0.1, 0.0, True)
+    TrainConfig(loss="dpo", dpo={"pairs": "p"}, attn_implementation="sdpa_varlen")  # packed
     assert TrainConfig().loss == "sft"
 
 
@@ -134,29 +142,37 @@ def _margins(model_dir: str, pairs: list[dict]) -> list[float]:
     return (chosen - rejected).tolist()
 
 
+def _dpo_config(tiny_model_dir: str, folder: Path, output: Path, **overrides) -> TrainConfig:
+    settings = {
+        "model": tiny_model_dir,
+        "loss": "dpo",
+        "dpo": {"pairs": str(folder), "beta": 0.1},
+        "num_workers": 1,
+        "engine": "torch",
+        "micro_batch_size": 4,
+        "epochs": 3,
+        "lr": 1e-3,
+        "warmup_ratio": 0.0,
+        "lr_schedule": "constant",
+        # the long pair's rejected side (819 tokens) does not fit; a step's 8 sequences
+        # (at most 254 tokens) fit one packed row
+        "max_seq_len": 256,
+        "log_every_steps": 1,
+        "output": str(output),
+    }
+    return TrainConfig(**(settings | overrides))
+
+
 @pytest.mark.slow
 def test_dpo_run_starts_at_log2_learns_the_preferences_and_saves_them(
     tmp_path, tiny_model_dir, ray_local
 ):
+    """Packed (train.dpo.packing, the default), then a short padded run for the padding."""
     from agentray.train.trainer import run_train
 
     pairs = hand_made_pairs()
     folder = write_pairs(tmp_path / "round-1" / "pairs", [*pairs, LONG])
-    cfg = TrainConfig(
-        model=tiny_model_dir,
-        loss="dpo",
-        dpo={"pairs": str(folder), "beta": 0.1},
-        num_workers=1,
-        engine="torch",
-        micro_batch_size=4,
-        epochs=3,
-        lr=1e-3,
-        warmup_ratio=0.0,
-        lr_schedule="constant",
-        max_seq_len=96,
-        log_every_steps=1,
-        output=str(tmp_path / "train"),
-    )
+    cfg = _dpo_config(tiny_model_dir, folder, tmp_path / "train")
     summary = run_train(cfg, str(tmp_path), progress=False)
     assert summary["steps"] == 6  # 8 pairs that fit / 4 a step, 3 epochs
 
@@ -172,6 +188,19 @@ def test_dpo_run_starts_at_log2_learns_the_preferences_and_saves_them(
     assert last["final_loss"] < last["loss"]
     assert last["reward_accuracy"] > first["reward_accuracy"]
     assert last["reward_margin"] > 0.5
+
+    # one epoch padded: the same sequences and tokens, one right-padded row each
+    no_packing = {"pairs": str(folder), "beta": 0.1, "packing": False}
+    padded_cfg = _dpo_config(tiny_model_dir, folder, tmp_path / "padded", epochs=1, dpo=no_packing)
+    padded_summary = run_train(padded_cfg, str(tmp_path), progress=False)
+    padded = [json.loads(line) for line in (tmp_path / "padded" / "metrics.jsonl").open()]
+    assert (summary["packed"], padded_summary["packed"]) == (True, False)
+    assert padded[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    epoch = history[:2]  # the packed run's first epoch: the same 8 pairs
+    assert sum(r["tokens"] for r in epoch) == sum(r["tokens"] for r in padded)
+    assert sum(r["sequences"] for r in epoch) == sum(r["sequences"] for r in padded) == 16
+    assert all(r["padded_tokens"] == r["tokens"] for r in history)  # one full row a step
+    assert sum(r["padded_tokens"] for r in epoch) < sum(r["padded_tokens"] for r in padded)
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["pairs_read"] == len(pairs) + 1
