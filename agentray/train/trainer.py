@@ -42,7 +42,7 @@ from agentray.train.checkpoint import (
     save_checkpoint,
 )
 from agentray.train.config import TrainConfig
-from agentray.train.engine import ZERO_CONFIG_DIR, deepspeed_config
+from agentray.train.engine import ZERO_CONFIG_DIR, deepspeed_config, use_torch_engine
 from agentray.train.metrics import (
     METRICS_JSONL,
     TENSORBOARD_DIR,
@@ -442,6 +442,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
     checkpoint = checkpoint_location(result.checkpoint, storage_path)
     summary = run_summary(history, state, model_dir, fit_s, started) | {
         "packed": packed,
+        "engine": "torch" if use_torch_engine(cfg) else "deepspeed",
         "checkpoint": checkpoint,
     }
     write_manifest(

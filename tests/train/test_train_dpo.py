@@ -167,7 +167,8 @@ def _dpo_config(tiny_model_dir: str, folder: Path, output: Path, **overrides) ->
 def test_dpo_run_starts_at_log2_learns_the_preferences_and_saves_them(
     tmp_path, tiny_model_dir, ray_local
 ):
-    """Packed (train.dpo.packing, the default), then a short padded run for the padding."""
+    """Packed (train.dpo.packing, the default) on the torch engine, then a short padded run
+    on DeepSpeed (ZeRO-2: the engine of multi-worker runs)."""
     from agentray.train.trainer import run_train
 
     pairs = hand_made_pairs()
@@ -189,12 +190,15 @@ def test_dpo_run_starts_at_log2_learns_the_preferences_and_saves_them(
     assert last["reward_accuracy"] > first["reward_accuracy"]
     assert last["reward_margin"] > 0.5
 
-    # one epoch padded: the same sequences and tokens, one right-padded row each
+    # one epoch padded, on DeepSpeed: the same sequences and tokens, one right-padded row each
     no_packing = {"pairs": str(folder), "beta": 0.1, "packing": False}
-    padded_cfg = _dpo_config(tiny_model_dir, folder, tmp_path / "padded", epochs=1, dpo=no_packing)
+    padded_cfg = _dpo_config(
+        tiny_model_dir, folder, tmp_path / "padded", epochs=1, dpo=no_packing, engine="deepspeed"
+    )
     padded_summary = run_train(padded_cfg, str(tmp_path), progress=False)
     padded = [json.loads(line) for line in (tmp_path / "padded" / "metrics.jsonl").open()]
     assert (summary["packed"], padded_summary["packed"]) == (True, False)
+    assert (summary["engine"], padded_summary["engine"]) == ("torch", "deepspeed")
     assert padded[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     epoch = history[:2]  # the packed run's first epoch: the same 8 pairs
     assert sum(r["tokens"] for r in epoch) == sum(r["tokens"] for r in padded)
