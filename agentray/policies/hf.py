@@ -15,6 +15,10 @@ app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one
   ``prefix_cache_tokens`` positions, so a prompt prefills only what no earlier prompt of
   this policy had: its family's opening is computed once per policy, an episode's next turn
   prefills only the new messages.
+- Shared-prefix decoding (``shared_prefix``): the batch's rows are grouped by the opening
+  they share, each group's opening is held once and each row keeps only its own tail
+  (``agentray.policies.shared_prefix``): a decode step reads far fewer keys/values than
+  from a padded cache of every row's whole prompt, and no padding between families.
 - Stop strings end a row once its generated text contains one; max_new_tokens bounds it.
 
 Greedy outputs of a batch equal those of its conversations generated one at a time.
@@ -332,25 +336,36 @@ class HFPolicy(ChatTemplatePolicy):
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         if cache is not None:
             kwargs["past_key_values"] = cache
-        with cache.active() if hasattr(cache, "active") else nullcontext():
+        with self._attention_for(cache):
             return self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
                 **kwargs,
             ).cpu()
 
+    def _attention_for(self, cache: Any) -> Any:
+        """The context in which ``generate`` runs: ``SHARED_PREFIX_SDPA`` reads a
+        SharedPrefixCache only while it is active (plain sdpa otherwise)."""
+        if self.shared_prefix:
+            from agentray.policies.shared_prefix import SharedPrefixCache
+
+            if isinstance(cache, SharedPrefixCache):
+                return cache.active()
+        return nullcontext()
+
     # -- prefill: each prompt on its own, shared prefixes computed once (and cached) ------
 
     def _prefilled_cache(self, prompts: list[list[int]], max_new_tokens: int):
         """A cache holding the keys/values of every prompt but its last token: ``generate``
         then runs only the last column and decodes. With ``shared_prefix`` a
-        SharedPrefixCache (each group's common prefix once, the rest per row), else a
-        StaticCache left-padded like ``input_ids``. Each prompt is prefilled at its own length (no compute on padding) and
-        reuses the keys/values of the longest prefix it shares with an earlier prompt of
-        the batch or, with the prefix cache, of an earlier call: episodes of one env family
-        all open with the same instruction and demonstration. A single prompt gets a
-        DynamicCache instead (no padding: its decode steps need no attention mask, as on
-        the plain path). None (``generate`` prefills the padded batch itself) for caches
+        SharedPrefixCache (each group's common prefix once, the rest per row; prompts come
+        sorted from ``generate_ids``, so those that share are neighbours), else a
+        StaticCache left-padded like ``input_ids``. Each prompt is prefilled at its own
+        length (no compute on padding) and reuses the keys/values of the longest prefix it
+        shares with an earlier prompt of the batch or, with the prefix cache, of an earlier
+        call: episodes of one env family all open with the same instruction and
+        demonstration. A single prompt gets a DynamicCache instead (no padding: its decode
+        steps need no attention mask, as on the plain path). None (``generate`` prefills the padded batch itself) for caches
         that are not plain full-attention layers, e.g. sliding windows."""
         from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
