@@ -44,7 +44,10 @@ class RolloutConfig(BaseModel):
     policy_actor_gpus: float = Field(0.0, ge=0, description="GPUs per PolicyActor (hf backend)")
     max_batch_size: int = Field(32, gt=0, description="turns batched into one generate call")
     batch_wait_s: float = Field(
-        0.005, ge=0, description="how long a PolicyActor waits to fill a batch"
+        0.005,
+        ge=0,
+        description="how long a PolicyActor waits to fill a batch (again while turns keep "
+        "arriving, at most 8 times)",
     )
     episode_timeout_s: float = Field(
         600.0, gt=0, description="wall time limit per episode attempt (then task_error)"

@@ -1,8 +1,8 @@
 """PolicyActor: hosts one Policy and batches the pending turns of many episodes.
 
 A policy that answers a batch at once (a local model: one forward pass; the expert) gets
-whatever arrives within ``batch_wait_s`` (up to ``max_batch_size``) in one
-``Policy.generate`` call; EnvPools send it their turns with ``generate_batch``. A policy
+whatever arrives within ``batch_wait_s`` (up to ``max_batch_size``; the window is extended
+while turns keep arriving) in one ``Policy.generate`` call; EnvPools send it their turns with ``generate_batch``. A policy
 whose answers each take their own time (a remote teacher) gets every turn on its own, so
 one slow reply holds no other back; EnvPools send it turns with ``submit`` and fetch
 whatever is ready with ``collect`` (a mailbox per pool), many turns per call either way.
@@ -24,6 +24,7 @@ from agentray.ray_utils import plugin_runtime_env
 from agentray.types import Completion, GenerationParams, Message
 
 BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
+MAX_BATCH_WINDOWS = 8  # batch_wait_s windows a batch waits at most while turns keep arriving
 
 
 def answers_in_batches(policy: Any) -> bool:
@@ -210,13 +211,26 @@ class PolicyActor:
         while True:
             await self._has_work.wait()
             if len(self._pending) < self.max_batch_size and self.batch_wait_s > 0:
-                await asyncio.sleep(self.batch_wait_s)  # let more turns join this batch
+                await self._fill_window()
             batch = self._pending[: self.max_batch_size]
             del self._pending[: self.max_batch_size]
             if not self._pending:
                 self._has_work.clear()
             for group in _group_by_params(batch):
                 self._spawn(self._run(group))
+
+    async def _fill_window(self) -> None:
+        """Let more turns join this batch: wait ``batch_wait_s``, and again while turns
+        keep arriving (at most ``MAX_BATCH_WINDOWS`` windows, until the batch is full). A
+        burst of turns sent over more than one window (32 episodes' turns, sent one
+        ``remote`` call at a time) then makes one batch, not a batch and its stragglers,
+        which would wait for the whole batch and then decode on their own; a lone turn
+        still waits one window."""
+        for _ in range(MAX_BATCH_WINDOWS):
+            seen = len(self._pending)
+            await asyncio.sleep(self.batch_wait_s)
+            if len(self._pending) == seen or len(self._pending) >= self.max_batch_size:
+                return
 
     async def _run(self, group: list[tuple]) -> None:
         completions = await self._generate(

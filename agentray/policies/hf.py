@@ -15,6 +15,10 @@ app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one
   ``prefix_cache_tokens`` positions, so a prompt prefills only what no earlier prompt of
   this policy had: its family's opening is computed once per policy, an episode's next turn
   prefills only the new messages.
+- Shared-prefix decoding (``shared_prefix``): the batch's rows are grouped by the opening
+  they share, each group's opening is held once and each row keeps only its own tail
+  (``agentray.policies.shared_prefix``): a decode step reads far fewer keys/values than
+  from a padded cache of every row's whole prompt, and no padding between families.
 - Stop strings end a row once its generated text contains one; max_new_tokens bounds it.
 
 Greedy outputs of a batch equal those of its conversations generated one at a time.
@@ -28,6 +32,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 from agentray.model.chat import (
@@ -204,11 +209,14 @@ class HFPolicy(ChatTemplatePolicy):
         prefill_per_prompt: bool = True,
         prefix_cache: bool = True,
         prefix_cache_tokens: int = 16384,
+        shared_prefix: bool = True,
     ) -> None:
         """``prefill_per_prompt=False`` lets ``generate`` prefill the padded batch itself
         (the plain path; same outputs, more compute on padding and shared prefixes, no
         prefix cache). ``prefix_cache`` keeps prefilled keys/values across calls, at most
-        ``prefix_cache_tokens`` positions."""
+        ``prefix_cache_tokens`` positions. ``shared_prefix``: a batch decodes with each
+        group's common prefix held once (``agentray.policies.shared_prefix``; models with
+        sdpa attention), else from a padded ``StaticCache``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
@@ -219,10 +227,20 @@ class HFPolicy(ChatTemplatePolicy):
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.shared_prefix = shared_prefix and self._enable_shared_prefix()
         self.pad_token_id = self._pad_token_id()
         self.eos_token_ids = self._eos_token_ids()
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()  # one generate at a time on this model
+
+    def _enable_shared_prefix(self) -> bool:
+        """Switch the model to ``SHARED_PREFIX_SDPA`` (sdpa but with a SharedPrefixCache)."""
+        from agentray.policies import shared_prefix
+
+        if self.model.config._attn_implementation != "sdpa":
+            return False
+        self.model.set_attn_implementation(shared_prefix.register())
+        return True
 
     @classmethod
     def from_config(cls, cfg: HFConfig) -> HFPolicy:
@@ -318,23 +336,36 @@ class HFPolicy(ChatTemplatePolicy):
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         if cache is not None:
             kwargs["past_key_values"] = cache
-        return self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            **kwargs,
-        ).cpu()
+        with self._attention_for(cache):
+            return self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                **kwargs,
+            ).cpu()
+
+    def _attention_for(self, cache: Any) -> Any:
+        """The context in which ``generate`` runs: ``SHARED_PREFIX_SDPA`` reads a
+        SharedPrefixCache only while it is active (plain sdpa otherwise)."""
+        if self.shared_prefix:
+            from agentray.policies.shared_prefix import SharedPrefixCache
+
+            if isinstance(cache, SharedPrefixCache):
+                return cache.active()
+        return nullcontext()
 
     # -- prefill: each prompt on its own, shared prefixes computed once (and cached) ------
 
     def _prefilled_cache(self, prompts: list[list[int]], max_new_tokens: int):
-        """A StaticCache holding the keys/values of every prompt but its last token,
-        left-padded like ``input_ids``: ``generate`` then runs only the last column and
-        decodes. Each prompt is prefilled at its own length (no compute on padding) and
-        reuses the keys/values of the longest prefix it shares with an earlier prompt of
-        the batch or, with the prefix cache, of an earlier call: episodes of one env family
-        all open with the same instruction and demonstration. A single prompt gets a
-        DynamicCache instead (no padding: its decode steps need no attention mask, as on
-        the plain path). None (``generate`` prefills the padded batch itself) for caches
+        """A cache holding the keys/values of every prompt but its last token: ``generate``
+        then runs only the last column and decodes. With ``shared_prefix`` a
+        SharedPrefixCache (each group's common prefix once, the rest per row; prompts come
+        sorted from ``generate_ids``, so those that share are neighbours), else a
+        StaticCache left-padded like ``input_ids``. Each prompt is prefilled at its own
+        length (no compute on padding) and reuses the keys/values of the longest prefix it
+        shares with an earlier prompt of the batch or, with the prefix cache, of an earlier
+        call: episodes of one env family all open with the same instruction and
+        demonstration. A single prompt gets a DynamicCache instead (no padding: its decode
+        steps need no attention mask, as on the plain path). None (``generate`` prefills the padded batch itself) for caches
         that are not plain full-attention layers, e.g. sliding windows."""
         from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
@@ -350,6 +381,11 @@ class HFPolicy(ChatTemplatePolicy):
             return None
         if len(rows) == 1:
             return DynamicCache(ddp_cache_data=rows[0])
+        if self.shared_prefix:
+            from agentray.policies.shared_prefix import SharedPrefixCache, group_rows
+
+            groups = group_rows(prompts, max_new_tokens, MIN_SHARED_PREFIX)
+            return SharedPrefixCache(prompts, rows, groups, max_new_tokens)
         for layer in range(len(cache.layers)):
             keys, values = (_left_padded([row[layer][i] for row in rows], width) for i in (0, 1))
             cache.update(keys, values, layer)
