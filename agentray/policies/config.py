@@ -116,6 +116,12 @@ class HFConfig(_PolicyBase):
         "(memory: 2 x layers x kv heads x head dim x dtype bytes per position, e.g. 0.5 MiB "
         "for Llama-2-7B in fp16, 2 KiB for the tiny model)",
     )
+    shared_prefix: bool = Field(
+        True,
+        description="decode a batch with each group's shared opening held once and each "
+        "row's own tail apart (cascade attention; models with sdpa attention): a step reads "
+        "one opening plus short tails instead of every row's padded prompt; same outputs",
+    )
 
 
 class VLLMConfig(_PolicyBase):

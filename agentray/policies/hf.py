@@ -251,6 +251,7 @@ class HFPolicy(ChatTemplatePolicy):
             dtype=cfg.dtype,
             prefix_cache=cfg.prefix_cache,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
+            shared_prefix=cfg.shared_prefix,
         )
 
     def describe(self) -> dict[str, Any]:

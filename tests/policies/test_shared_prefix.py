@@ -52,7 +52,10 @@ def _conversations() -> list[list[dict]]:
 def policies(prompt_sensitive_model_dir) -> tuple[HFPolicy, HFPolicy]:
     """(shared prefix, padded StaticCache), no prefix cache."""
     shared = HFPolicy(prompt_sensitive_model_dir, prefix_cache=False)
-    padded = HFPolicy(prompt_sensitive_model_dir, prefix_cache=False, shared_prefix=False)
+    from agentray.policies.registry import HFConfig, make_policy
+
+    off = HFConfig(model=prompt_sensitive_model_dir, prefix_cache=False, shared_prefix=False)
+    padded = make_policy(off)  # the config's switch reaches the policy
     assert shared.shared_prefix and not padded.shared_prefix
     return shared, padded
 
