@@ -66,8 +66,12 @@ class HFModelServer:
         from agentray.policies.hf import HFPolicy
 
         cfg = ServeConfig(**config)
-        self.policy = HFPolicy(
-            cfg.model, device=cfg.device, max_batch_size=cfg.max_batch_size, dtype=cfg.dtype
+        self.policy = HFPolicy(  # the Decoder runs its own steps: no generate-only paths
+            cfg.model,
+            device=cfg.device,
+            max_batch_size=cfg.max_batch_size,
+            dtype=cfg.dtype,
+            shared_prefix=False,
         )
         self.loop = DecodeLoop(Decoder(self.policy, max_rows=cfg.max_batch_size))
         self.admit.set_max_batch_size(cfg.max_batch_size)
