@@ -2,10 +2,11 @@
 
 A policy that answers a batch at once (a local model: one forward pass; the expert) gets
 whatever arrives within ``batch_wait_s`` (up to ``max_batch_size``; the window is extended
-while turns keep arriving) in one ``Policy.generate`` call; EnvPools send it their turns with ``generate_batch``. A policy
-whose answers each take their own time (a remote teacher) gets every turn on its own, so
-one slow reply holds no other back; EnvPools send it turns with ``submit`` and fetch
-whatever is ready with ``collect`` (a mailbox per pool), many turns per call either way.
+while turns keep arriving) in one ``Policy.generate`` call; EnvPools send it their turns
+with ``generate_batch``. A policy whose answers each take their own time (a remote
+teacher) gets every turn on its own, so one slow reply holds no other back; EnvPools send
+it turns with ``submit`` and fetch whatever is ready with ``collect`` (a mailbox per pool),
+many turns per call either way.
 """
 
 from __future__ import annotations

@@ -366,8 +366,9 @@ class HFPolicy(ChatTemplatePolicy):
         shares with an earlier prompt of the batch or, with the prefix cache, of an earlier
         call: episodes of one env family all open with the same instruction and
         demonstration. A single prompt gets a DynamicCache instead (no padding: its decode
-        steps need no attention mask, as on the plain path). None (``generate`` prefills the padded batch itself) for caches
-        that are not plain full-attention layers, e.g. sliding windows."""
+        steps need no attention mask, as on the plain path). None (``generate`` prefills the
+        padded batch itself) for caches that are not plain full-attention layers, e.g.
+        sliding windows."""
         from transformers import DynamicCache, StaticCache
         from transformers.cache_utils import StaticLayer
 
