@@ -6,13 +6,13 @@ at 0 for every example, ``segment_ids`` number them 1..k, 0 is padding). The tra
 them apart by the schema and picks the collate that keeps attention inside each example:
 
 - padded rows: ``PadCollate`` (a 2D padding mask);
-- packs with sdpa/eager attention (CPU, or GPU without flash-attn): ``PackedCollate``'s 4D
-  block-diagonal causal mask plus ``position_ids``;
+- packs with sdpa/eager attention (set explicitly; ``auto`` picks ``sdpa_varlen`` for packs
+  without flash-attn): ``PackedCollate``'s 4D block-diagonal causal mask plus ``position_ids``;
 - packs with flash-attention: ``FlatPackCollate`` joins the micro-batch's packs into one row
   without padding, and transformers runs flash-attention's varlen kernel over the examples it
   finds from the restarting ``position_ids`` (it does so only for a batch of one row);
-- packs with ``sdpa_varlen`` (``agentray.model.varlen``, CPU): the same one row, sdpa run on
-  each example's slice.
+- packs with ``sdpa_varlen`` (``agentray.model.varlen``; CPU, or GPU without flash-attn): the
+  same one row, sdpa run on each example's slice.
 """
 
 from __future__ import annotations
@@ -120,11 +120,29 @@ def forward_loss(model, batch: dict[str, Any]):
     The model gets only the inputs the batch has: padded rows their 2D mask; packs their
     ``position_ids`` and, unless flattened for flash-attention, the 4D block mask.
     ``use_cache=False``: with a cache, transformers would not look for packed examples.
+    Logits are computed only where the next token is a label (``predicts_a_label``).
     """
+    import torch.nn.functional as F
+
     inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
-    logits = model(**inputs, use_cache=False).logits
-    losses = token_losses(logits, batch["labels"])
-    return losses.sum(), (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+    keep = predicts_a_label(batch["labels"])
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    if logits.dim() == 3:  # a model that ignores logits_to_keep: every position's logits
+        return token_losses(logits, batch["labels"]).sum(), keep.sum()
+    targets = batch["labels"][:, 1:][keep[:, :-1]]
+    return F.cross_entropy(logits.float(), targets, reduction="sum"), keep.sum()
+
+
+def predicts_a_label(labels):
+    """``[b, t]`` booleans: the positions whose next token is a label. Only these positions'
+    logits are computed (``logits_to_keep``): the vocabulary projection, the softmax and their
+    gradients are the biggest per-token cost of a small model, and demonstrations, prompts
+    and padding need none."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
 
 
 def mean_loss_all_ranks(model, batches: list[dict[str, Any]]) -> float:

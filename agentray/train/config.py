@@ -119,11 +119,11 @@ class TrainConfig(BaseModel):
         Field(
             "auto",
             description="auto: flash_attention_2 on GPU when flash-attn is installed (packed "
-            "rows run as one varlen row), else sdpa (packs: a 4D block-diagonal mask over "
-            "each row); sdpa_varlen (packed rows only): the micro-batch's packs as one row "
-            "without padding, sdpa on each example, so attention costs the sum of the "
-            "examples' squared lengths, not the rows' (pays when packs hold many short "
-            "examples)",
+            "rows run as one varlen row), else sdpa_varlen for packed rows and sdpa for "
+            "padded ones; sdpa_varlen (packed rows only): the micro-batch's packs as one "
+            "row without padding, sdpa on each example, so attention costs the sum of the "
+            "examples' squared lengths, not the rows'; sdpa on packs: a 4D block-diagonal "
+            "mask over each row (the full square)",
         )
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)

@@ -47,9 +47,10 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_attn_implementation(cfg: TrainConfig) -> str:
-    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed, else sdpa
-    (packs: the 4D block-diagonal mask; ``sdpa_varlen`` is opt-in, see its description)."""
+def resolve_attn_implementation(cfg: TrainConfig, packed: bool = False) -> str:
+    """``auto``: flash-attention 2 on a GPU in bf16 when flash-attn is installed; else
+    ``sdpa_varlen`` for packed rows (attention costs the examples' squared lengths, not the
+    rows'), ``sdpa`` for padded ones."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
     import torch
@@ -60,7 +61,9 @@ def resolve_attn_implementation(cfg: TrainConfig) -> str:
         and torch.cuda.is_available()
         and importlib.util.find_spec("flash_attn") is not None
     )
-    return "flash_attention_2" if flash else "sdpa"
+    if flash:
+        return "flash_attention_2"
+    return VARLEN_SDPA if packed else "sdpa"
 
 
 def skip_cpu_shm_build() -> None:

@@ -243,5 +243,6 @@ def run_summary(
         "wall_s": time.time() - started,
         "resumed_from_steps": state["resumed_from_steps"],
         "worker_nodes": state["worker_nodes"],
+        "attn_implementation": state.get("attn_implementation"),  # None: an older checkpoint
         "model_dir": model_dir,
     }

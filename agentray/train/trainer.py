@@ -98,11 +98,14 @@ class _Run:
         from transformers import AutoTokenizer
 
         from agentray.model.tiny import resolve_model
-        from agentray.train.engine import build_engine
+        from agentray.train.engine import build_engine, resolve_attn_implementation
         from agentray.train.metrics import FlopsModel, device_peak_tflops
 
         self.loop = loop
-        self.cfg = cfg = TrainConfig.model_validate(loop["cfg"])
+        cfg = TrainConfig.model_validate(loop["cfg"])
+        packs = cfg.dpo.packing if cfg.loss == "dpo" else loop["packed"]
+        attn = resolve_attn_implementation(cfg, packs)  # once, for the engine and the reference
+        self.cfg = cfg = cfg.model_copy(update={"attn_implementation": attn})
         self.total, self.steps_per_epoch = loop["total_steps"], loop["steps_per_epoch"]
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
@@ -112,7 +115,6 @@ class _Run:
         self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.reference = None
-        attn = self.engine.module.config._attn_implementation
         if cfg.loss == "dpo":
             from agentray.train import preference
 
@@ -163,6 +165,7 @@ class _Run:
             "total_steps": self.total,
             "resumed_from_steps": self.resumed_from,
             "worker_nodes": self.worker_nodes,
+            "attn_implementation": self.cfg.attn_implementation,
         }
 
 

@@ -128,6 +128,7 @@ def test_train_zero2_learns_and_saves_hf_model(train_run_dir, tiny_model_dir, ra
     assert last < 0.6 * first, (first, last)
     assert history[-1]["lr"] < history[len(history) // 2]["lr"]  # cosine decay
     assert summary["tokens_per_s"] > 0
+    assert summary["attn_implementation"] == "sdpa"  # auto, padded rows, CPU
 
     # per-step metrics: clipped-at-1.0 gradients have a norm; no MFU without a known peak
     assert all(r["grad_norm"] > 0 for r in history)

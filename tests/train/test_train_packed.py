@@ -18,6 +18,7 @@ from agentray.model.packing import PACK_COLUMNS, pack_examples
 from agentray.model.varlen import VARLEN_SDPA, register
 from agentray.train.batches import (
     IGNORE_INDEX,
+    MODEL_INPUTS,
     FlatPackCollate,
     PadCollate,
     attention_pairs,
@@ -147,6 +148,39 @@ def test_varlen_sdpa_gives_the_block_diagonal_losses_and_gradients(prompt_sensit
         torch.testing.assert_close(g_varlen[key], grad, rtol=1e-4, atol=1e-6, msg=key)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
+    prompt_sensitive_model_dir, packed
+):
+    """forward_loss projects only the positions that predict a label onto the vocabulary;
+    its loss and gradients equal those from every position's logits."""
+    examples = tokenized_rows(prompt_sensitive_model_dir, repeats=2)
+    rows = pack_examples(examples, 4096) if packed else examples
+    columns = ("input_ids", "labels", "position_ids", "segment_ids")
+    collate = make_collate(packed, 3, 4096, "sdpa")
+    batch = _on_device(collate(_batch(rows, columns if packed else columns[:2])))
+    labeled = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert 0 < labeled < batch["input_ids"].numel() // 2  # most positions need no logits
+    results = []
+    for full in (True, False):
+        model = _model(prompt_sensitive_model_dir, "sdpa").train()
+        if full:
+            inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+            logits = model(**inputs, use_cache=False).logits
+            assert logits.shape[:2] == batch["input_ids"].shape
+            loss_sum, n = token_losses(logits, batch["labels"]).sum(), labeled
+        else:
+            loss_sum, n = forward_loss(model, batch)
+        (loss_sum / n).backward()
+        results.append((float(loss_sum.detach()), int(n), model))
+    (full_loss, n_full, full_model), (kept_loss, n_kept, kept_model) = results
+    assert n_kept == n_full == labeled
+    assert kept_loss == pytest.approx(full_loss, rel=1e-5)
+    kept_grads = dict(kept_model.named_parameters())
+    for key, param in full_model.named_parameters():
+        torch.testing.assert_close(kept_grads[key].grad, param.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_varlen_sdpa_refuses_padded_batches_and_unpacked_rows(prompt_sensitive_model_dir):
     model = _model(prompt_sensitive_model_dir, VARLEN_SDPA)
     ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 3]])
@@ -226,6 +260,8 @@ def test_packed_zero3_run_starts_at_the_unpacked_loss_and_learns(
     summary = run_train(cfg, tmp_path, progress=False)
     history = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert summary["packed"] is True and summary["steps"] == 6
+    # auto on CPU: packs run as one row per micro-batch, attention per example
+    assert summary["attn_implementation"] == VARLEN_SDPA
     assert all(r["sequences"] == 12 for r in history)  # examples, not packs
     assert history[0]["tokens"] == sum(len(ex["input_ids"]) for ex in examples)
     # step 1 runs on the initial weights: packed, split over two ranks, it is the loss of
