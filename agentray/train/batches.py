@@ -115,22 +115,32 @@ def make_collate(
 
 
 def forward_loss(model, batch: dict[str, Any]):
-    """(sum of the token losses over label tokens, their count) for one collated batch.
+    """(sum of the token losses over label tokens, their count) for one collated batch."""
+    return label_token_losses(model, batch).sum(), (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+
+
+def label_token_losses(model, batch: dict[str, Any]):
+    """``[b, t-1]``: the cross-entropy of each label token of a collated batch under
+    ``model`` (0 where the label is -100), as ``token_losses`` of the full logits.
 
     The model gets only the inputs the batch has: padded rows their 2D mask; packs their
     ``position_ids`` and, unless flattened for flash-attention, the 4D block mask.
     ``use_cache=False``: with a cache, transformers would not look for packed examples.
     Logits are computed only where the next token is a label (``predicts_a_label``).
     """
+    import torch
     import torch.nn.functional as F
 
     inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
-    keep = predicts_a_label(batch["labels"])
+    labels = batch["labels"]
+    keep = predicts_a_label(labels)
     logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     if logits.dim() == 3:  # a model that ignores logits_to_keep: every position's logits
-        return token_losses(logits, batch["labels"]).sum(), keep.sum()
-    targets = batch["labels"][:, 1:][keep[:, :-1]]
-    return F.cross_entropy(logits.float(), targets, reduction="sum"), keep.sum()
+        return token_losses(logits, labels)
+    scored = keep[:, :-1]
+    losses = torch.zeros(scored.shape, dtype=torch.float32, device=logits.device)
+    losses[scored] = F.cross_entropy(logits.float(), labels[:, 1:][scored], reduction="none")
+    return losses
 
 
 def predicts_a_label(labels):

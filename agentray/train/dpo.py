@@ -24,9 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentray.model.packing import pack_examples
-from agentray.train.batches import MODEL_INPUTS, PACKED_COLUMNS, make_collate, token_losses
+from agentray.train.batches import IGNORE_INDEX, PACKED_COLUMNS, label_token_losses, make_collate
 
-IGNORE_INDEX = -100
 Messages = Sequence[Mapping[str, str]]
 
 
@@ -137,40 +136,19 @@ def sequences_in(batch: Mapping[str, Any]) -> int:
     return int(batch["input_ids"].size(0))
 
 
-def sequence_logps(logits: Any, labels: Any) -> Any:
-    """Per row, the sum of log p(token) over the labelled tokens (labels aligned with the
-    inputs, as for the SFT loss: the logits at position t predict the label at t + 1)."""
-    import torch
-
-    logits = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
-    scored = targets != IGNORE_INDEX
-    picked = torch.gather(
-        torch.log_softmax(logits, dim=-1), 2, targets.clamp(min=0).unsqueeze(-1)
-    ).squeeze(-1)
-    return (picked * scored).sum(dim=-1)
-
-
-def packed_sequence_logps(logits: Any, batch: Mapping[str, Any]) -> Any:
-    """Per sequence of a ``pack_pairs`` batch, the sum of log p(token) over its labelled
-    tokens: the token log-probs added up by the ``sequence_ids`` of their label positions."""
-    logps = -token_losses(logits, batch["labels"])
-    owners = batch["sequence_ids"][:, 1:]
-    scored = batch["labels"][:, 1:] != IGNORE_INDEX
-    sums = logps.new_zeros(sequences_in(batch))
-    return sums.index_add(0, owners[scored], logps[scored])
-
-
 def pair_logps(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
     """(chosen, rejected) sequence log-probs of a ``collate_pairs`` or ``pack_pairs`` batch
-    under ``model``."""
+    under ``model``: per sequence, the sum of log p(token) over its labelled tokens (a
+    padded batch: one sequence per row; packs: added up by the ``sequence_ids`` of their
+    label positions)."""
+    logps = -label_token_losses(model, batch)
     if "sequence_ids" in batch:
-        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
-        # use_cache=False: with a cache, transformers would not look for packed examples
-        logps = packed_sequence_logps(model(**inputs, use_cache=False).logits, batch)
+        owners = batch["sequence_ids"][:, 1:]
+        scored = batch["labels"][:, 1:] != IGNORE_INDEX
+        sums = logps.new_zeros(sequences_in(batch))
+        logps = sums.index_add(0, owners[scored], logps[scored])
     else:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logps = sequence_logps(logits.logits, batch["labels"])
+        logps = logps.sum(dim=-1)
     half = logps.shape[0] // 2
     return logps[:half], logps[half:]
 
