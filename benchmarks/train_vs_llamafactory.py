@@ -1,7 +1,7 @@
 """agentray's trainer vs LLaMA-Factory, side by side: real tokens/s per optimizer step.
 
     python benchmarks/train_vs_llamafactory.py [--steps 20] [--rounds 1] [--run-dir DIR]
-        [--lf-venv /work/lf-venv] [--no-deepspeed] [--varlen]
+        [--lf-venv /work/lf-venv] [--no-deepspeed] [--block-mask]
 
 Data: the quickstart's training examples (configs/quickstart.yaml: 48 expert episodes of
 the six held-in families + 192 ShareGPT records, 240 examples). ``--run-dir`` holds a
@@ -22,8 +22,9 @@ included, and step 1 (warm-up) is left out of the means. Runs alternate (--round
 machine's load drifts.
 
 agentray runs twice per round: with its defaults for one worker (``train.engine: auto`` ->
-the torch engine; sdpa with the 4D block-diagonal mask) and as before (the DeepSpeed ZeRO-2
-engine), unless --no-deepspeed; ``--varlen`` adds a run with ``sdpa_varlen``.
+the torch engine; ``attn_implementation: auto`` -> sdpa_varlen for packs on CPU) and with the
+DeepSpeed ZeRO-2 engine, unless --no-deepspeed; ``--block-mask`` adds a torch-engine run with
+sdpa and the 4D block-diagonal mask (the default before 2026-12-07).
 
 LLaMA-Factory runs in its own virtualenv (``bash scripts/install.sh --llamafactory``, with
 AGENTRAY_LF_VENV=--lf-venv), started by this script under that venv's python with
@@ -301,7 +302,9 @@ def main() -> None:
     parser.add_argument("--run-dir", default="runs/quickstart", help="a quickstart run")
     parser.add_argument("--lf-venv", default=os.environ.get("AGENTRAY_LF_VENV", ".lf-venv"))
     parser.add_argument("--no-deepspeed", action="store_true", help="skip agentray+DeepSpeed")
-    parser.add_argument("--varlen", action="store_true", help="also agentray with sdpa_varlen")
+    parser.add_argument(
+        "--block-mask", action="store_true", help="also agentray with sdpa and the 4D mask"
+    )
     parser.add_argument("--lf-side", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lf_side:
@@ -331,8 +334,8 @@ def main() -> None:
     variants = {"agentray (torch engine)": {}}
     if not args.no_deepspeed:
         variants["agentray before (DeepSpeed ZeRO-2)"] = {"engine": "deepspeed"}
-    if args.varlen:
-        variants["agentray (torch engine, sdpa_varlen)"] = {"attn_implementation": "sdpa_varlen"}
+    if args.block_mask:
+        variants["agentray (torch engine, 4D mask)"] = {"attn_implementation": "sdpa"}
     names = ["LLaMA-Factory 0.9.5", *variants]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(args.rounds):

@@ -155,33 +155,6 @@ def predicts_a_label(labels):
     return keep
 
 
-def mean_loss_all_ranks(model, batches: list[dict[str, Any]]) -> float:
-    """The mean token loss of ``model`` over the collated ``batches`` of every rank (a
-    collective: every rank calls it), in eval mode without gradients."""
-    import torch.distributed as dist
-
-    sums = loss_sums(model, batches)
-    dist.all_reduce(sums)
-    return float(sums[0] / sums[1].clamp(min=1))
-
-
-def loss_sums(model, batches: list[dict[str, Any]]):
-    """[sum of the token losses, label tokens] (float64) of ``model`` over collated
-    ``batches``, in eval mode without gradients (the mode it was in is restored)."""
-    import torch
-
-    device = model.device
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    training = model.training
-    model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            loss_sum, count = forward_loss(model, {k: v.to(device) for k, v in batch.items()})
-            sums += torch.stack([loss_sum.double(), count.double()])
-    model.train(training)
-    return sums
-
-
 def token_losses(logits, labels):
     """Cross-entropy of predicting ``labels[:, 1:]`` from ``logits[:, :-1]``, ``[b, t-1]``
     (0 where the label is -100); fp32 whatever the logits' dtype."""

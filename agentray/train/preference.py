@@ -172,51 +172,45 @@ def load_reference(cfg: TrainConfig, model_path: str, ds_config: dict[str, Any],
     return reference
 
 
-def dpo_step_values(engine, reference, batch: dict[str, Any], cfg: TrainConfig):
-    """(the micro-batch's mean DPO loss, its ``DPO_STAT_NAMES`` values)."""
-    loss, metrics = dpo_batch_loss(engine, reference, batch, cfg.dpo.beta, cfg.dpo.label_smoothing)
-    n = sequences_in(batch) // 2
-    loss_tokens = float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-    values = [
-        float(loss.detach()) * n,
-        float(n),
-        metrics["rewards/chosen"] * n,
-        metrics["rewards/rejected"] * n,
-        metrics["rewards/accuracy"] * n,
-        loss_tokens,
-    ]
-    return loss, values
+class PreferenceLoss:
+    """DPO: the mean DPO loss over the micro-batch's pairs, the frozen ``reference`` scoring
+    every batch next to the policy."""
 
+    stat_names = DPO_STAT_NAMES
 
-def dpo_row(stats: list[float]) -> dict[str, Any]:
-    """The metrics row's DPO entries from one step's summed values."""
-    loss_sum, pairs, chosen, rejected, correct, loss_tokens = stats
-    n = max(pairs, 1.0)
-    return {
-        "loss": loss_sum / n,
-        "pairs": int(pairs),
-        "loss_tokens": int(loss_tokens),
-        "reward_chosen": chosen / n,
-        "reward_rejected": rejected / n,
-        "reward_margin": (chosen - rejected) / n,
-        "reward_accuracy": correct / n,
-    }
+    def __init__(self, cfg: TrainConfig, reference) -> None:
+        self.cfg = cfg
+        self.reference = reference
 
+    def collate(self, packed: bool, pad_id: int, max_seq_len: int, attn: str):
+        return PairCollate(pad_id, self.cfg.dpo.packing, max_seq_len, attn)
 
-def final_dpo_loss(engine, reference, batches: list[dict[str, Any]], cfg: TrainConfig) -> float:
-    """The mean DPO loss of the weights ``engine`` leaves over every rank's ``batches`` (a
-    collective), in eval mode without gradients."""
-    import torch
-    import torch.distributed as dist
+    def step_values(self, engine, batch: dict[str, Any]) -> tuple[Any, list[float]]:
+        """(the micro-batch's mean DPO loss, its ``DPO_STAT_NAMES`` values)."""
+        dpo = self.cfg.dpo
+        loss, metrics = dpo_batch_loss(engine, self.reference, batch, dpo.beta, dpo.label_smoothing)
+        n = sequences_in(batch) // 2
+        loss_tokens = float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        values = [
+            float(loss.detach()) * n,
+            float(n),
+            metrics["rewards/chosen"] * n,
+            metrics["rewards/rejected"] * n,
+            metrics["rewards/accuracy"] * n,
+            loss_tokens,
+        ]
+        return loss, values
 
-    sums = torch.zeros(2, dtype=torch.float64, device=engine.device)
-    training = engine.training
-    engine.eval()
-    with torch.no_grad():
-        for batch in batches:
-            batch = {k: v.to(engine.device) for k, v in batch.items()}
-            loss, values = dpo_step_values(engine, reference, batch, cfg)
-            sums += torch.tensor(values[:2], dtype=torch.float64, device=engine.device)
-    engine.train(training)
-    dist.all_reduce(sums)
-    return float(sums[0] / sums[1].clamp(min=1))
+    def row(self, stats: list[float]) -> dict[str, Any]:
+        """The metrics row's DPO entries from one step's summed values."""
+        loss_sum, pairs, chosen, rejected, correct, loss_tokens = stats
+        n = max(pairs, 1.0)
+        return {
+            "loss": loss_sum / n,
+            "pairs": int(pairs),
+            "loss_tokens": int(loss_tokens),
+            "reward_chosen": chosen / n,
+            "reward_rejected": rejected / n,
+            "reward_margin": (chosen - rejected) / n,
+            "reward_accuracy": correct / n,
+        }

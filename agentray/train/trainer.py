@@ -10,7 +10,7 @@ path, or a URI when the run is on an object store); when a worker dies, Ray Trai
 the group (``max_failures``) and every rank resumes from the latest checkpoint's step. The
 driver publishes the final HF model at ``<output>/model``. With ``train.loss: dpo`` the rows
 are preference pairs and each step's loss is DPO's against a frozen reference
-(``preference.py``). Every run artifact goes through ``agentray.storage``; models given
+(``preference.py``); the loop sees either through ``objective.py``. Every run artifact goes through ``agentray.storage``; models given
 as URIs are fetched on the node that loads them.
 """
 
@@ -28,9 +28,6 @@ from agentray.train.batches import (
     PadCollate,
     attention_pairs,
     examples_in,
-    forward_loss,
-    make_collate,
-    mean_loss_all_ranks,
     real_tokens,
     training_dataset,
 )
@@ -50,6 +47,7 @@ from agentray.train.metrics import (
     publish_metrics,
     run_summary,
 )
+from agentray.train.objective import final_loss_all_ranks, make_objective
 
 __all__ = [
     "IGNORE_INDEX",
@@ -64,8 +62,8 @@ __all__ = [
 ]
 
 # Summed over micro-batches and ranks each optimizer step ("sequences": examples, however
-# many packs they came in), after the loss's own (these two, or preference.DPO_STAT_NAMES).
-STAT_NAMES = ("loss_sum", "loss_tokens", "tokens", "padded_tokens", "sequences", "model_flops")
+# many packs they came in), after the objective's own (``Objective.stat_names``).
+SHARED_STAT_NAMES = ("tokens", "padded_tokens", "sequences", "model_flops")
 
 
 def plan_steps(num_rows: int, cfg: TrainConfig) -> tuple[int, int]:
@@ -114,16 +112,8 @@ class _Run:
         model_path = resolve_model(loop["model_path"])
         self.engine = build_engine(cfg, model_path, loop["ds_config"], self.total)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.reference = None
-        if cfg.loss == "dpo":
-            from agentray.train import preference
-
-            self.collate = preference.PairCollate(pad_id, cfg.dpo.packing, cfg.max_seq_len, attn)
-            self.reference = preference.load_reference(
-                cfg, model_path, loop["ds_config"], self.engine.device
-            )
-        else:
-            self.collate = make_collate(loop["packed"], pad_id, cfg.max_seq_len, attn)
+        self.objective = make_objective(cfg, model_path, loop["ds_config"], self.engine.device)
+        self.collate = self.objective.collate(loop["packed"], pad_id, cfg.max_seq_len, attn)
         self.flops = FlopsModel(self.engine.module)
         self.peak_tflops = device_peak_tflops(cfg.use_gpu, cfg.peak_tflops)
         nodes: list[Any] = [None] * self.world
@@ -228,17 +218,11 @@ def _optimizer_steps(run: _Run, shard):
         acc = stats if acc is None else acc + stats
         if boundary:
             dist.all_reduce(acc)
-            final_loss = _final_loss(run, last_batches) if last else None
+            final_loss = (
+                final_loss_all_ranks(run.objective, run.engine, last_batches) if last else None
+            )
             yield acc.tolist(), lr, grad_norm, final_loss
             acc = None
-
-
-def _final_loss(run: _Run, batches: list[dict[str, Any]]) -> float:
-    if run.reference is None:
-        return mean_loss_all_ranks(run.engine, batches)
-    from agentray.train.preference import final_dpo_loss
-
-    return final_dpo_loss(run.engine, run.reference, batches, run.cfg)
 
 
 def _micro_step(run: _Run, batch: dict[str, Any]):
@@ -248,14 +232,7 @@ def _micro_step(run: _Run, batch: dict[str, Any]):
 
     engine = run.engine
     batch = {k: v.to(engine.device) for k, v in batch.items()}
-    if run.reference is None:
-        loss_sum, n_loss = forward_loss(engine, batch)
-        # Mean over this micro-batch's loss tokens; DeepSpeed divides by the accumulation steps.
-        loss, values = loss_sum / n_loss.clamp(min=1), [float(loss_sum.detach()), float(n_loss)]
-    else:
-        from agentray.train.preference import dpo_step_values
-
-        loss, values = dpo_step_values(engine, run.reference, batch, run.cfg)  # mean over pairs
+    loss, values = run.objective.step_values(engine, batch)
     engine.backward(loss)
     boundary = engine.is_gradient_accumulation_boundary()
     own_norm = _grad_norm(engine) if boundary and _norm_not_kept(run) else None
@@ -295,16 +272,10 @@ def _step_metrics(run: _Run, stats: list[float], lr: float, grad_norm, seconds: 
 
     *own, tokens, padded, sequences, flops = stats
     per_s = (lambda x: x / seconds) if seconds > 0 else (lambda x: 0.0)
-    if run.reference is None:
-        loss = {"loss": own[0] / max(own[1], 1.0), "loss_tokens": int(own[1])}
-    else:
-        from agentray.train.preference import dpo_row
-
-        loss = dpo_row(own)
     return {
         "step": run.step,
         "epoch": run.epoch,
-        **loss,
+        **run.objective.row(own),
         "lr": lr,
         "grad_norm": grad_norm,
         "sequences": int(sequences),
