@@ -193,6 +193,9 @@ class RolloutEngine:
         self._running: set[str] = set()
         self._retries: Counter[str] = Counter()
         self._episode_ids = itertools.count()  # unique per engine, so per pool
+        # each PolicyActor's key in the EnvPools, and the pools told each (see _policy_key)
+        self._policy_keys: dict[Any, str] = {}
+        self._pool_policies: dict[tuple[Any, Any], asyncio.Future] = {}
 
     @property
     def in_flight_limit(self) -> int:
@@ -314,16 +317,19 @@ class RolloutEngine:
             return EpisodeResult.failed(str(e))
         pool_actor, policy_actor = pool.actor, policy.actor
         timeout = self.cfg.episode_timeout_s
-        ref = pool_actor.run_episode.remote(
-            f"{task.id}#{attempt}-{next(self._episode_ids)}",
-            task.model_dump(mode="json"),
-            policy_actor,
-            self._params,
-            timeout,
-            self._batch_turns,
-            self._send_tasks,
-        )
         try:
+            policy_key = await asyncio.wait_for(
+                self._policy_key(pool_actor, policy_actor), _POOL_GRACE_S
+            )
+            ref = pool_actor.run_episode.remote(
+                f"{task.id}#{attempt}-{next(self._episode_ids)}",
+                task.model_dump(mode="json"),
+                policy_key,
+                self._params,
+                timeout,
+                self._batch_turns,
+                self._send_tasks,
+            )
             # the pool enforces the timeout itself; this one catches a pool that hangs
             result = await asyncio.wait_for(ref, timeout + _POOL_GRACE_S)
         except RayActorError as e:  # ActorDiedError, ActorUnavailableError
@@ -346,6 +352,24 @@ class RolloutEngine:
         if result.lost == ENV_SERVER_LOST:  # a remote env's server: no actor to replace
             raise ActorLost(ENV_SERVER_LOST, result.error or "env server lost")
         return result
+
+    async def _policy_key(self, pool_actor: Any, policy_actor: Any) -> str:
+        """``policy_actor``'s key in ``pool_actor`` (``EnvPool.use_policy``): the handle goes
+        to each pool once, not with every episode. Episodes that meet a new pair wait for
+        the one call that hands it over; a failed hand-over is tried again next time."""
+        key = self._policy_keys.setdefault(policy_actor, f"policy-{len(self._policy_keys)}")
+        pair = (pool_actor, policy_actor)
+        told = self._pool_policies.get(pair)
+        if told is None:
+            told = asyncio.ensure_future(_awaited(pool_actor.use_policy.remote(key, policy_actor)))
+            self._pool_policies[pair] = told
+        try:
+            await asyncio.shield(told)
+        except BaseException:
+            if self._pool_policies.get(pair) is told and told.done():
+                del self._pool_policies[pair]
+            raise
+        return key
 
     def _record(self, task: TaskSpec, result: EpisodeResult, start: float) -> Trajectory:
         timings = {**result.timings, "wall_s": time.perf_counter() - start}
@@ -379,6 +403,10 @@ class RolloutEngine:
     def shutdown(self) -> None:
         self.pools.shutdown()
         self.policies.shutdown()
+
+
+async def _awaited(ref: Any) -> Any:
+    return await ref
 
 
 async def _gather_or_none(refs: list[Any]) -> list[Any]:

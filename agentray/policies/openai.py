@@ -206,6 +206,8 @@ class OpenAIPolicy(Policy):
     async def generate(
         self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
+        if len(batch) == 1:  # a PolicyActor's usual call: no task for gather to wrap it in
+            return [await self._one(batch[0], params)]
         return list(await asyncio.gather(*(self._one(messages, params) for messages in batch)))
 
     async def _one(self, messages: list[Message], params: GenerationParams) -> Completion:
@@ -247,9 +249,7 @@ class OpenAIPolicy(Policy):
                 self._waits["limiter_wait_s"] += await self._token_bucket.acquire(sum(reserve))
             self._counts["requests"] += 1
             try:
-                completion, used = await asyncio.wait_for(
-                    self._chat(self.clients[slot], request), self.timeout_s
-                )
+                completion, used = await _within(self._chat(self.clients[slot], request), self.timeout_s)
             except BaseException:
                 if self._token_bucket is not None:  # nothing generated: return that part
                     self._token_bucket.give_back(reserve[1])
@@ -292,6 +292,17 @@ class OpenAIPolicy(Policy):
     async def aclose(self) -> None:
         for client in self.clients:
             await client.close()
+
+
+async def _within(awaitable: Any, timeout_s: float) -> Any:
+    """``asyncio.wait_for``, without the task it wraps the awaitable in (Python >= 3.11)."""
+    if _timeout is None:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(awaitable, timeout_s)
+    async with _timeout(timeout_s):
+        return await awaitable
+
+
+_timeout = getattr(asyncio, "timeout", None)
 
 
 def _make_clients(
