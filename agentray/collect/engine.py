@@ -3,9 +3,12 @@
 ``max_in_flight`` worker coroutines pull tasks from one iterator, so a queued task costs
 nothing until a worker takes it (memory stays flat however many are queued). Each episode
 goes to the least-loaded EnvPool and PolicyActor and keeps both for all its turns: the
-driver sends it once (``EnvPool.run_episode`` with the PolicyActor's handle) and the pool
-runs the loop next to its env, sending the turns of its episodes to that PolicyActor in
-batches, which batches them again across pools into ``Policy.generate`` calls.
+driver sends it once and the pool runs the loop next to its env, sending the turns of its
+episodes to that PolicyActor in batches, which batches them again across pools into
+``Policy.generate`` calls. Episodes travel in batches too: those that start in one turn of
+the driver's event loop go to a pool in one ``EnvPool.start_episodes`` call, and ended
+ones come back many per ``EnvPool.episode_results`` call (a mailbox per engine); a pool
+gets each PolicyActor's handle once (``EnvPool.use_policy``), and episodes name it by key.
 
 If either actor dies, the engine replaces it (once, however many episodes saw it die) and
 restarts the episode from reset, up to ``max_episode_retries`` times (also when a remote
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
@@ -141,6 +145,68 @@ class ActorSet:
             _kill(slot.actor)
 
 
+class _PoolLink:
+    """The engine's channel to one EnvPool: the episodes that start in one turn of the
+    event loop go out in one ``start_episodes`` call, and one ``episode_results`` call at
+    a time brings back whatever episodes have ended. A failed call (the pool died:
+    RayActorError) fails every episode waiting on the link with its error."""
+
+    def __init__(self, actor: Any, inbox: str) -> None:
+        self.actor = actor
+        self.inbox = inbox
+        self._outgoing: list[tuple] = []
+        self._futures: dict[str, asyncio.Future] = {}
+        self._collecting = False
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self, episode_id: str, *args: Any) -> EpisodeResult:
+        """``EnvPool.run_episode(episode_id, *args)``'s result."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._futures[episode_id] = future
+        future.add_done_callback(lambda _: self._futures.pop(episode_id, None))
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append((episode_id, *args))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        if not self._collecting:
+            self._collecting = True
+            self._spawn(self._collect())
+        self._spawn(self._send(batch))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple]) -> None:
+        try:
+            await self.actor.start_episodes.remote(self.inbox, batch)
+        except Exception as e:
+            self._fail([args[0] for args in batch], e)
+
+    async def _collect(self) -> None:
+        try:
+            while self._futures:
+                for episode_id, result in await self.actor.episode_results.remote(self.inbox):
+                    future = self._futures.get(episode_id)
+                    if future is not None and not future.done():
+                        future.set_result(result)
+        except Exception as e:
+            self._fail(list(self._futures), e)
+        finally:
+            self._collecting = False
+
+    def _fail(self, episode_ids: list[str], error: BaseException) -> None:
+        for episode_id in episode_ids:
+            future = self._futures.get(episode_id)
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+
 class RolloutEngine:
     """EnvPools (``num_env_pools``, SPREAD over nodes) and PolicyActors; ``run`` collects episodes
     into a sink (``lineage``: keys added to every record's policy dict); ``shutdown`` ends them."""
@@ -193,9 +259,9 @@ class RolloutEngine:
         self._running: set[str] = set()
         self._retries: Counter[str] = Counter()
         self._episode_ids = itertools.count()  # unique per engine, so per pool
-        # each PolicyActor's key in the EnvPools, and the pools told each (see _policy_key)
+        # each PolicyActor's key in the EnvPools (see _policy_key)
         self._policy_keys: dict[Any, str] = {}
-        self._pool_policies: dict[tuple[Any, Any], asyncio.Future] = {}
+        self._new_links()
 
     @property
     def in_flight_limit(self) -> int:
@@ -225,6 +291,7 @@ class RolloutEngine:
             self._pool_nodes(),
         )
         self._policy_desc = {**desc, **self._lineage, "params": self._params}
+        self._new_links()
         self._retries.clear()
         replaced_before = (self.pools.replacements, self.policies.replacements)
         stats = _Stats()
@@ -321,7 +388,10 @@ class RolloutEngine:
             policy_key = await asyncio.wait_for(
                 self._policy_key(pool_actor, policy_actor), _POOL_GRACE_S
             )
-            ref = pool_actor.run_episode.remote(
+            link = self._pool_links.get(pool_actor)
+            if link is None:
+                link = self._pool_links[pool_actor] = _PoolLink(pool_actor, self._inbox)
+            episode = link.run(
                 f"{task.id}#{attempt}-{next(self._episode_ids)}",
                 task.model_dump(mode="json"),
                 policy_key,
@@ -331,13 +401,13 @@ class RolloutEngine:
                 self._send_tasks,
             )
             # the pool enforces the timeout itself; this one catches a pool that hangs
-            result = await asyncio.wait_for(ref, timeout + _POOL_GRACE_S)
+            result = await asyncio.wait_for(episode, timeout + _POOL_GRACE_S)
         except RayActorError as e:  # ActorDiedError, ActorUnavailableError
-            self.pools.lost(pool, pool_actor)
+            self._pool_lost(pool, pool_actor)
             raise ActorLost(ENV_POOL, e) from e
         except asyncio.TimeoutError:
             # a healthy pool ends the episode at ``timeout`` itself: this one is stuck
-            self.pools.lost(pool, pool_actor)
+            self._pool_lost(pool, pool_actor)
             raise ActorLost(
                 ENV_POOL, f"env_pool actor stuck: no answer in {timeout + _POOL_GRACE_S}s"
             ) from None
@@ -352,6 +422,18 @@ class RolloutEngine:
         if result.lost == ENV_SERVER_LOST:  # a remote env's server: no actor to replace
             raise ActorLost(ENV_SERVER_LOST, result.error or "env server lost")
         return result
+
+    def _new_links(self) -> None:
+        """Links to the EnvPools for one ``run``: its own event loop, and its own mailbox
+        in each pool, since a fetch the last run left waiting there would take (and lose)
+        the first results of this one."""
+        self._inbox = uuid.uuid4().hex
+        self._pool_links: dict[Any, _PoolLink] = {}
+        self._pool_policies: dict[tuple[Any, Any], asyncio.Future] = {}
+
+    def _pool_lost(self, slot: _Slot, actor: Any) -> None:
+        self._pool_links.pop(actor, None)
+        self.pools.lost(slot, actor)
 
     async def _policy_key(self, pool_actor: Any, policy_actor: Any) -> str:
         """``policy_actor``'s key in ``pool_actor`` (``EnvPool.use_policy``): the handle goes

@@ -1,13 +1,15 @@
 """EnvPool: a Ray actor that hosts env instances and runs whole episodes on them.
 
-The driver sends each episode once (``run_episode``: a task and the PolicyActor to use);
-the pool runs its loop here, next to its env, so one episode step costs one policy turn
-and no driver round trip.
+The driver sends each episode once (``run_episode``: a task and the PolicyActor to use;
+the engine sends them many per ``start_episodes`` call and fetches the ended ones from
+its mailbox with ``episode_results``); the pool runs its loop here, next to its env, so
+one episode step costs one policy turn and no driver round trip.
 
 Env calls are blocking (SQLite, a bubblewrap subprocess): they run on a thread pool of
 ``env_threads`` so the actor's event loop never stalls, except for families whose calls
-prove fast (median of ``_PROBE_CALLS`` under ``inline_below_ms``): those run on the event
-loop itself, where a thread hop would cost more than the call.
+prove fast (median of ``_PROBE_CALLS`` under ``inline_below_ms``, in thread CPU time; see
+``_CallPlacement``): those run on the event loop itself, where a thread hop would cost
+more than the call.
 
 Turns reach the PolicyActor many per call. For a policy that answers a batch at once, the
 turns of this pool's episodes that become ready in one turn of the event loop go out in
@@ -30,6 +32,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from agentray.collect.mailbox import Outbox
 from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env, EnvServerLost
 from agentray.envs.registry import make_env
@@ -213,6 +216,8 @@ class EnvPool:
         self._links: dict[tuple[Any, str], _Link] = {}
         self._inbox = uuid.uuid4().hex  # this pool's name in the PolicyActors' mailboxes
         self._policies: dict[str, Any] = {}  # PolicyActor handles by the caller's key
+        self._outboxes: dict[str, Outbox] = {}  # ended episodes, by the inbox of their caller
+        self._running: set[asyncio.Task] = set()
         self._episodes = self._peak = 0
         self._metrics = RolloutMetrics(metrics)
 
@@ -222,6 +227,28 @@ class EnvPool:
         """Keep ``policy`` (a PolicyActor handle) under ``key``, so ``run_episode`` can name
         it by ``key``: a handle costs its receiver a deserialisation on every call."""
         self._policies[key] = policy
+
+    async def start_episodes(self, inbox: str, episodes: list[tuple]) -> None:
+        """Start ``episodes`` (each the arguments of ``run_episode``, the episode id first)
+        and return; each one's EpisodeResult goes to ``inbox``'s mailbox, read with
+        ``episode_results``. One call starts many episodes, and one call brings many back."""
+        outbox = self._outboxes.setdefault(inbox, Outbox())
+        for args in episodes:
+            task = asyncio.ensure_future(self._run_into(outbox, args))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def episode_results(self, inbox: str) -> list[tuple[str, EpisodeResult]]:
+        """(episode id, result) of the episodes ``inbox`` started that ended since its
+        last call (waits for at least one)."""
+        return await self._outboxes.setdefault(inbox, Outbox()).take()
+
+    async def _run_into(self, outbox: Outbox, args: tuple) -> None:
+        try:
+            result = await self.run_episode(*args)
+        except Exception as e:  # a bug in the pool itself: recorded, not retried
+            result = EpisodeResult.failed(error_text(e))
+        outbox.put(args[0], result)
 
     async def run_episode(
         self,
@@ -242,6 +269,8 @@ class EnvPool:
         died (the caller restarts the episode elsewhere).
         """
         if isinstance(policy, str):
+            if policy not in self._policies:
+                raise KeyError(f"no PolicyActor was given to this pool as {policy!r} (use_policy)")
             policy = self._policies[policy]
         spec = TaskSpec(**task)
         ep = EpisodeResult()

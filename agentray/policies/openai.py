@@ -249,7 +249,9 @@ class OpenAIPolicy(Policy):
                 self._waits["limiter_wait_s"] += await self._token_bucket.acquire(sum(reserve))
             self._counts["requests"] += 1
             try:
-                completion, used = await _within(self._chat(self.clients[slot], request), self.timeout_s)
+                completion, used = await _within(
+                    self._chat(self.clients[slot], request), self.timeout_s
+                )
             except BaseException:
                 if self._token_bucket is not None:  # nothing generated: return that part
                     self._token_bucket.give_back(reserve[1])
