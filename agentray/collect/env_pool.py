@@ -37,7 +37,7 @@ from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env, EnvServerLost
 from agentray.envs.registry import make_env
 from agentray.policies.base import EpisodeTask
-from agentray.ray_utils import plugin_runtime_env
+from agentray.ray_utils import plugin_runtime_env, relax_gc
 from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
@@ -220,6 +220,7 @@ class EnvPool:
         self._running: set[asyncio.Task] = set()
         self._episodes = self._peak = 0
         self._metrics = RolloutMetrics(metrics)
+        relax_gc()
 
     # -- whole episodes ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import ray
 
 from agentray.collect.mailbox import Outbox
 from agentray.policies.base import EpisodeTask
-from agentray.ray_utils import plugin_runtime_env
+from agentray.ray_utils import plugin_runtime_env, relax_gc
 from agentray.types import Completion, GenerationParams, Message
 
 BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
@@ -54,6 +54,7 @@ class PolicyActor:
         self._turns = self._batches = 0
         self._calls: dict[str, int] = {"generate_batch": 0, "submit": 0, "collect": 0}
         self._outboxes: dict[str, Outbox] = {}
+        relax_gc()
 
     def describe(self) -> dict[str, Any]:
         return self.policy.describe()

@@ -220,7 +220,9 @@ class OpenAIPolicy(Policy):
         }
         if params.stop:
             request["stop"] = list(params.stop)
-        reserve = (estimate_tokens(messages), params.max_new_tokens)
+        # the prompt's estimate matters only to a tokens-per-minute bucket
+        estimate = estimate_tokens(messages) if self._token_bucket is not None else 0
+        reserve = (estimate, params.max_new_tokens)
         failure: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:

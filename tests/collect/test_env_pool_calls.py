@@ -4,6 +4,8 @@ episodes started many per call whose results come back through a mailbox."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -87,3 +89,18 @@ def test_episodes_start_many_per_call_and_come_back_through_the_mailbox(ray_loca
     assert all(results[f"e{i}"].reward == 1.0 for i in range(4))
     assert results["lost"].status == Status.TASK_ERROR and "nobody" in results["lost"].error
     assert load["episodes"] == 4 and load["active"] == 0
+
+
+def test_relax_gc_freezes_what_is_alive_and_spaces_young_collections():
+    """In a fresh interpreter (it changes the process's collector): objects alive at the
+    call are frozen, and young collections wait for YOUNG_GC_THRESHOLD allocations."""
+    code = (
+        "import gc\n"
+        "from agentray.ray_utils import YOUNG_GC_THRESHOLD, relax_gc\n"
+        "before = gc.get_freeze_count()\n"
+        "relax_gc()\n"
+        "print(before, gc.get_freeze_count(), gc.get_threshold()[0] == YOUNG_GC_THRESHOLD)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, frozen, spaced = out.stdout.split()
+    assert int(before) == 0 and int(frozen) > 1000 and spaced == "True"
