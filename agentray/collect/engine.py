@@ -21,21 +21,20 @@ again, as the next attempt, a ``task_error`` the sink's ``max_attempts`` allows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
-import ray
 from ray.exceptions import RayActorError
 from tqdm.auto import tqdm
 
+from agentray.collect.actors import ActorSet, NoLiveActors, Slot
 from agentray.collect.config import RolloutConfig
 from agentray.collect.env_pool import ENV_SERVER_LOST, POLICY_LOST, env_pool_factory, error_text
+from agentray.collect.mailbox import PoolLink
 from agentray.collect.metrics import RolloutMetrics
 from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
@@ -82,129 +81,6 @@ class ActorLost(Exception):
             cause if isinstance(cause, str) else f"{kind} actor lost: {error_text(cause)}"
         )
         self.kind = kind
-
-
-class NoLiveActors(RuntimeError):
-    pass
-
-
-@dataclass(eq=False)
-class _Slot:
-    index: int
-    actor: Any
-    in_flight: int = 0
-    alive: bool = True
-
-
-class ActorSet:
-    """``n`` actor slots of one kind: least-loaded routing and replacement of dead actors."""
-
-    def __init__(
-        self,
-        kind: str,
-        start: Callable[[], Any],
-        n: int,
-        max_replacements: int,
-        metrics: RolloutMetrics,
-    ) -> None:
-        self.kind = kind
-        self._start = start
-        self.slots = [_Slot(i, start()) for i in range(n)]
-        self.max_replacements = max_replacements
-        self.replacements = 0
-        self._metrics = metrics
-
-    def acquire(self) -> _Slot:
-        live = [s for s in self.slots if s.alive]
-        if not live:
-            raise NoLiveActors(f"every {self.kind} actor died ({self.replacements} replaced)")
-        slot = min(live, key=lambda s: s.in_flight)
-        slot.in_flight += 1
-        return slot
-
-    def release(self, slot: _Slot) -> None:
-        slot.in_flight -= 1
-
-    def lost(self, slot: _Slot, actor: Any) -> None:
-        """``actor`` (started in ``slot``) failed a call: replace it, once."""
-        if slot.actor is not actor or not slot.alive:
-            return  # another episode already saw it die
-        _kill(actor)
-        if self.replacements >= self.max_replacements:
-            slot.alive = False
-            return
-        self.replacements += 1
-        slot.actor = self._start()
-        self._metrics.replacement(self.kind)
-
-    def live_actors(self) -> list[Any]:
-        return [s.actor for s in self.slots if s.alive]
-
-    def shutdown(self) -> None:
-        for slot in self.slots:
-            _kill(slot.actor)
-
-
-class _PoolLink:
-    """The engine's channel to one EnvPool: the episodes that start in one turn of the
-    event loop go out in one ``start_episodes`` call, and one ``episode_results`` call at
-    a time brings back whatever episodes have ended. A failed call (the pool died:
-    RayActorError) fails every episode waiting on the link with its error."""
-
-    def __init__(self, actor: Any, inbox: str) -> None:
-        self.actor = actor
-        self.inbox = inbox
-        self._outgoing: list[tuple] = []
-        self._futures: dict[str, asyncio.Future] = {}
-        self._collecting = False
-        self._tasks: set[asyncio.Task] = set()
-
-    async def run(self, episode_id: str, *args: Any) -> EpisodeResult:
-        """``EnvPool.run_episode(episode_id, *args)``'s result."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._futures[episode_id] = future
-        future.add_done_callback(lambda _: self._futures.pop(episode_id, None))
-        if not self._outgoing:
-            loop.call_soon(self._flush)
-        self._outgoing.append((episode_id, *args))
-        return await future
-
-    def _flush(self) -> None:
-        batch, self._outgoing = self._outgoing, []
-        if not self._collecting:
-            self._collecting = True
-            self._spawn(self._collect())
-        self._spawn(self._send(batch))
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple]) -> None:
-        try:
-            await self.actor.start_episodes.remote(self.inbox, batch)
-        except Exception as e:
-            self._fail([args[0] for args in batch], e)
-
-    async def _collect(self) -> None:
-        try:
-            while self._futures:
-                for episode_id, result in await self.actor.episode_results.remote(self.inbox):
-                    future = self._futures.get(episode_id)
-                    if future is not None and not future.done():
-                        future.set_result(result)
-        except Exception as e:
-            self._fail(list(self._futures), e)
-        finally:
-            self._collecting = False
-
-    def _fail(self, episode_ids: list[str], error: BaseException) -> None:
-        for episode_id in episode_ids:
-            future = self._futures.get(episode_id)
-            if future is not None and not future.done():
-                future.set_exception(error)
 
 
 class RolloutEngine:
@@ -390,7 +266,7 @@ class RolloutEngine:
             )
             link = self._pool_links.get(pool_actor)
             if link is None:
-                link = self._pool_links[pool_actor] = _PoolLink(pool_actor, self._inbox)
+                link = self._pool_links[pool_actor] = PoolLink(pool_actor, self._inbox)
             episode = link.run(
                 f"{task.id}#{attempt}-{next(self._episode_ids)}",
                 task.model_dump(mode="json"),
@@ -428,10 +304,10 @@ class RolloutEngine:
         in each pool, since a fetch the last run left waiting there would take (and lose)
         the first results of this one."""
         self._inbox = uuid.uuid4().hex
-        self._pool_links: dict[Any, _PoolLink] = {}
+        self._pool_links: dict[Any, PoolLink] = {}
         self._pool_policies: dict[tuple[Any, Any], asyncio.Future] = {}
 
-    def _pool_lost(self, slot: _Slot, actor: Any) -> None:
+    def _pool_lost(self, slot: Slot, actor: Any) -> None:
         self._pool_links.pop(actor, None)
         self.pools.lost(slot, actor)
 
@@ -523,11 +399,6 @@ def _is_number(value: Any) -> bool:
 
 def _tokens(result: EpisodeResult) -> dict[str, int]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-
-
-def _kill(actor: Any) -> None:
-    with contextlib.suppress(Exception):  # already gone
-        ray.kill(actor, no_restart=True)
 
 
 def make_env_version(family: str) -> str:
