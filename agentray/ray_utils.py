@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from agentray.registry import PLUGINS_ENV, plugin_module_paths
@@ -66,3 +67,19 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         # serves; without it every training run logs a warning each second.
         include_dashboard=None if address else True,
     )
+
+
+YOUNG_GC_THRESHOLD = 50_000  # container allocations between young collections (CPython: 700)
+
+
+def relax_gc() -> None:
+    """Fewer cyclic-GC passes, for a long-lived actor on the rollout's hot path (an EnvPool,
+    a PolicyActor). Such an actor holds thousands of conversations and allocates many
+    short-lived objects per turn; at CPython's defaults the collections that follow took
+    about a sixth of a PolicyActor's CPU against a remote teacher (1,024 episodes in
+    flight). What is alive once the actor has started is frozen (never scanned again), and
+    a young collection waits for ``YOUNG_GC_THRESHOLD`` allocations. Reference counting
+    still frees non-cyclic garbage at once; only cycles wait longer."""
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)

@@ -35,8 +35,9 @@ class RolloutConfig(BaseModel):
     inline_env_calls_below_ms: float = Field(
         1.0,
         ge=0,
-        description="a family whose first env calls all take less than this runs its calls "
-        "on the EnvPool's event loop instead of threads (0: always threads)",
+        description="a family whose first env calls take less than this (median CPU time on "
+        "their thread) runs its calls on the EnvPool's event loop instead of threads, until "
+        "calls there take longer (0: always threads)",
     )
     env_pool_cpus: float = Field(0.25, ge=0, description="CPUs reserved per EnvPool actor")
     num_policy_actors: int = Field(1, gt=0, description="PolicyActor replicas")

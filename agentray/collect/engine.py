@@ -3,9 +3,12 @@
 ``max_in_flight`` worker coroutines pull tasks from one iterator, so a queued task costs
 nothing until a worker takes it (memory stays flat however many are queued). Each episode
 goes to the least-loaded EnvPool and PolicyActor and keeps both for all its turns: the
-driver sends it once (``EnvPool.run_episode`` with the PolicyActor's handle) and the pool
-runs the loop next to its env, sending the turns of its episodes to that PolicyActor in
-batches, which batches them again across pools into ``Policy.generate`` calls.
+driver sends it once and the pool runs the loop next to its env, sending the turns of its
+episodes to that PolicyActor in batches, which batches them again across pools into
+``Policy.generate`` calls. Episodes travel in batches too: those that start in one turn of
+the driver's event loop go to a pool in one ``EnvPool.start_episodes`` call, and ended
+ones come back many per ``EnvPool.episode_results`` call (a mailbox per engine); a pool
+gets each PolicyActor's handle once (``EnvPool.use_policy``), and episodes name it by key.
 
 If either actor dies, the engine replaces it (once, however many episodes saw it die) and
 restarts the episode from reset, up to ``max_episode_retries`` times (also when a remote
@@ -18,20 +21,20 @@ again, as the next attempt, a ``task_error`` the sink's ``max_attempts`` allows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
-import ray
 from ray.exceptions import RayActorError
 from tqdm.auto import tqdm
 
+from agentray.collect.actors import ActorSet, NoLiveActors, Slot
 from agentray.collect.config import RolloutConfig
 from agentray.collect.env_pool import ENV_SERVER_LOST, POLICY_LOST, env_pool_factory, error_text
+from agentray.collect.mailbox import PoolLink
 from agentray.collect.metrics import RolloutMetrics
 from agentray.collect.policy_actor import policy_actor_factory
 from agentray.collect.sink import ParquetSink
@@ -78,67 +81,6 @@ class ActorLost(Exception):
             cause if isinstance(cause, str) else f"{kind} actor lost: {error_text(cause)}"
         )
         self.kind = kind
-
-
-class NoLiveActors(RuntimeError):
-    pass
-
-
-@dataclass(eq=False)
-class _Slot:
-    index: int
-    actor: Any
-    in_flight: int = 0
-    alive: bool = True
-
-
-class ActorSet:
-    """``n`` actor slots of one kind: least-loaded routing and replacement of dead actors."""
-
-    def __init__(
-        self,
-        kind: str,
-        start: Callable[[], Any],
-        n: int,
-        max_replacements: int,
-        metrics: RolloutMetrics,
-    ) -> None:
-        self.kind = kind
-        self._start = start
-        self.slots = [_Slot(i, start()) for i in range(n)]
-        self.max_replacements = max_replacements
-        self.replacements = 0
-        self._metrics = metrics
-
-    def acquire(self) -> _Slot:
-        live = [s for s in self.slots if s.alive]
-        if not live:
-            raise NoLiveActors(f"every {self.kind} actor died ({self.replacements} replaced)")
-        slot = min(live, key=lambda s: s.in_flight)
-        slot.in_flight += 1
-        return slot
-
-    def release(self, slot: _Slot) -> None:
-        slot.in_flight -= 1
-
-    def lost(self, slot: _Slot, actor: Any) -> None:
-        """``actor`` (started in ``slot``) failed a call: replace it, once."""
-        if slot.actor is not actor or not slot.alive:
-            return  # another episode already saw it die
-        _kill(actor)
-        if self.replacements >= self.max_replacements:
-            slot.alive = False
-            return
-        self.replacements += 1
-        slot.actor = self._start()
-        self._metrics.replacement(self.kind)
-
-    def live_actors(self) -> list[Any]:
-        return [s.actor for s in self.slots if s.alive]
-
-    def shutdown(self) -> None:
-        for slot in self.slots:
-            _kill(slot.actor)
 
 
 class RolloutEngine:
@@ -193,6 +135,9 @@ class RolloutEngine:
         self._running: set[str] = set()
         self._retries: Counter[str] = Counter()
         self._episode_ids = itertools.count()  # unique per engine, so per pool
+        # each PolicyActor's key in the EnvPools (see _policy_key)
+        self._policy_keys: dict[Any, str] = {}
+        self._new_links()
 
     @property
     def in_flight_limit(self) -> int:
@@ -222,6 +167,7 @@ class RolloutEngine:
             self._pool_nodes(),
         )
         self._policy_desc = {**desc, **self._lineage, "params": self._params}
+        self._new_links()
         self._retries.clear()
         replaced_before = (self.pools.replacements, self.policies.replacements)
         stats = _Stats()
@@ -314,24 +260,30 @@ class RolloutEngine:
             return EpisodeResult.failed(str(e))
         pool_actor, policy_actor = pool.actor, policy.actor
         timeout = self.cfg.episode_timeout_s
-        ref = pool_actor.run_episode.remote(
-            f"{task.id}#{attempt}-{next(self._episode_ids)}",
-            task.model_dump(mode="json"),
-            policy_actor,
-            self._params,
-            timeout,
-            self._batch_turns,
-            self._send_tasks,
-        )
         try:
+            policy_key = await asyncio.wait_for(
+                self._policy_key(pool_actor, policy_actor), _POOL_GRACE_S
+            )
+            link = self._pool_links.get(pool_actor)
+            if link is None:
+                link = self._pool_links[pool_actor] = PoolLink(pool_actor, self._inbox)
+            episode = link.run(
+                f"{task.id}#{attempt}-{next(self._episode_ids)}",
+                task.model_dump(mode="json"),
+                policy_key,
+                self._params,
+                timeout,
+                self._batch_turns,
+                self._send_tasks,
+            )
             # the pool enforces the timeout itself; this one catches a pool that hangs
-            result = await asyncio.wait_for(ref, timeout + _POOL_GRACE_S)
+            result = await asyncio.wait_for(episode, timeout + _POOL_GRACE_S)
         except RayActorError as e:  # ActorDiedError, ActorUnavailableError
-            self.pools.lost(pool, pool_actor)
+            self._pool_lost(pool, pool_actor)
             raise ActorLost(ENV_POOL, e) from e
         except asyncio.TimeoutError:
             # a healthy pool ends the episode at ``timeout`` itself: this one is stuck
-            self.pools.lost(pool, pool_actor)
+            self._pool_lost(pool, pool_actor)
             raise ActorLost(
                 ENV_POOL, f"env_pool actor stuck: no answer in {timeout + _POOL_GRACE_S}s"
             ) from None
@@ -346,6 +298,36 @@ class RolloutEngine:
         if result.lost == ENV_SERVER_LOST:  # a remote env's server: no actor to replace
             raise ActorLost(ENV_SERVER_LOST, result.error or "env server lost")
         return result
+
+    def _new_links(self) -> None:
+        """Links to the EnvPools for one ``run``: its own event loop, and its own mailbox
+        in each pool, since a fetch the last run left waiting there would take (and lose)
+        the first results of this one."""
+        self._inbox = uuid.uuid4().hex
+        self._pool_links: dict[Any, PoolLink] = {}
+        self._pool_policies: dict[tuple[Any, Any], asyncio.Future] = {}
+
+    def _pool_lost(self, slot: Slot, actor: Any) -> None:
+        self._pool_links.pop(actor, None)
+        self.pools.lost(slot, actor)
+
+    async def _policy_key(self, pool_actor: Any, policy_actor: Any) -> str:
+        """``policy_actor``'s key in ``pool_actor`` (``EnvPool.use_policy``): the handle goes
+        to each pool once, not with every episode. Episodes that meet a new pair wait for
+        the one call that hands it over; a failed hand-over is tried again next time."""
+        key = self._policy_keys.setdefault(policy_actor, f"policy-{len(self._policy_keys)}")
+        pair = (pool_actor, policy_actor)
+        told = self._pool_policies.get(pair)
+        if told is None:
+            told = asyncio.ensure_future(_awaited(pool_actor.use_policy.remote(key, policy_actor)))
+            self._pool_policies[pair] = told
+        try:
+            await asyncio.shield(told)
+        except BaseException:
+            if self._pool_policies.get(pair) is told and told.done():
+                del self._pool_policies[pair]
+            raise
+        return key
 
     def _record(self, task: TaskSpec, result: EpisodeResult, start: float) -> Trajectory:
         timings = {**result.timings, "wall_s": time.perf_counter() - start}
@@ -381,6 +363,10 @@ class RolloutEngine:
         self.policies.shutdown()
 
 
+async def _awaited(ref: Any) -> Any:
+    return await ref
+
+
 async def _gather_or_none(refs: list[Any]) -> list[Any]:
     async def one(ref: Any) -> Any:
         try:
@@ -413,11 +399,6 @@ def _is_number(value: Any) -> bool:
 
 def _tokens(result: EpisodeResult) -> dict[str, int]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-
-
-def _kill(actor: Any) -> None:
-    with contextlib.suppress(Exception):  # already gone
-        ray.kill(actor, no_restart=True)
 
 
 def make_env_version(family: str) -> str:

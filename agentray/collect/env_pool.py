@@ -1,13 +1,15 @@
 """EnvPool: a Ray actor that hosts env instances and runs whole episodes on them.
 
-The driver sends each episode once (``run_episode``: a task and the PolicyActor to use);
-the pool runs its loop here, next to its env, so one episode step costs one policy turn
-and no driver round trip.
+The driver sends each episode once (``run_episode``: a task and the PolicyActor to use;
+the engine sends them many per ``start_episodes`` call and fetches the ended ones from
+its mailbox with ``episode_results``); the pool runs its loop here, next to its env, so
+one episode step costs one policy turn and no driver round trip.
 
 Env calls are blocking (SQLite, a bubblewrap subprocess): they run on a thread pool of
 ``env_threads`` so the actor's event loop never stalls, except for families whose calls
-prove fast (median of ``_PROBE_CALLS`` under ``inline_below_ms``): those run on the event
-loop itself, where a thread hop would cost more than the call.
+prove fast (median of ``_PROBE_CALLS`` under ``inline_below_ms``, in thread CPU time; see
+``_CallPlacement``): those run on the event loop itself, where a thread hop would cost
+more than the call.
 
 Turns reach the PolicyActor many per call. For a policy that answers a batch at once, the
 turns of this pool's episodes that become ready in one turn of the event loop go out in
@@ -30,11 +32,12 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from agentray.collect.mailbox import Outbox
 from agentray.collect.metrics import RolloutMetrics
 from agentray.envs.base import Env, EnvServerLost
 from agentray.envs.registry import make_env
 from agentray.policies.base import EpisodeTask
-from agentray.ray_utils import plugin_runtime_env
+from agentray.ray_utils import plugin_runtime_env, relax_gc
 from agentray.records import EpisodeResult
 from agentray.types import Completion, Message, Status, StepResult, TaskSpec
 
@@ -45,24 +48,46 @@ _BACK_TO_THREADS = 10  # an inline call this many times over the bound sends it 
 
 
 class _CallPlacement:
-    """Where one family's env calls run: threads until they prove fast."""
+    """Where one family's env calls run: threads until they prove fast.
+
+    On threads, a call's wall time also counts the time it waited for the GIL, which the
+    event loop holds most of the time when many episodes are in flight: there a call of
+    50 us can take milliseconds. So the first probes judge a family by the CPU time its
+    calls take on their thread. A call that blocks without CPU (a subprocess, the network)
+    is caught once inline, where its wall time is its cost to the loop: one call over
+    ``_BACK_TO_THREADS`` times the bound, or a median of ``_PROBE_CALLS`` inline calls over
+    it, sends the family back to threads, and from then on its probes are judged by wall
+    time."""
 
     def __init__(self, inline_below_s: float) -> None:
         self.inline_below_s = inline_below_s
         self.inline = False
+        self.sent_back = False  # was inline once and proved slow there
         self.probes: list[float] = []
 
-    def record(self, seconds: float) -> None:
+    def record(self, seconds: float, cpu_s: float | None = None) -> None:
+        """A call took ``seconds`` (wall) and, on a thread, ``cpu_s`` of that thread's CPU."""
         if self.inline:
             if seconds > _BACK_TO_THREADS * self.inline_below_s:
-                self.inline = False
+                self._to_threads()
+                return
+            if self._probe(seconds) and not self.inline:
+                self.sent_back = True
             return
+        self._probe(seconds if self.sent_back or cpu_s is None else cpu_s)
+
+    def _probe(self, seconds: float) -> bool:
+        """Adds a probe; after ``_PROBE_CALLS`` of them, places the family by their median
+        (the first calls of a process warm caches up). Whether it placed it."""
         self.probes.append(seconds)
-        if len(self.probes) == _PROBE_CALLS:
-            # the median: timed on threads, a call also counts the time it waited for the
-            # GIL, and the first calls of a process warm caches up
-            self.inline = sorted(self.probes)[_PROBE_CALLS // 2] < self.inline_below_s
-            self.probes = []
+        if len(self.probes) < _PROBE_CALLS:
+            return False
+        self.inline = sorted(self.probes)[_PROBE_CALLS // 2] < self.inline_below_s
+        self.probes = []
+        return True
+
+    def _to_threads(self) -> None:
+        self.inline, self.sent_back, self.probes = False, True, []
 
 
 def error_text(error: BaseException | str) -> str:
@@ -190,10 +215,41 @@ class EnvPool:
         self._executor = ThreadPoolExecutor(max_workers=env_threads, thread_name_prefix="env")
         self._links: dict[tuple[Any, str], _Link] = {}
         self._inbox = uuid.uuid4().hex  # this pool's name in the PolicyActors' mailboxes
+        self._policies: dict[str, Any] = {}  # PolicyActor handles by the caller's key
+        self._outboxes: dict[str, Outbox] = {}  # ended episodes, by the inbox of their caller
+        self._running: set[asyncio.Task] = set()
         self._episodes = self._peak = 0
         self._metrics = RolloutMetrics(metrics)
+        relax_gc()
 
     # -- whole episodes ----------------------------------------------------------------------
+
+    def use_policy(self, key: str, policy: Any) -> None:
+        """Keep ``policy`` (a PolicyActor handle) under ``key``, so ``run_episode`` can name
+        it by ``key``: a handle costs its receiver a deserialisation on every call."""
+        self._policies[key] = policy
+
+    async def start_episodes(self, inbox: str, episodes: list[tuple]) -> None:
+        """Start ``episodes`` (each the arguments of ``run_episode``, the episode id first)
+        and return; each one's EpisodeResult goes to ``inbox``'s mailbox, read with
+        ``episode_results``. One call starts many episodes, and one call brings many back."""
+        outbox = self._outboxes.setdefault(inbox, Outbox())
+        for args in episodes:
+            task = asyncio.ensure_future(self._run_into(outbox, args))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def episode_results(self, inbox: str) -> list[tuple[str, EpisodeResult]]:
+        """(episode id, result) of the episodes ``inbox`` started that ended since its
+        last call (waits for at least one)."""
+        return await self._outboxes.setdefault(inbox, Outbox()).take()
+
+    async def _run_into(self, outbox: Outbox, args: tuple) -> None:
+        try:
+            result = await self.run_episode(*args)
+        except Exception as e:  # a bug in the pool itself: recorded, not retried
+            result = EpisodeResult.failed(error_text(e))
+        outbox.put(args[0], result)
 
     async def run_episode(
         self,
@@ -209,9 +265,14 @@ class EnvPool:
         ``send_task`` each turn goes to the policy with the episode's task and its family's
         settings (an ``EpisodeTask``), for a policy that acts on the task (the expert).
 
+        ``policy`` is a PolicyActor handle or the key it was given to ``use_policy``.
         Returns the conversation and outcome, with ``lost`` = "policy" when the PolicyActor
         died (the caller restarts the episode elsewhere).
         """
+        if isinstance(policy, str):
+            if policy not in self._policies:
+                raise KeyError(f"no PolicyActor was given to this pool as {policy!r} (use_policy)")
+            policy = self._policies[policy]
         spec = TaskSpec(**task)
         ep = EpisodeResult()
         try:
@@ -302,8 +363,8 @@ class EnvPool:
             placement.record(time.perf_counter() - t0)
             return out
         loop = asyncio.get_running_loop()
-        out, seconds = await loop.run_in_executor(self._executor, _timed_call, fn, args)
-        placement.record(seconds)
+        out, seconds, cpu_s = await loop.run_in_executor(self._executor, _timed_call, fn, args)
+        placement.record(seconds, cpu_s)
         return out
 
     # -- one call at a time (for callers that drive the loop themselves) ---------------------
@@ -361,9 +422,11 @@ def _tasks_of(
     return tasks if any(t is not None for t in tasks) else None
 
 
-def _timed_call(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    return fn(*args), time.perf_counter() - t0
+def _timed_call(fn: Callable[..., Any], args: tuple) -> tuple[Any, float, float]:
+    """``fn(*args)``, its wall time and the CPU time of this thread it took."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    out = fn(*args)
+    return out, time.perf_counter() - t0, time.thread_time() - c0
 
 
 def env_pool_factory(

@@ -20,8 +20,9 @@ from typing import Any
 
 import ray
 
+from agentray.collect.mailbox import Outbox
 from agentray.policies.base import EpisodeTask
-from agentray.ray_utils import plugin_runtime_env
+from agentray.ray_utils import plugin_runtime_env, relax_gc
 from agentray.types import Completion, GenerationParams, Message
 
 BATCHED_BACKENDS = frozenset({"hf", "vllm", "expert"})
@@ -32,18 +33,6 @@ def answers_in_batches(policy: Any) -> bool:
     """Whether ``policy`` answers a batch at once: its ``batched`` attribute if it has one,
     else by backend (a local model or the expert yes, a remote endpoint no)."""
     return bool(getattr(policy, "batched", policy.backend in BATCHED_BACKENDS))
-
-
-class _Outbox:
-    """Completions waiting for one EnvPool's ``collect``."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, Completion]] = []
-        self.ready = asyncio.Event()
-
-    def put(self, turn_id: int, completion: Completion) -> None:
-        self.items.append((turn_id, completion))
-        self.ready.set()
 
 
 class PolicyActor:
@@ -64,7 +53,8 @@ class PolicyActor:
         self._running: set[asyncio.Task] = set()  # keeps batch tasks referenced until done
         self._turns = self._batches = 0
         self._calls: dict[str, int] = {"generate_batch": 0, "submit": 0, "collect": 0}
-        self._outboxes: dict[str, _Outbox] = {}
+        self._outboxes: dict[str, Outbox] = {}
+        relax_gc()
 
     def describe(self) -> dict[str, Any]:
         return self.policy.describe()
@@ -154,7 +144,7 @@ class PolicyActor:
         """Start ``turns`` (id, conversation; ``tasks`` as in ``generate_batch``); their
         completions go to ``inbox``'s mailbox, read with ``collect``."""
         self._calls["submit"] += 1
-        outbox = self._outboxes.setdefault(inbox, _Outbox())
+        outbox = self._outboxes.setdefault(inbox, Outbox())
         gen_params = GenerationParams(**params)
         episodes = _episode_tasks(tasks, len(turns))
         for (turn_id, messages), episode in zip(turns, episodes, strict=True):
@@ -163,15 +153,11 @@ class PolicyActor:
     async def collect(self, inbox: str) -> list[tuple[int, Completion]]:
         """The completions ready for ``inbox`` (waits for at least one)."""
         self._calls["collect"] += 1
-        outbox = self._outboxes.setdefault(inbox, _Outbox())
-        await outbox.ready.wait()
-        items, outbox.items = outbox.items, []
-        outbox.ready.clear()
-        return items
+        return await self._outboxes.setdefault(inbox, Outbox()).take()
 
     async def _answer(
         self,
-        outbox: _Outbox,
+        outbox: Outbox,
         turn_id: int,
         messages: list[Message],
         params: GenerationParams,

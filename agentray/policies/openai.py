@@ -206,6 +206,8 @@ class OpenAIPolicy(Policy):
     async def generate(
         self, batch: Batch, params: GenerationParams, tasks: EpisodeTasks = None
     ) -> list[Completion]:
+        if len(batch) == 1:  # a PolicyActor's usual call: no task for gather to wrap it in
+            return [await self._one(batch[0], params)]
         return list(await asyncio.gather(*(self._one(messages, params) for messages in batch)))
 
     async def _one(self, messages: list[Message], params: GenerationParams) -> Completion:
@@ -218,7 +220,9 @@ class OpenAIPolicy(Policy):
         }
         if params.stop:
             request["stop"] = list(params.stop)
-        reserve = (estimate_tokens(messages), params.max_new_tokens)
+        # the prompt's estimate matters only to a tokens-per-minute bucket
+        estimate = estimate_tokens(messages) if self._token_bucket is not None else 0
+        reserve = (estimate, params.max_new_tokens)
         failure: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -247,7 +251,7 @@ class OpenAIPolicy(Policy):
                 self._waits["limiter_wait_s"] += await self._token_bucket.acquire(sum(reserve))
             self._counts["requests"] += 1
             try:
-                completion, used = await asyncio.wait_for(
+                completion, used = await _within(
                     self._chat(self.clients[slot], request), self.timeout_s
                 )
             except BaseException:
@@ -292,6 +296,17 @@ class OpenAIPolicy(Policy):
     async def aclose(self) -> None:
         for client in self.clients:
             await client.close()
+
+
+async def _within(awaitable: Any, timeout_s: float) -> Any:
+    """``asyncio.wait_for``, without the task it wraps the awaitable in (Python >= 3.11)."""
+    if _timeout is None:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(awaitable, timeout_s)
+    async with _timeout(timeout_s):
+        return await awaitable
+
+
+_timeout = getattr(asyncio, "timeout", None)
 
 
 def _make_clients(

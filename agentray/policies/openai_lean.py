@@ -4,7 +4,8 @@ reading only what the engine uses: the first choice's message content and finish
 and usage.
 
 The ``openai`` SDK builds typed response models for every reply (about 1 ms of CPU per
-request), aiohttp about 0.3 ms; this path costs a JSON encode and decode, ~0.15 ms.
+request), aiohttp about 0.3 ms; this path costs a JSON encode and decode (pydantic-core's,
+several times faster than the ``json`` module's on a conversation), ~0.1 ms.
 Failures are raised as the SDK's own exceptions (``openai.RateLimitError``,
 ``openai.APIConnectionError``, ...), built only when a request fails, so the policy's retry,
 Retry-After and error handling is the same for both clients. It does not go through an
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httptools
 import openai
+import pydantic_core
 
 from agentray.types import Completion
 
@@ -128,7 +130,7 @@ class LeanChatClient:
     async def chat(self, request: dict[str, Any]) -> tuple[Completion, int | None]:
         """The completion and the usage's total tokens (None when the server sent none);
         raises the SDK's exception for a failed request."""
-        body = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+        body = pydantic_core.to_json(request)  # compact UTF-8, as json.dumps(ensure_ascii=False)
         message = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
         try:
             connection = await self._connection()
@@ -196,7 +198,7 @@ def _decoded(headers: list[tuple[bytes, bytes]], raw: bytes) -> bytes:
 def parse_completion(raw: bytes) -> tuple[Completion, int | None]:
     """The first choice's text and finish reason and the usage, from a response body."""
     try:
-        data = json.loads(raw)
+        data = pydantic_core.from_json(raw)
         choices = data.get("choices")
         if not choices:
             return Completion(text="", finish_reason="error", error="response has no choices"), None

@@ -48,6 +48,7 @@ from agentray.testing.conversation_expert import ConversationExpert, available_f
 from agentray.testing.instruct_teacher import FAULT_REASONS, StandInTeacher
 from agentray.testing.openai_wire import (
     PREFLIGHT_REPLY,
+    FastJSONResponse,
     approx_tokens,
     chat_completion_body,
     error_response,
@@ -306,7 +307,7 @@ class EndpointState:
         self.counters["completions"] += 1
         self.counters["prompt_tokens"] += prompt_tokens
         self.counters["completion_tokens"] += completion_tokens
-        return JSONResponse(
+        return FastJSONResponse(
             chat_completion_body(
                 body.get("model") or self.config.model, text, prompt_tokens, completion_tokens
             )

@@ -3,10 +3,12 @@ completion and error bodies out."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any
 
+import pydantic_core
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -23,8 +25,10 @@ def is_preflight(messages: list[dict[str, Any]]) -> bool:
     ]
 
 
+@functools.lru_cache(maxsize=1024)
 def approx_tokens(text: str) -> int:
-    """Whitespace-separated words: the endpoint's (approximate) token count."""
+    """Whitespace-separated words: the endpoint's (approximate) token count. Cached: a
+    conversation's earlier messages, and every episode's instruction, come back each turn."""
     return len(text.split())
 
 
@@ -32,10 +36,19 @@ def approx_tokens(text: str) -> int:
 
 
 async def json_body(request: Request) -> Any:
+    """The request's JSON body (None if it is not JSON), parsed by pydantic-core: a
+    fraction of the ``json`` module's CPU, which the client it serves in a benchmark shares."""
     try:
-        return await request.json()
+        return pydantic_core.from_json(await request.body())
     except ValueError:
         return None
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSONResponse rendered by pydantic-core: the same compact UTF-8 JSON."""
+
+    def render(self, content: Any) -> bytes:
+        return pydantic_core.to_json(content)
 
 
 def request_messages(body: Any) -> list[Message] | None:
