@@ -43,6 +43,7 @@ from agentray.model.chat import (
     left_pad,
     truncate_at_stop,
 )
+from agentray.model.compat import cache_kwarg, output_cache
 from agentray.model.tiny import TINY_MODEL, resolve_model
 from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import HFConfig
@@ -336,7 +337,7 @@ class HFPolicy(ChatTemplatePolicy):
             stop = StopStrings(self.tokenizer, params.stop, input_ids.shape[1])
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs[cache_kwarg(self.model)] = cache
         with self._attention_for(cache):
             return self.model.generate(
                 input_ids=input_ids.to(self.device),
@@ -425,11 +426,11 @@ class HFPolicy(ChatTemplatePolicy):
         cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
         out = self.model(
             input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{cache_kwarg(self.model): cache},
         )
-        layers = out.past_key_values.layers
+        layers = output_cache(out).layers
         if any(type(layer) is not DynamicLayer for layer in layers):
             return None
         return [(layer.keys, layer.values) for layer in layers]

@@ -28,12 +28,12 @@ string, so the streamed pieces add up to exactly the final text.
 
 from __future__ import annotations
 
-import inspect
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentray.model.chat import left_pad, stop_prefix_len, truncate_at_stop
+from agentray.model.compat import cache_kwarg
 from agentray.policies.hf import HFPolicy
 from agentray.serve.sampling import TokenLogprob, new_generator, sample, token_logprobs
 from agentray.types import Completion, GenerationParams
@@ -206,7 +206,7 @@ class Decoder:
             position_ids=position_ids,
             use_cache=True,
             logits_to_keep=1,
-            **{_cache_kwarg(self.model): cache},
+            **{cache_kwarg(self.model): cache},
         )
         return out.logits[:, -1, :]
 
@@ -337,15 +337,3 @@ def mergeable(cache: Any) -> bool:
     from transformers.cache_utils import DynamicLayer
 
     return all(type(layer) is DynamicLayer for layer in cache.layers)
-
-
-_CACHE_KWARG: dict[type, str] = {}
-
-
-def _cache_kwarg(model: Any) -> str:
-    """``cache`` in recent transformers, ``past_key_values`` before."""
-    kind = type(model)
-    if kind not in _CACHE_KWARG:
-        names = inspect.signature(model.forward).parameters
-        _CACHE_KWARG[kind] = "cache" if "cache" in names else "past_key_values"
-    return _CACHE_KWARG[kind]

@@ -93,10 +93,10 @@ class S3Server:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
         ]
-        log = (self.data_dir / "weed.log").open("w")
-        self._proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with (self.data_dir / "weed.log").open("w") as log:  # the server keeps its own copy
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self._wait_ready(timeout_s)
         return self
 

@@ -66,6 +66,18 @@ def test_hf_batched_equals_one_at_a_time(hf_policy):
         assert decoded == completion.text
 
 
+def test_hf_passes_its_cache_by_the_name_this_transformers_takes(hf_policy, recwarn):
+    """transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns, then
+    goes): prefill from the prefix cache and generate use the name the model declares."""
+    hf_policy.reset_prefix_cache()
+    params = GenerationParams(max_new_tokens=4)
+    hf_policy.generate_sync(CONVERSATIONS[:2], params)
+    hf_policy.generate_sync(CONVERSATIONS[1:2], params)  # reuses cached keys/values
+    assert hf_policy.stats()["prefix_cache_hits"] > 0
+    renamed = [w for w in recwarn if "past_key_values" in str(w.message)]
+    assert not renamed, [str(w.message) for w in renamed]
+
+
 def _episode_turns() -> list[list[dict]]:
     """32 conversations of 10 to ~1100 tokens: env prompts of two families (long shared
     prefixes), later turns of some of those episodes, and short unrelated chats."""
