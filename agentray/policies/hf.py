@@ -10,7 +10,9 @@ app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one
   positions it would see alone.
 - Prefill: each prompt is prefilled at its own length (no compute on padding), reusing the
   keys/values of the prefix it shares with another prompt of the batch (one env family's
-  instruction and demonstration); ``generate`` then runs the last prompt token and decodes.
+  instruction and demonstration); the tails after a shared opening go through the model
+  together, one forward pass per group (``agentray.policies.prefill``; CPU); ``generate``
+  then runs the last prompt token and decodes.
 - Prefix cache (``prefix_cache``): those keys/values are kept across calls, LRU, at most
   ``prefix_cache_tokens`` positions, so a prompt prefills only what no earlier prompt of
   this policy had: its family's opening is computed once per policy, an episode's next turn
@@ -43,7 +45,7 @@ from agentray.model.chat import (
     left_pad,
     truncate_at_stop,
 )
-from agentray.model.compat import cache_kwarg, output_cache
+from agentray.model.compat import cache_kwarg
 from agentray.model.tiny import TINY_MODEL, resolve_model
 from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import HFConfig
@@ -230,6 +232,9 @@ class HFPolicy(ChatTemplatePolicy):
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         self.shared_prefix = shared_prefix and self._enable_shared_prefix()
         self.pad_token_id = self._pad_token_id()
+        from agentray.policies.prefill import Prefill
+
+        self.prefill = Prefill(self.model, device, self.pad_token_id, batched=self.shared_prefix)
         self.eos_token_ids = self._eos_token_ids()
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()  # one generate at a time on this model
@@ -395,45 +400,15 @@ class HFPolicy(ChatTemplatePolicy):
         return cache
 
     def _prefill_rows(self, prompts: list[list[int]]) -> list[list[tuple]] | None:
-        """Per prompt, per layer: (keys, values) of batch 1 over all but its last token.
-        Without the prefix cache, one for this call (unbounded: the rows are held anyway)."""
+        """Per prompt, per layer: (keys, values) of batch 1 over all but its last token
+        (``agentray.policies.prefill``). Without the prefix cache, one for this call
+        (unbounded: the rows are held anyway)."""
+        from agentray.policies.prefill import PrefillCall
+
         cached = self.prefix_cache
         prefixes = cached if cached is not None else PrefixCache(max_tokens=sys.maxsize)
-        counts = self._counts()
-        rows: list[list[tuple] | None] = [None] * len(prompts)
-        for i in sorted(range(len(prompts)), key=prompts.__getitem__):
-            ids = prompts[i][:-1]
-            start, kv = prefixes.match(ids)
-            if start < MIN_SHARED_PREFIX:
-                start, kv = 0, None
-            if start < len(ids):
-                kv = self._extend_kv(ids[start:], kv)
-            if kv is None:
-                return None
-            prefixes.insert(ids, kv)
-            rows[i] = kv
-            counts["prefill_tokens"] += len(ids) - start + 1  # generate runs the last one
-            if cached is not None:
-                counts["prefix_cache_hits" if start else "prefix_cache_misses"] += 1
-                counts["prefix_cache_hit_tokens"] += start
-        return rows  # type: ignore[return-value]
-
-    def _extend_kv(self, ids: list[int], kv: list[tuple] | None) -> list[tuple] | None:
-        import torch
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
-        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
-        out = self.model(
-            input_ids=torch.tensor([ids], device=self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kwarg(self.model): cache},
-        )
-        layers = output_cache(out).layers
-        if any(type(layer) is not DynamicLayer for layer in layers):
-            return None
-        return [(layer.keys, layer.values) for layer in layers]
+        call = PrefillCall(prefixes, self._counts(), MIN_SHARED_PREFIX, cached is not None)
+        return self.prefill.rows(prompts, call)
 
     # -- completions ----------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ SHARED_PREFIX_SDPA = "sdpa_shared_prefix"
 GROUP_COST = 1024
 
 # the cache of the generate call running on this thread (the policy's lock: one at a time)
-_ACTIVE: ContextVar[SharedPrefixCache | None] = ContextVar("shared_prefix_cache", default=None)
+_ACTIVE: ContextVar[ActiveCache | None] = ContextVar("shared_prefix_cache", default=None)
 
 
 def register() -> str:
@@ -185,7 +185,25 @@ class SharedPrefixLayer(CacheLayerMixin):
         return -1
 
 
-class SharedPrefixCache(Cache):
+class ActiveCache(Cache):
+    """A cache that computes its layers' attention itself (``attend``), while ``active``."""
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """While inside, ``SHARED_PREFIX_SDPA`` attention on this thread reads this cache."""
+        token = _ACTIVE.set(self)
+        try:
+            yield
+        finally:
+            _ACTIVE.reset(token)
+
+    def attend(self, layer_idx: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
+        """``query`` ``[rows, heads, q, dim]`` of one layer: its output ``[rows, q, heads,
+        dim]``."""
+        raise NotImplementedError
+
+
+class SharedPrefixCache(ActiveCache):
     """A batch's keys/values for ``generate``, which then runs every prompt's last token
     and decodes. ``prompts``: the rows' token ids; ``rows``: per prompt, per layer, the
     keys/values ``[1, heads, tokens, dim]`` of all but its last token; ``groups`` as
@@ -200,14 +218,20 @@ class SharedPrefixCache(Cache):
         ]
         super().__init__(layers=layers)  # type: ignore[arg-type]
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """While inside, ``SHARED_PREFIX_SDPA`` attention on this thread reads this cache."""
-        token = _ACTIVE.set(self)
-        try:
-            yield
-        finally:
-            _ACTIVE.reset(token)
+    def attend(self, layer_idx: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
+        """One decode step: each group attends its prefix and its rows' tails."""
+        rows, heads, queries, dim = query.shape
+        if queries != 1:
+            raise ValueError(
+                f"{SHARED_PREFIX_SDPA}: a SharedPrefixCache decodes one token per row, got "
+                f"{queries} (generate must start from the prompts' last token)"
+            )
+        scale = dim**-0.5 if scaling is None else scaling
+        layer = self.layers[layer_idx]
+        kv_heads = layer.groups[0].keys.shape[1]
+        q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # per key/value head
+        out = [g.attend(q[g.first : g.first + g.n], scale) for g in layer.groups]
+        return torch.cat(out).reshape(rows, 1, heads, dim).to(query.dtype)
 
 
 def shared_prefix_attention(
@@ -220,21 +244,12 @@ def shared_prefix_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention signature (``query`` ``[rows, heads, q, dim]``; returns
-    ``([rows, q, heads, dim], None)``): with an active ``SharedPrefixCache`` each group
-    attends its prefix and its rows' tails; otherwise plain sdpa."""
+    ``([rows, q, heads, dim], None)``): an active ``ActiveCache`` computes it (a
+    ``SharedPrefixCache``: each group attends its prefix and its rows' tails); otherwise
+    plain sdpa."""
     cache = _ACTIVE.get()
     if cache is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, **kwargs
         )
-    rows, heads, queries, dim = query.shape
-    if queries != 1:
-        raise ValueError(
-            f"{SHARED_PREFIX_SDPA}: a SharedPrefixCache decodes one token per row, got "
-            f"{queries} (generate must start from the prompts' last token)"
-        )
-    scale = dim**-0.5 if scaling is None else scaling
-    q = query.reshape(rows, key.shape[1], heads // key.shape[1], dim)  # per key/value head
-    layer = cache.layers[module.layer_idx]
-    out = [g.attend(q[g.first : g.first + g.n], scale) for g in layer.groups]
-    return torch.cat(out).reshape(rows, 1, heads, dim).to(query.dtype), None
+    return cache.attend(module.layer_idx, query, scaling), None
