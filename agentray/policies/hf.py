@@ -35,6 +35,7 @@ import time
 from abc import abstractmethod
 from collections import Counter
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 from agentray.model.chat import (
@@ -343,12 +344,22 @@ class HFPolicy(ChatTemplatePolicy):
             kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         if cache is not None:
             kwargs[cache_kwarg(self.model)] = cache
+        if not sampling and self._decodes_itself(cache):
+            from agentray.policies.shared_prefix import greedy_decode
+
+            kwargs["custom_generate"] = partial(greedy_decode, pad_token_id=self.pad_token_id)
         with self._attention_for(cache):
             return self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
                 **kwargs,
             ).cpu()
+
+    def _decodes_itself(self, cache: Any) -> bool:
+        """Whether ``generate`` runs ``shared_prefix.greedy_decode`` over ``cache``."""
+        from agentray.policies.shared_prefix import SharedPrefixCache, decodes_itself
+
+        return isinstance(cache, SharedPrefixCache) and decodes_itself(self.model)
 
     def _attention_for(self, cache: Any) -> Any:
         """The context in which ``generate`` runs: ``SHARED_PREFIX_SDPA`` reads a

@@ -19,6 +19,7 @@ tokens equal those of a row generated alone; checked by tests/policies).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,6 +31,7 @@ from transformers.cache_utils import CacheLayerMixin
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from agentray.model.compat import cache_kwarg
 from agentray.policies.prefix_cache import KV
 
 SHARED_PREFIX_SDPA = "sdpa_shared_prefix"
@@ -232,6 +234,52 @@ class SharedPrefixCache(ActiveCache):
         q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # per key/value head
         out = [g.attend(q[g.first : g.first + g.n], scale) for g in layer.groups]
         return torch.cat(out).reshape(rows, 1, heads, dim).to(query.dtype)
+
+
+def decodes_itself(model: Any) -> bool:
+    """Whether ``model.generate`` takes a decoding loop (``custom_generate`` as a callable:
+    it prepares the processors and stopping criteria, the loop runs the steps)."""
+    param = inspect.signature(model.generate).parameters.get("custom_generate")
+    return param is not None and "Callable" in str(param.annotation)
+
+
+def greedy_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    logits_processor: Any,
+    stopping_criteria: Any,
+    generation_config: Any,
+    pad_token_id: int,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """``generate``'s greedy loop over a ``SharedPrefixCache`` (``custom_generate``), without
+    its per-step bookkeeping (the attention mask and cache positions it grows each step:
+    this cache's attention reads neither). The same processors and stopping criteria, the
+    same tokens; rows that end early are padded as ``generate`` pads them."""
+    cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+    mask = model_kwargs["attention_mask"]
+    has_eos = any(hasattr(c, "eos_token_id") for c in stopping_criteria)
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    positions = mask.long().sum(-1, keepdim=True) - 1  # a left-padded row's last position
+    sequences, tokens = input_ids, input_ids[:, -1:]
+    for _ in range(generation_config.max_new_tokens):
+        out = model(
+            input_ids=tokens,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kwarg(model): cache},
+        )
+        scores = logits_processor(sequences, out.logits[:, -1].to(copy=True, dtype=torch.float32))
+        next_tokens = torch.argmax(scores, dim=-1)
+        if has_eos:
+            next_tokens = torch.where(unfinished, next_tokens, pad_token_id)
+        sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
+        unfinished &= ~stopping_criteria(sequences, scores)
+        if not unfinished.any():
+            break
+        tokens, positions = next_tokens[:, None], positions + 1
+    return sequences
 
 
 def shared_prefix_attention(

@@ -9,8 +9,10 @@ import torch
 
 from agentray.envs.registry import make_env
 from agentray.model.chat import left_pad
+from agentray.model.compat import cache_kwarg
 from agentray.policies.hf import MIN_SHARED_PREFIX, HFPolicy
-from agentray.policies.shared_prefix import SharedPrefixCache, group_rows
+from agentray.policies.prefill import PrefillCache
+from agentray.policies.shared_prefix import SharedPrefixCache, decodes_itself, group_rows
 from agentray.types import GenerationParams
 
 
@@ -92,3 +94,82 @@ def test_a_cache_allocated_too_small_grows_and_keeps_the_tokens(policies):
         grown = shared._model_generate(ids, mask, params, cache)
     assert first.keys.shape[2] > allocated and first.length == allocated - 1 + 9
     assert torch.equal(grown, expected)
+
+
+def _generate_sequences(policy: HFPolicy, prompts: list[list[int]], params: GenerationParams):
+    """(``generate`` with the shared-prefix decoding loop, ``generate``'s own loop), each
+    from a fresh shared cache."""
+    ids, mask = left_pad(prompts, policy.pad_token_id)
+    with torch.inference_mode():
+        lean = policy._model_generate(ids, mask, params, policy._prefilled_cache(prompts, 9))
+        cache = policy._prefilled_cache(prompts, 9)
+        kwargs = {"max_new_tokens": params.max_new_tokens, "do_sample": False, "top_k": None}
+        kwargs |= {"temperature": None, "top_p": None, "disable_compile": True}
+        with cache.active():
+            plain = policy.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                pad_token_id=policy.pad_token_id,
+                eos_token_id=policy.eos_token_ids,
+                **{cache_kwarg(policy.model): cache},
+                **kwargs,
+            )
+    return lean, plain
+
+
+def test_the_decode_loop_equals_generate_where_rows_end_early(policies):
+    """Greedy decoding from a SharedPrefixCache runs ``greedy_decode`` (this transformers
+    takes it as ``custom_generate``); with an eos that ends some rows mid-way, they stop
+    and are padded exactly as ``generate``'s own loop does it."""
+    shared, _ = policies
+    assert decodes_itself(shared.model)
+    prompts = sorted(shared.encode(c) for c in _conversations())
+    params = GenerationParams(max_new_tokens=9)
+    lean, plain = _generate_sequences(shared, prompts, params)
+    assert torch.equal(lean, plain)
+    width = len(max(prompts, key=len))
+    generated = lean[:, width:]
+    token = int(generated[0, 3])  # some rows produce it before their last step, not all
+    saved = shared.eos_token_ids
+    shared.eos_token_ids = [token]
+    try:
+        lean, plain = _generate_sequences(shared, prompts, params)
+    finally:
+        shared.eos_token_ids = saved
+    ended = [(row[: params.max_new_tokens - 1] == token).any() for row in generated]
+    assert any(ended) and not all(ended)
+    assert torch.equal(lean, plain)
+    assert (lean[0, width + 4 :] == shared.pad_token_id).all()  # padded after its eos
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_tails_prefilled_together_attend_as_each_row_alone(kv_heads):
+    """PrefillCache: each row's new tokens against the shared prefix, the row's own cached
+    past and its new tokens causally equal sdpa over that row's keys alone (also with
+    grouped-query attention); padding queries stay finite."""
+    torch.manual_seed(0)
+    heads, dim, shared = 4, 16, 30
+    pasts, news = [0, 5, 2], [7, 3, 7]
+    kv = lambda n: (torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim))  # noqa: E731
+    prefix = kv(shared)
+    past_kv = [kv(n) for n in pasts]
+    cache = PrefillCache([prefix], [[p] for p in past_kv], news)
+    width = max(news)
+    new_kv = kv(width * len(news))
+    keys, values = (t.view(kv_heads, len(news), width, dim).transpose(0, 1) for t in new_kv)
+    cache.layers[0].update(keys, values)
+    query = torch.randn(len(news), heads, width, dim)
+    got = cache.attend(0, query, None)
+    assert got.shape == (len(news), width, heads, dim) and torch.isfinite(got).all()
+    positions = cache.position_ids()
+    for r, (past, new) in enumerate(zip(pasts, news, strict=True)):
+        real = slice(width - new, width)
+        assert positions[r, real].tolist() == list(range(shared + past, shared + past + new))
+        row_keys = torch.cat([prefix[0], past_kv[r][0], keys[r : r + 1, :, real]], dim=2)
+        row_values = torch.cat([prefix[1], past_kv[r][1], values[r : r + 1, :, real]], dim=2)
+        k, v = (t.repeat_interleave(heads // kv_heads, 1) for t in (row_keys, row_values))
+        causal = torch.ones(new, k.shape[2], dtype=torch.bool).tril(k.shape[2] - new)
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query[r : r + 1, :, real], k, v, causal
+        )
+        torch.testing.assert_close(got[r, real], expected[0].transpose(0, 1), atol=1e-5, rtol=1e-5)
