@@ -3,7 +3,7 @@
     python benchmarks/rollout_throughput.py [--families db,kg] [--latency-ms 200]
         [--in-flight 256] [--episodes 1500] [--baseline-episodes 120]
         [--clients lean,sdk] [--realistic-latency-ms 1000] [--realistic-in-flight 1024]
-        [--realistic-episodes 6144] [--overhead-episodes 400]
+        [--realistic-episodes 16384] [--overhead-episodes 400]
 
 1. Teacher-bound: the expert endpoint (agentray.testing.expert_endpoint, its own process)
    answers every request after ``--latency-ms``. Episodes/s of the RolloutEngine with the
@@ -14,8 +14,9 @@
    episode * latency). Also printed: the share of the schedule bound, what a zero-overhead
    engine reaches on the same episodes (``schedule_bound``: the naive ideal assumes
    in_flight episodes to the end, but the last ones drain with fewer in flight; on the
-   realistic row's 6,144 db/kg tasks that tail alone caps the naive share at ~84%). Per client: CPU per teacher request of the policy actor's process
-   (goal <= 0.5 ms) and of the endpoint's, over the timed run.
+   realistic row's 16,384 db/kg tasks, 16 per slot, that tail alone caps the naive share
+   at ~93%; at 6,144 tasks, ~84%). Per client: CPU per teacher request of the policy
+   actor's process (goal <= 0.5 ms) and of the endpoint's, over the timed run.
 2. A realistic teacher (a GPT-4-class endpoint): ``--realistic-latency-ms`` per request,
    ``--realistic-in-flight`` episodes, the default (lean) client, as a share of the
    latency-bound ideal (goal >= 85%).
@@ -415,7 +416,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--realistic-latency-ms", type=float, default=1000.0)
     parser.add_argument("--realistic-in-flight", type=int, default=1024)
     parser.add_argument(
-        "--realistic-episodes", type=int, default=6144, help="0 skips the realistic row"
+        "--realistic-episodes", type=int, default=16384, help="0 skips the realistic row"
     )
     parser.add_argument("--overhead-episodes", type=int, default=400)
     return parser.parse_args()
