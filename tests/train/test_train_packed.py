@@ -181,6 +181,35 @@ def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
         torch.testing.assert_close(kept_grads[key].grad, param.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
+    """Examples longer than QUERY_CHUNK run in query chunks merged by log-sum-exp: outputs
+    and q/k/v gradients equal causal sdpa on each example alone (short ones, an exact
+    multiple of the chunk and a ragged last chunk in one row)."""
+    from agentray.model.varlen import QUERY_CHUNK, varlen_sdpa_forward
+
+    lengths = [3 * QUERY_CHUNK + 37, 5, QUERY_CHUNK + 1, 2 * QUERY_CHUNK, QUERY_CHUNK]
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    torch.manual_seed(0)
+    # [1, heads, n, dim] views of [1, n, heads, dim], as transformers hands them over
+    q, k, v = (torch.randn(1, sum(lengths), 4, 32).transpose(1, 2) for _ in range(3))
+    grad = torch.randn(1, sum(lengths), 4, 32)
+    results = []
+    for chunked in (True, False):
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        if chunked:
+            out, _ = varlen_sdpa_forward(None, *leaves, None, 32**-0.5, position_ids=position_ids)
+        else:
+            parts = [
+                torch.nn.functional.scaled_dot_product_attention(*qkv, is_causal=True)
+                for qkv in zip(*(t.split(lengths, dim=2) for t in leaves), strict=True)
+            ]
+            out = torch.cat(parts, dim=2).transpose(1, 2)
+        out.backward(grad)
+        results.append((out.detach(), *(t.grad for t in leaves)))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_varlen_sdpa_refuses_padded_batches_and_unpacked_rows(prompt_sensitive_model_dir):
     model = _model(prompt_sensitive_model_dir, VARLEN_SDPA)
     ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 3]])
