@@ -181,6 +181,31 @@ def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
         torch.testing.assert_close(kept_grads[key].grad, param.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
+    """The in-place backward gives F.cross_entropy's losses and logits gradients; a retained
+    graph's second backward, which would read the overwritten log-probabilities, raises."""
+    from agentray.train.batches import label_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(37, 211) * 4
+    targets = torch.randint(0, 211, (37,))
+    weights = torch.rand(37)  # a different upstream gradient per row
+    results = []
+    for ours in (True, False):
+        leaf = logits.clone().requires_grad_()
+        if ours:
+            losses = label_cross_entropy().apply(leaf, targets)
+        else:
+            losses = torch.nn.functional.cross_entropy(leaf, targets, reduction="none")
+        (losses * weights).sum().backward(retain_graph=True)
+        results.append((losses.detach(), leaf.grad.clone()))
+        if ours:
+            with pytest.raises(RuntimeError, match="backward ran twice"):
+                (losses * weights).sum().backward()
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
     """Examples longer than QUERY_CHUNK run in query chunks merged by log-sum-exp: outputs
     and q/k/v gradients equal causal sdpa on each example alone (short ones, an exact
