@@ -182,8 +182,9 @@ def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
 
 
 def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
-    """The in-place backward gives F.cross_entropy's losses and logits gradients; a retained
-    graph's second backward, which would read the overwritten log-probabilities, raises."""
+    """The in-place log-softmax and backward give F.cross_entropy's losses and logits
+    gradients; a retained graph's second backward, which would read the overwritten
+    log-probabilities, raises, and so do logits another op saved for its backward."""
     from agentray.train.batches import label_cross_entropy
 
     torch.manual_seed(0)
@@ -193,8 +194,8 @@ def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
     results = []
     for ours in (True, False):
         leaf = logits.clone().requires_grad_()
-        if ours:
-            losses = label_cross_entropy().apply(leaf, targets)
+        if ours:  # it overwrites its input: not a leaf's
+            losses, _ = label_cross_entropy().apply(leaf * 1.0, targets)
         else:
             losses = torch.nn.functional.cross_entropy(leaf, targets, reduction="none")
         (losses * weights).sum().backward(retain_graph=True)
@@ -204,6 +205,10 @@ def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
                 (losses * weights).sum().backward()
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    saved = torch.tanh(logits.clone().requires_grad_())  # tanh's backward reads its output
+    losses, _ = label_cross_entropy().apply(saved, targets)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        losses.sum().backward()
 
 
 def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
