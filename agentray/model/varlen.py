@@ -10,13 +10,16 @@ mask itself is ``rows x width^2`` booleans. This is what flash-attention's varle
 on a GPU. (``torch.nn.attention.flex_attention`` would do it block-sparsely, but torch 2.13
 has no flex-attention backward on CPU: it cannot train there.)
 
-An example longer than ``QUERY_CHUNK`` tokens runs on CPU as ``chunked_causal()``: torch's
-CPU flash kernel skips key blocks only above each query block's last row, in blocks of up to
-512 keys, so its causal attention over 512 tokens costs as much as the full square (and over
-1,000 tokens 78% of it). Chunks of ``QUERY_CHUNK`` queries each attend their own keys causally
-and the earlier keys without a mask, merged by their log-sum-exp (what ring attention does):
-the causal attention of an example of 500-1,500 tokens takes 11-25% less (forward and backward,
-one thread), with the same outputs and gradients up to float rounding.
+On CPU with one intra-op thread (a worker of 1 CPU), an example longer than ``QUERY_CHUNK``
+tokens runs as ``chunked_causal()``: torch's CPU flash kernel skips key blocks only above each
+query block's last row, in blocks of up to 512 keys, so its causal attention over 512 tokens
+costs as much as the full square (and over 1,000 tokens 78% of it). Chunks of ``QUERY_CHUNK``
+queries each attend their own keys causally and the earlier keys without a mask, merged by
+their log-sum-exp (what ring attention does): the causal attention of an example of 500-1,500
+tokens takes 11-25% less (forward and backward), with the same outputs and gradients up to
+float rounding. With more threads the chunks' many small kernel calls scale worse than one
+call per example and the gain is gone (2 threads: 0.98-1.02x on a quiet machine, slower under
+load), so there each example stays one sdpa call.
 
 ``register()`` adds the kernel to transformers under ``VARLEN_SDPA`` (idempotent); load a
 model with ``attn_implementation=VARLEN_SDPA`` after calling it.
@@ -82,7 +85,9 @@ def varlen_sdpa_forward(
     gqa = key.size(1) != query.size(1)
     lengths = [end - start for start, end in example_bounds(position_ids)]
     # split, not slices: a slice's backward fills a zero tensor of the whole row per example
-    chunked = query.device.type == "cpu" and not gqa and dropout == 0.0
+    chunked = (
+        query.device.type == "cpu" and not gqa and dropout == 0.0 and torch.get_num_threads() == 1
+    )
     parts = [
         chunked_causal().apply(q, k, v, scaling)
         if chunked and q.size(2) > QUERY_CHUNK

@@ -211,10 +211,21 @@ def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
         losses.sum().backward()
 
 
+def _graph_nodes(root) -> set[str]:
+    """The names of the autograd nodes behind ``root``."""
+    seen, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo += [child for child, _ in node.next_functions]
+    return {node.name() for node in seen}
+
+
 def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
-    """Examples longer than QUERY_CHUNK run in query chunks merged by log-sum-exp: outputs
-    and q/k/v gradients equal causal sdpa on each example alone (short ones, an exact
-    multiple of the chunk and a ragged last chunk in one row)."""
+    """With one thread, examples longer than QUERY_CHUNK run in query chunks merged by
+    log-sum-exp: outputs and q/k/v gradients equal causal sdpa on each example alone (short
+    ones, an exact multiple of the chunk and a ragged last chunk in one row)."""
     from agentray.model.varlen import QUERY_CHUNK, varlen_sdpa_forward
 
     lengths = [3 * QUERY_CHUNK + 37, 5, QUERY_CHUNK + 1, 2 * QUERY_CHUNK, QUERY_CHUNK]
@@ -224,10 +235,18 @@ def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
     q, k, v = (torch.randn(1, sum(lengths), 4, 32).transpose(1, 2) for _ in range(3))
     grad = torch.randn(1, sum(lengths), 4, 32)
     results = []
+    threads = torch.get_num_threads()
     for chunked in (True, False):
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
         if chunked:
-            out, _ = varlen_sdpa_forward(None, *leaves, None, 32**-0.5, position_ids=position_ids)
+            torch.set_num_threads(1)  # chunks run with one intra-op thread only
+            try:
+                out, _ = varlen_sdpa_forward(
+                    None, *leaves, None, 32**-0.5, position_ids=position_ids
+                )
+            finally:
+                torch.set_num_threads(threads)
+            assert "ChunkedCausalBackward" in _graph_nodes(out.grad_fn)
         else:
             parts = [
                 torch.nn.functional.scaled_dot_product_attention(*qkv, is_causal=True)
