@@ -139,22 +139,22 @@ def label_token_losses(model, batch: dict[str, Any]):
         return token_losses(logits, labels)
     scored = keep[:, :-1]
     losses = torch.zeros(scored.shape, dtype=torch.float32, device=logits.device)
-    losses[scored], _ = label_cross_entropy().apply(logits.float(), labels[:, 1:][scored])
+    losses[scored] = label_cross_entropy().apply(logits.float(), labels[:, 1:][scored])
     return losses
 
 
 @functools.cache
 def label_cross_entropy():
-    """``apply(logits [n, vocab], targets [n])``: (each row's cross-entropy, ``logits``
-    overwritten by its log-softmax). fp32 logits that nothing else saved for backward.
+    """``apply(logits [n, vocab], targets [n])``: each row's cross-entropy, as
+    ``F.cross_entropy(..., reduction="none")``.
 
-    ``F.cross_entropy`` allocates the log-probabilities, then in backward a zero-filled
-    ``[n, vocab]`` tensor for the targets' gradients and another for the logits' gradient: on
-    CPU each fresh tensor of tens of MB costs page faults (the zero-fill alone ~10 ms of a
-    2,048-token step). Here the log-softmax overwrites the logits (marked dirty: autograd
-    refuses it if anything saved them) and the backward writes the gradient over it
-    (``exp(logp) * g``, minus ``g`` at the target: the same values), so the graph can be
-    backpropagated once only (``retain_graph`` would read the overwritten tensor: refused).
+    ``F.cross_entropy``'s backward allocates a zero-filled ``[n, vocab]`` tensor for the
+    targets' gradients and another for the logits' gradient: on CPU each fresh tensor of
+    tens of MB costs page faults (the zero-fill alone ~10 ms of a 2,048-token step). Here
+    the backward writes the gradient over the saved log-probabilities (``exp(logp) * g``,
+    minus ``g`` at the target: the same values), so the graph can be backpropagated once
+    only (a second backward, ``retain_graph``, is refused). The logits themselves are not
+    touched: a model may have saved them (e.g. logit soft-capping).
     """
     import torch
     from torch.autograd.function import once_differentiable
@@ -162,16 +162,14 @@ def label_cross_entropy():
     class LabelCrossEntropy(torch.autograd.Function):
         @staticmethod
         def forward(ctx, logits, targets):
-            logp = torch._log_softmax(logits, -1, False, out=logits)
-            ctx.mark_dirty(logits)
-            ctx.set_materialize_grads(False)
+            logp = torch.log_softmax(logits, -1)
             ctx.save_for_backward(logp, targets)
             ctx.spent = False
-            return -logp.gather(1, targets[:, None]).squeeze(1), logp
+            return -logp.gather(1, targets[:, None]).squeeze(1)
 
         @staticmethod
         @once_differentiable
-        def backward(ctx, grad, _grad_logp):
+        def backward(ctx, grad):
             if ctx.spent:
                 raise RuntimeError(
                     "agentray.train.batches.label_cross_entropy: backward ran twice on one "

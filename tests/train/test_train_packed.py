@@ -182,33 +182,31 @@ def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
 
 
 def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
-    """The in-place log-softmax and backward give F.cross_entropy's losses and logits
-    gradients; a retained graph's second backward, which would read the overwritten
-    log-probabilities, raises, and so do logits another op saved for its backward."""
+    """Its losses and logits gradients are F.cross_entropy's, also behind an op that saved
+    the logits for its own backward (soft-capping's tanh); a retained graph's second
+    backward, which would read the log-probabilities its first one overwrote, raises."""
     from agentray.train.batches import label_cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(37, 211) * 4
     targets = torch.randint(0, 211, (37,))
     weights = torch.rand(37)  # a different upstream gradient per row
-    results = []
-    for ours in (True, False):
-        leaf = logits.clone().requires_grad_()
-        if ours:  # it overwrites its input: not a leaf's
-            losses, _ = label_cross_entropy().apply(leaf * 1.0, targets)
-        else:
-            losses = torch.nn.functional.cross_entropy(leaf, targets, reduction="none")
-        (losses * weights).sum().backward(retain_graph=True)
-        results.append((losses.detach(), leaf.grad.clone()))
-        if ours:
-            with pytest.raises(RuntimeError, match="backward ran twice"):
-                (losses * weights).sum().backward()
-    for got, want in zip(*results, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
-    saved = torch.tanh(logits.clone().requires_grad_())  # tanh's backward reads its output
-    losses, _ = label_cross_entropy().apply(saved, targets)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        losses.sum().backward()
+    for capped in (False, True):
+        results = []
+        for ours in (True, False):
+            leaf = logits.clone().requires_grad_()
+            scores = torch.tanh(leaf / 8) * 8 if capped else leaf
+            if ours:
+                losses = label_cross_entropy().apply(scores, targets)
+            else:
+                losses = torch.nn.functional.cross_entropy(scores, targets, reduction="none")
+            (losses * weights).sum().backward(retain_graph=True)
+            results.append((losses.detach(), leaf.grad.clone()))
+            if ours:
+                with pytest.raises(RuntimeError, match="backward ran twice"):
+                    (losses * weights).sum().backward()
+        for got, want in zip(*results, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 def _graph_nodes(root) -> set[str]:
