@@ -17,6 +17,7 @@ them apart by the schema and picks the collate that keeps attention inside each 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -129,7 +130,6 @@ def label_token_losses(model, batch: dict[str, Any]):
     Logits are computed only where the next token is a label (``predicts_a_label``).
     """
     import torch
-    import torch.nn.functional as F
 
     inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
     labels = batch["labels"]
@@ -139,8 +139,49 @@ def label_token_losses(model, batch: dict[str, Any]):
         return token_losses(logits, labels)
     scored = keep[:, :-1]
     losses = torch.zeros(scored.shape, dtype=torch.float32, device=logits.device)
-    losses[scored] = F.cross_entropy(logits.float(), labels[:, 1:][scored], reduction="none")
+    losses[scored] = label_cross_entropy().apply(logits.float(), labels[:, 1:][scored])
     return losses
+
+
+@functools.cache
+def label_cross_entropy():
+    """``apply(logits [n, vocab], targets [n])``: each row's cross-entropy, as
+    ``F.cross_entropy(..., reduction="none")``.
+
+    ``F.cross_entropy``'s backward allocates a zero-filled ``[n, vocab]`` tensor for the
+    targets' gradients and another for the logits' gradient: on CPU each fresh tensor of
+    tens of MB costs page faults (the zero-fill alone ~10 ms of a 2,048-token step). Here
+    the backward writes the gradient over the saved log-probabilities (``exp(logp) * g``,
+    minus ``g`` at the target: the same values), so the graph can be backpropagated once
+    only (a second backward, ``retain_graph``, is refused). The logits themselves are not
+    touched: a model may have saved them (e.g. logit soft-capping).
+    """
+    import torch
+    from torch.autograd.function import once_differentiable
+
+    class LabelCrossEntropy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits, targets):
+            logp = torch.log_softmax(logits, -1)
+            ctx.save_for_backward(logp, targets)
+            ctx.spent = False
+            return -logp.gather(1, targets[:, None]).squeeze(1)
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad):
+            if ctx.spent:
+                raise RuntimeError(
+                    "agentray.train.batches.label_cross_entropy: backward ran twice on one "
+                    "graph (retain_graph); its first backward reused the saved tensor"
+                )
+            ctx.spent = True
+            logp, targets = ctx.saved_tensors
+            out = logp.exp_().mul_(grad[:, None])
+            out[torch.arange(targets.numel(), device=out.device), targets] -= grad
+            return out, None
+
+    return LabelCrossEntropy
 
 
 def predicts_a_label(labels):

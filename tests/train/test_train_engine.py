@@ -28,6 +28,20 @@ def test_auto_picks_torch_only_for_one_rank_without_zero3_offload_or_deepspeed_k
             TrainConfig(engine="torch", **bad)
 
 
+def test_torch_engine_steps_a_fused_adamw_with_weight_decay_on_matrices_only(tiny_model_dir):
+    from agentray.train.torch_engine import build_torch_engine
+
+    cfg = TrainConfig(model=tiny_model_dir, num_workers=1, weight_decay=0.1)
+    optimizer = build_torch_engine(cfg, tiny_model_dir, total_steps=10).optimizer
+    assert optimizer.defaults["fused"] is True
+    decays = {
+        len(p.shape) >= 2: group["weight_decay"]
+        for group in optimizer.param_groups
+        for p in group["params"]
+    }
+    assert decays == {True: 0.1, False: 0.0}
+
+
 def _one_rank(tmp_path, tiny_model_dir, engine: str, **extra) -> TrainConfig:
     return TrainConfig(
         model=tiny_model_dir,

@@ -181,6 +181,82 @@ def test_logits_of_label_positions_only_give_the_full_loss_and_gradients(
         torch.testing.assert_close(kept_grads[key].grad, param.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_label_cross_entropy_matches_torch_and_refuses_a_second_backward():
+    """Its losses and logits gradients are F.cross_entropy's, also behind an op that saved
+    the logits for its own backward (soft-capping's tanh); a retained graph's second
+    backward, which would read the log-probabilities its first one overwrote, raises."""
+    from agentray.train.batches import label_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(37, 211) * 4
+    targets = torch.randint(0, 211, (37,))
+    weights = torch.rand(37)  # a different upstream gradient per row
+    for capped in (False, True):
+        results = []
+        for ours in (True, False):
+            leaf = logits.clone().requires_grad_()
+            scores = torch.tanh(leaf / 8) * 8 if capped else leaf
+            if ours:
+                losses = label_cross_entropy().apply(scores, targets)
+            else:
+                losses = torch.nn.functional.cross_entropy(scores, targets, reduction="none")
+            (losses * weights).sum().backward(retain_graph=True)
+            results.append((losses.detach(), leaf.grad.clone()))
+            if ours:
+                with pytest.raises(RuntimeError, match="backward ran twice"):
+                    (losses * weights).sum().backward()
+        for got, want in zip(*results, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def _graph_nodes(root) -> set[str]:
+    """The names of the autograd nodes behind ``root``."""
+    seen, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo += [child for child, _ in node.next_functions]
+    return {node.name() for node in seen}
+
+
+def test_varlen_sdpa_chunks_long_examples_with_per_example_causal_results():
+    """With one thread, examples longer than QUERY_CHUNK run in query chunks merged by
+    log-sum-exp: outputs and q/k/v gradients equal causal sdpa on each example alone (short
+    ones, an exact multiple of the chunk and a ragged last chunk in one row)."""
+    from agentray.model.varlen import QUERY_CHUNK, varlen_sdpa_forward
+
+    lengths = [3 * QUERY_CHUNK + 37, 5, QUERY_CHUNK + 1, 2 * QUERY_CHUNK, QUERY_CHUNK]
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    torch.manual_seed(0)
+    # [1, heads, n, dim] views of [1, n, heads, dim], as transformers hands them over
+    q, k, v = (torch.randn(1, sum(lengths), 4, 32).transpose(1, 2) for _ in range(3))
+    grad = torch.randn(1, sum(lengths), 4, 32)
+    results = []
+    threads = torch.get_num_threads()
+    for chunked in (True, False):
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        if chunked:
+            torch.set_num_threads(1)  # chunks run with one intra-op thread only
+            try:
+                out, _ = varlen_sdpa_forward(
+                    None, *leaves, None, 32**-0.5, position_ids=position_ids
+                )
+            finally:
+                torch.set_num_threads(threads)
+            assert "ChunkedCausalBackward" in _graph_nodes(out.grad_fn)
+        else:
+            parts = [
+                torch.nn.functional.scaled_dot_product_attention(*qkv, is_causal=True)
+                for qkv in zip(*(t.split(lengths, dim=2) for t in leaves), strict=True)
+            ]
+            out = torch.cat(parts, dim=2).transpose(1, 2)
+        out.backward(grad)
+        results.append((out.detach(), *(t.grad for t in leaves)))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_varlen_sdpa_refuses_padded_batches_and_unpacked_rows(prompt_sensitive_model_dir):
     model = _model(prompt_sensitive_model_dir, VARLEN_SDPA)
     ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 3]])
