@@ -65,7 +65,11 @@ class TreasureEnv(Env[TreasureConfig]):
         demo = {"rooms": ["hall", "attic"], "start": "hall", "key": "hall", "chest": "attic"}
         return [
             {"role": "user", "content": f"{INSTRUCTION}\n\n{problem_text(demo)}"},
-            {"role": "assistant", "content": "The key may be here.\nAction: take key", "loss": False},
+            {
+                "role": "assistant",
+                "content": "The key may be here.\nAction: take key",
+                "loss": False,
+            },
             {"role": "user", "content": "You take the key."},
             {"role": "assistant", "content": "To the chest.\nAction: go attic", "loss": False},
             {"role": "user", "content": "You are in the attic. There is a chest."},
