@@ -48,7 +48,7 @@ class RolloutConfig(BaseModel):
         0.005,
         ge=0,
         description="how long a PolicyActor waits to fill a batch (again while turns keep "
-        "arriving, at most 8 times)",
+        "arriving, at most 8 times; a burst closes after two quiet waits, a lone turn after one)",
     )
     episode_timeout_s: float = Field(
         600.0, gt=0, description="wall time limit per episode attempt (then task_error)"

@@ -211,12 +211,20 @@ class PolicyActor:
         keep arriving (at most ``MAX_BATCH_WINDOWS`` windows, until the batch is full). A
         burst of turns sent over more than one window (32 episodes' turns, sent one
         ``remote`` call at a time) then makes one batch, not a batch and its stragglers,
-        which would wait for the whole batch and then decode on their own; a lone turn
-        still waits one window."""
+        which would wait for the whole batch and then decode on their own. A lone turn
+        waits one window; once turns have kept arriving, one quiet window is tolerated
+        (the sender paused a few milliseconds mid-burst) and two close the batch."""
+        quiet, burst = 0, False
         for _ in range(MAX_BATCH_WINDOWS):
             seen = len(self._pending)
             await asyncio.sleep(self.batch_wait_s)
-            if len(self._pending) == seen or len(self._pending) >= self.max_batch_size:
+            if len(self._pending) >= self.max_batch_size:
+                return
+            if len(self._pending) > seen:
+                quiet, burst = 0, True
+                continue
+            quiet += 1
+            if quiet >= (2 if burst else 1):
                 return
 
     async def _run(self, group: list[tuple]) -> None:
