@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers.cache_utils import CacheLayerMixin
 
 from agentray.model.compat import cache_kwarg, output_cache
 from agentray.policies.prefix_cache import KV, PrefixCache
-from agentray.policies.shared_prefix import ActiveCache
+from agentray.policies.shared_prefix import ActiveCache, BuiltLayer
 
 
 @dataclass
@@ -168,12 +167,10 @@ def common_len(a: list[int], b: list[int]) -> int:
     return n
 
 
-class _PrefillLayer(CacheLayerMixin):
+class _PrefillLayer(BuiltLayer):
     """One layer of a ``PrefillCache``: the shared prefix ``[1, heads, S, dim]``, and per
     row its cached positions after it, right-aligned in ``past_width`` columns, then its
     new tokens' (left-padded in ``new_width`` columns, written by the forward pass)."""
-
-    is_sliding = False
 
     def __init__(self, prefix: tuple, pasts: list[tuple], new_width: int) -> None:
         super().__init__()
@@ -188,9 +185,6 @@ class _PrefillLayer(CacheLayerMixin):
             self.values[r, :, start : self.past_width] = v[0]
         self.is_initialized = True
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        pass  # built whole in __init__
-
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,12 +194,6 @@ class _PrefillLayer(CacheLayerMixin):
 
     def get_seq_length(self) -> int:
         return self.prefix[0].shape[-2] + self.past_width
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.get_seq_length() + query_length, 0
-
-    def get_max_length(self) -> int:
-        return -1
 
 
 class PrefillCache(ActiveCache):

@@ -152,10 +152,24 @@ def _grown(t: torch.Tensor, extra: int, dim: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(t.shape[:dim] + (extra,) + t.shape[dim + 1 :])], dim)
 
 
-class SharedPrefixLayer(CacheLayerMixin):
-    """One model layer of a ``SharedPrefixCache``: its ``_Group``s."""
+class BuiltLayer(CacheLayerMixin):
+    """A cache layer built whole before the forward pass (no lazy start), full attention;
+    subclasses set ``get_seq_length`` (the columns cached before the new ones)."""
 
     is_sliding = False
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        pass  # built whole in __init__
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+class SharedPrefixLayer(BuiltLayer):
+    """One model layer of a ``SharedPrefixCache``: its ``_Group``s."""
 
     def __init__(
         self, prompts: list[list[int]], rows: list[KV], layer: int, groups: list, capacity: int
@@ -164,9 +178,6 @@ class SharedPrefixLayer(CacheLayerMixin):
         self.groups = [_Group(prompts, rows, layer, g, capacity) for g in groups]
         self.seen = max(len(p) for p in prompts) - 1  # columns of the padded prompts cached
         self.is_initialized = True
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        pass  # built whole in __init__
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
@@ -179,12 +190,6 @@ class SharedPrefixLayer(CacheLayerMixin):
 
     def get_seq_length(self) -> int:
         return self.seen
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.seen + query_length, 0
-
-    def get_max_length(self) -> int:
-        return -1
 
 
 class ActiveCache(Cache):
