@@ -120,7 +120,9 @@ def test_hf_batch_of_32_equals_one_at_a_time(hf_policy_32):
     assert [c.token_ids for c in padded] == [c.token_ids for c in alone[::2]]
     assert [c.text for c in batched] == [c.text for c in alone]
     assert [c.finish_reason for c in batched] == [c.finish_reason for c in alone]
-    assert len({tuple(c.token_ids) for c in batched}) > 24  # outputs depend on the prompt
+    # outputs depend on the prompt (the comparisons are not vacuous); how many differ moves
+    # with any code change, since the tiny tokenizer trains on the package's own source
+    assert len({tuple(c.token_ids) for c in batched}) > len(conversations) // 2
     assert [c.prompt_tokens for c in batched] == lengths
 
 
