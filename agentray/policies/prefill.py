@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from agentray.model.compat import cache_kwarg, output_cache
-from agentray.policies.prefix_cache import KV, PrefixCache
+from agentray.policies.prefix_cache import KV, PrefixCache, common_len
 from agentray.policies.shared_prefix import ActiveCache, BuiltLayer
 
 
@@ -156,15 +156,6 @@ class Prefill:
 def _match(ids: list[int], call: PrefillCall) -> tuple[int, KV | None]:
     start, kv = call.prefixes.match(ids)
     return (start, kv) if start >= call.min_shared else (0, None)
-
-
-def common_len(a: list[int], b: list[int]) -> int:
-    """The length of the common prefix of ``a`` and ``b``."""
-    n = min(len(a), len(b))
-    for k in range(n):
-        if a[k] != b[k]:
-            return k
-    return n
 
 
 class _PrefillLayer(BuiltLayer):

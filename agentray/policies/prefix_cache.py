@@ -28,7 +28,7 @@ class _Node:
         self.last_used = last_used
 
 
-def _common_len(a: list[int], b: list[int], start: int) -> int:
+def common_len(a: list[int], b: list[int], start: int = 0) -> int:
     """The length of the common prefix of ``a`` and ``b[start:]``."""
     n = min(len(a), len(b) - start)
     for k in range(n):
@@ -59,7 +59,7 @@ class PrefixCache:
         node, pos, parts = self._root, 0, []
         now = next(self._clock)
         while pos < len(ids) and (child := node.children.get(ids[pos])) is not None:
-            n = _common_len(child.tokens, ids, pos)
+            n = common_len(child.tokens, ids, pos)
             child.last_used = now
             parts.append((child, n))
             pos += n
@@ -87,7 +87,7 @@ class PrefixCache:
                 node.children[ids[pos]] = leaf
                 self.tokens += len(leaf.tokens)
                 break
-            n = _common_len(child.tokens, ids, pos)
+            n = common_len(child.tokens, ids, pos)
             if n < len(child.tokens):
                 child = self._split(child, n)
             child.last_used = now
