@@ -21,6 +21,7 @@ app (``encode`` + ``generate_ids``), so prompts are templated and decoded in one
   they share, each group's opening is held once and each row keeps only its own tail
   (``agentray.policies.shared_prefix``): a decode step reads far fewer keys/values than
   from a padded cache of every row's whole prompt, and no padding between families.
+  Greedy rows decode in ``shared_prefix.greedy_decode`` (``generate``'s ``custom_generate``).
 - Stop strings end a row once its generated text contains one; max_new_tokens bounds it.
 
 Greedy outputs of a batch equal those of its conversations generated one at a time.
