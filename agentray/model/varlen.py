@@ -121,6 +121,16 @@ def _flash_cpu_backward():
     return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
 
 
+def merge_by_lse(out_a, lse_a, out_b, lse_b):
+    """Attention over two disjoint sets of keys, each ``(out [..., q, dim], lse [..., q])``
+    from a flash kernel, as one softmax over both: ``(out, lse)``."""
+    import torch
+
+    lse = torch.logaddexp(lse_a, lse_b)
+    out = out_a * torch.exp(lse_a - lse)[..., None] + out_b * torch.exp(lse_b - lse)[..., None]
+    return out, lse
+
+
 def _chunked_forward(q, k, v, scale):
     """Causal attention of one example, ``[1, heads, n, dim]``: (out, log-sum-exp)."""
     import torch
@@ -131,12 +141,8 @@ def _chunked_forward(q, k, v, scale):
         out, lse = flash(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], 0.0, True, scale=scale)
         if a > 0:  # the earlier keys, all visible: merged by the rows' log-sum-exp
             past, past_lse = flash(q[:, :, a:b], k[:, :, :a], v[:, :, :a], 0.0, False, scale=scale)
-            total = torch.logaddexp(lse, past_lse)
-            out = (
-                out * torch.exp(lse - total)[..., None]
-                + past * torch.exp(past_lse - total)[..., None]
-            ).to(out.dtype)
-            lse = total
+            merged, lse = merge_by_lse(out, lse, past, past_lse)
+            out = merged.to(out.dtype)
         outs.append(out)
         lses.append(lse)
     return torch.cat(outs, dim=2), torch.cat(lses, dim=2)

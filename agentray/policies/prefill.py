@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from agentray.model.compat import cache_kwarg, output_cache
+from agentray.model.varlen import merge_by_lse
 from agentray.policies.prefix_cache import KV, PrefixCache, common_len
 from agentray.policies.shared_prefix import ActiveCache, BuiltLayer
 
@@ -271,6 +272,5 @@ class PrefillCache(ActiveCache):
         lse1 = lse1.view(kv_heads, rows, per * width).transpose(0, 1)
         mask = self.bias if per == 1 else self.bias.repeat(1, 1, per, 1)
         o2, lse2 = flash(q, layer.keys, layer.values, attn_mask=mask, scale=scaling)[:2]
-        lse = torch.logaddexp(lse1, lse2)
-        out = o1 * torch.exp(lse1 - lse)[..., None] + o2 * torch.exp(lse2 - lse)[..., None]
+        out, _ = merge_by_lse(o1, lse1, o2, lse2)
         return out.reshape(rows, heads, width, dim).transpose(1, 2).to(query.dtype)
