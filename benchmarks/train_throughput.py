@@ -17,9 +17,10 @@ unless --model):
                        engine (train.engine auto, one rank), the same batches
   agentray, 2 workers  the same over 2 workers of 1 CPU (DeepSpeed ZeRO-2 data parallel,
                        what the quickstart runs): twice the examples per step
-  agentray, packed     1 worker, one packed --pack-len row per forward, sdpa with the 4D
-                       block-diagonal mask (attention over the whole row)
-  packed, varlen       the same packs as one row, sdpa on each example (sdpa_varlen, the
+  agentray, packed     1 worker, --micro-batch-packed packed --pack-len rows per step
+                       (default 2 x 2048: the token budget of a padded batch, 4 x 1024), sdpa
+                       with the 4D block-diagonal mask (attention over the whole row)
+  packed, varlen       the same packs joined into one row, sdpa on each example (sdpa_varlen, the
                        default for packs on CPU): attention over the examples only
 flex_attention (block-sparse) is probed, not run: torch has no flex-attention backward on
 CPU (the script says whether that still holds).
@@ -196,7 +197,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per run")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each configuration")
     parser.add_argument("--micro-batch", type=int, default=4, help="examples per padded batch")
-    parser.add_argument("--micro-batch-packed", type=int, default=1, help="packs per batch")
+    parser.add_argument(
+        "--micro-batch-packed",
+        type=int,
+        default=2,
+        help="packs per batch (2 x 2048: the padded batch's token budget, 4 x 1024)",
+    )
     parser.add_argument("--max-seq-len", type=int, default=1024, help="examples are cut here")
     parser.add_argument("--pack-len", type=int, default=2048, help="tokens per packed row")
     parser.add_argument("--general", type=int, default=400, help="ShareGPT records")

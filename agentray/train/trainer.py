@@ -16,6 +16,7 @@ as URIs are fetched on the node that loads them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -39,7 +40,12 @@ from agentray.train.checkpoint import (
     save_checkpoint,
 )
 from agentray.train.config import TrainConfig
-from agentray.train.engine import ZERO_CONFIG_DIR, deepspeed_config, use_torch_engine
+from agentray.train.engine import (
+    ZERO_CONFIG_DIR,
+    deepspeed_config,
+    use_torch_engine,
+    worker_env_vars,
+)
 from agentray.train.metrics import (
     METRICS_JSONL,
     TENSORBOARD_DIR,
@@ -406,6 +412,7 @@ def run_train(cfg: TrainConfig, run_dir: str, progress: bool = True) -> dict[str
             name=cfg.run_name or time.strftime("train-%Y%m%d-%H%M%S"),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
+            worker_runtime_env={"env_vars": worker_env_vars(os.environ)},
         ),
     )
     fit_start = time.perf_counter()

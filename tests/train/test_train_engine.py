@@ -12,7 +12,7 @@ from test_train_resume import RUN_NAME, Killer, _rows
 
 from agentray import storage
 from agentray.train.config import TrainConfig
-from agentray.train.engine import use_torch_engine
+from agentray.train.engine import GOMP_DEFAULT_SPINCOUNT, use_torch_engine, worker_env_vars
 
 
 def test_auto_picks_torch_only_for_one_rank_without_zero3_offload_or_deepspeed_keys():
@@ -26,6 +26,13 @@ def test_auto_picks_torch_only_for_one_rank_without_zero3_offload_or_deepspeed_k
     for bad in ({"num_workers": 2}, {"num_workers": 1, "zero_stage": 3}):
         with pytest.raises(ValidationError, match="engine='torch' is single-rank"):
             TrainConfig(engine="torch", **bad)
+
+
+def test_workers_get_libgomps_own_spin_count_unless_the_user_chose_one():
+    # the training function runs on a Ray Train thread, where libgomp would throttle its spin
+    assert worker_env_vars({}) == {"GOMP_SPINCOUNT": GOMP_DEFAULT_SPINCOUNT}
+    assert worker_env_vars({"GOMP_SPINCOUNT": "0"}) == {}
+    assert worker_env_vars({"OMP_WAIT_POLICY": "PASSIVE"}) == {}
 
 
 def test_torch_engine_steps_a_fused_adamw_with_weight_decay_on_matrices_only(tiny_model_dir):
