@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 _CACHE_KWARG: dict[type, str] = {}
+_DECODES_ITSELF: dict[type, bool] = {}
 
 
 def cache_kwarg(model: Any) -> str:
@@ -18,6 +19,17 @@ def cache_kwarg(model: Any) -> str:
         names = inspect.signature(model.forward).parameters
         _CACHE_KWARG[kind] = "cache" if "cache" in names else "past_key_values"
     return _CACHE_KWARG[kind]
+
+
+def decodes_itself(model: Any) -> bool:
+    """Whether ``model.generate`` takes a decoding loop (``custom_generate`` as a callable,
+    newer transformers: it prepares the processors and stopping criteria, the loop runs the
+    steps); looked up once per model type."""
+    kind = type(model)
+    if kind not in _DECODES_ITSELF:
+        param = inspect.signature(model.generate).parameters.get("custom_generate")
+        _DECODES_ITSELF[kind] = param is not None and "Callable" in str(param.annotation)
+    return _DECODES_ITSELF[kind]
 
 
 def output_cache(output: Any) -> Any:

@@ -47,7 +47,7 @@ from agentray.model.chat import (
     left_pad,
     truncate_at_stop,
 )
-from agentray.model.compat import cache_kwarg
+from agentray.model.compat import cache_kwarg, decodes_itself
 from agentray.model.tiny import TINY_MODEL, resolve_model
 from agentray.policies.base import Batch, EpisodeTasks, Policy
 from agentray.policies.config import HFConfig
@@ -358,7 +358,7 @@ class HFPolicy(ChatTemplatePolicy):
 
     def _decodes_itself(self, cache: Any) -> bool:
         """Whether ``generate`` runs ``shared_prefix.greedy_decode`` over ``cache``."""
-        from agentray.policies.shared_prefix import SharedPrefixCache, decodes_itself
+        from agentray.policies.shared_prefix import SharedPrefixCache
 
         return isinstance(cache, SharedPrefixCache) and decodes_itself(self.model)
 

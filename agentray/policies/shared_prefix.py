@@ -19,7 +19,6 @@ tokens equal those of a row generated alone; checked by tests/policies).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -239,13 +238,6 @@ class SharedPrefixCache(ActiveCache):
         q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # per key/value head
         out = [g.attend(q[g.first : g.first + g.n], scale) for g in layer.groups]
         return torch.cat(out).reshape(rows, 1, heads, dim).to(query.dtype)
-
-
-def decodes_itself(model: Any) -> bool:
-    """Whether ``model.generate`` takes a decoding loop (``custom_generate`` as a callable:
-    it prepares the processors and stopping criteria, the loop runs the steps)."""
-    param = inspect.signature(model.generate).parameters.get("custom_generate")
-    return param is not None and "Callable" in str(param.annotation)
 
 
 def greedy_decode(

@@ -9,10 +9,10 @@ import torch
 
 from agentray.envs.registry import make_env
 from agentray.model.chat import left_pad
-from agentray.model.compat import cache_kwarg
+from agentray.model.compat import cache_kwarg, decodes_itself
 from agentray.policies.hf import MIN_SHARED_PREFIX, HFPolicy
 from agentray.policies.prefill import PrefillCache
-from agentray.policies.shared_prefix import SharedPrefixCache, decodes_itself, group_rows
+from agentray.policies.shared_prefix import SharedPrefixCache, group_rows
 from agentray.types import GenerationParams
 
 
