@@ -86,7 +86,9 @@ def worker_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
     above the CPUs it may use, so it cuts its waiting threads' spin to 1,000 turns: they
     sleep and are woken by futex at every parallel region (thousands per step), ~5-10%
     of a CPU step. An explicit ``GOMP_SPINCOUNT`` (libgomp's default) gives the worker
-    thread the spin a plain script's main thread has; a value the user set is kept."""
+    thread the spin a plain script's main thread has. A ``GOMP_SPINCOUNT`` or
+    ``OMP_WAIT_POLICY`` in the driver's environment (or the job's runtime_env) is kept: the
+    workers then inherit it."""
     if "GOMP_SPINCOUNT" in environ or "OMP_WAIT_POLICY" in environ:
         return {}
     return {"GOMP_SPINCOUNT": GOMP_DEFAULT_SPINCOUNT}
