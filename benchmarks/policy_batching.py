@@ -2,7 +2,8 @@
 with the prefix cache and without.
 
     python benchmarks/policy_batching.py [--episodes 32] [--max-new-tokens 64] [--rounds 2]
-                                         [--turns 1] [--scenarios db,mixed] [--compare-plain]
+                                         [--turns 1] [--scenarios db,mixed] [--actor-cpus 1,2]
+                                         [--compare-plain]
 
 One real Ray PolicyActor (``backend: hf``, the tiny Llama on CPU, the engine's default
 ``batch_wait_s``) serves each env prompt (``make_env(family).prompt(task)``: instruction,
@@ -26,7 +27,11 @@ exactly ``--max-new-tokens`` (checked) and both modes generate the same tokens (
 checked). Rounds alternate the two modes so that load from other processes hits both.
 Scenarios: ``db`` (all episodes of one family: prompts share the instruction and the
 demonstration) and ``mixed`` (episodes cycling through all six families, 600-2600-token
-prompts). ``--compare-plain`` adds in-process runs of ``HFPolicy`` (no Ray, one torch thread as in
+prompts). Each of ``--actor-cpus`` (default 1 and 2) is one measurement with actors of that
+many CPUs (Ray gives an actor of n CPUs n torch threads): 1 CPU is what the collect stage
+reserves per policy actor on this machine, 2 CPUs are the reference machine's cores. The
+two actors take turns (one runs at a time), so each has its CPUs to itself; Ray is started
+with enough logical CPUs to hold both. ``--compare-plain`` adds in-process runs of ``HFPolicy`` (no Ray, one torch thread as in
 the actor, no prefix cache): one at a time, and one batched ``generate_sync`` call with either
 prefill (``prefill_per_prompt=False``: ``generate`` prefills the left-padded batch itself).
 
@@ -187,10 +192,10 @@ def measure_plain(model_dir: str, prompts: list[list[Message]], params: dict) ->
     return out
 
 
-def worker_threads() -> str:
+def worker_threads(cpus: int) -> str:
     import ray
 
-    @ray.remote(num_cpus=1)
+    @ray.remote(num_cpus=cpus, max_calls=1)  # a fresh worker: torch reads its threads once
     def probe() -> str:
         import torch
 
@@ -207,46 +212,98 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=1, help="turns per episode")
     parser.add_argument("--scenarios", default="db,mixed")
     parser.add_argument("--batch-wait-s", type=float, default=0.005)
+    parser.add_argument(
+        "--actor-cpus",
+        default="1,2",
+        help="CPUs per policy actor, one measurement each (Ray gives an actor as many torch "
+        "threads): 1 is the collect stage's share, 2 the reference machine's cores",
+    )
     parser.add_argument("--compare-plain", action="store_true")
     args = parser.parse_args()
 
-    import ray
-
-    from agentray.collect.policy_actor import make_policy_actors
     from agentray.ray_utils import ensure_ray
 
     params = GenerationParams(max_new_tokens=args.max_new_tokens).model_dump()
+    cpus_list = [int(c) for c in args.actor_cpus.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = bench_model(Path(tmp))
-        ensure_ray(num_cpus=os.cpu_count())
-        threads = worker_threads()  # before the actors take the CPUs a task needs
-        actors = {}
-        for cache in ("off", "on"):
-            policy = {
-                "backend": "hf",
-                "model": model_dir,
-                "max_batch_size": args.episodes,
-                "prefix_cache": cache == "on",
-            }
-            [actors[cache]] = make_policy_actors(1, policy, args.episodes, args.batch_wait_s, 1, 0)
-        warm = scenario_prompts("db", 2)
-        for actor in actors.values():
-            run_batched(actor, warm, params)
-        print(f"policy actors: 1 CPU each, torch threads {threads}; {os.cpu_count()} cores")
+        # the two actors (cache off, on) take turns, one busy at a time: each has its CPUs
+        # to itself, though Ray's logical count may exceed the cores to hold both
+        ensure_ray(num_cpus=max(os.cpu_count() or 1, 2 * max(cpus_list)))
         table = _table(args)
-        lines = []
-        for name in args.scenarios.split(","):
-            prompts = scenario_prompts(name, args.episodes)
-            m = measure_actors(actors, prompts, params, args)
-            lines.extend(_add_rows(table, name, prompts, m, args))
-            if args.compare_plain:
-                _add_plain_rows(table, name, measure_plain(model_dir, prompts, params))
-            if vllm_available():
-                _add_vllm_row(table, name, measure_vllm(model_dir, prompts, params), m)
-        for actor in actors.values():
-            ray.kill(actor)
-    Console(width=230).print(table)
-    print("\n".join(lines))
+        lines: list[str] = []
+        rates: dict[tuple, float] = {}
+        for cpus in cpus_list:
+            threads = worker_threads(cpus)  # before the actors take the CPUs a task needs
+            print(
+                f"policy actors: {cpus} CPU(s) each, torch threads {threads}; "
+                f"{os.cpu_count()} cores"
+            )
+            lines += measure_scenarios(
+                model_dir, cpus, params, args, table, rates, first=cpus == cpus_list[0]
+            )
+    Console(width=240).print(table)
+    print("\n".join(lines + best_against_best(rates)))
+
+
+def best_against_best(rates: dict[tuple, float]) -> list[str]:
+    """Per scenario, when several CPU counts ran: the fastest batched run against the fastest
+    one at a time, whatever their CPUs and cache (more threads may slow one row's tiny
+    kernels down, so a run's own one-at-a-time is not always the fairest baseline)."""
+    if len({cpus for _, cpus, _, _ in rates}) < 2:
+        return []
+    lines = []
+    for name in dict.fromkeys(scenario for scenario, *_ in rates):
+        best = {}
+        for mode in MODES:
+            runs = {k: v for k, v in rates.items() if k[0] == name and k[3] == mode}
+            best[mode] = max(runs.items(), key=lambda kv: kv[1])
+        (_, b_cpus, b_cache, _), batched = best["batched"]
+        (_, a_cpus, a_cache, _), alone = best["one at a time"]
+        lines.append(
+            f"{name}: fastest batched ({b_cpus} CPU(s), cache {b_cache}) / fastest one at a "
+            f"time ({a_cpus} CPU(s), cache {a_cache}) = {batched / alone:.2f}x"
+        )
+    return lines
+
+
+def measure_scenarios(
+    model_dir: str, cpus: int, params: dict, args: Any, table: Table, rates: dict, first: bool
+) -> list[str]:
+    """Both actors (prefix cache off, on) with ``cpus`` CPUs each, over every scenario: rows
+    added to ``table``, tokens/s to ``rates`` by (scenario, cpus, cache, mode), summary lines
+    returned. The in-process and vLLM rows (no actor)
+    come with the first CPU count only."""
+    import ray
+
+    from agentray.collect.policy_actor import make_policy_actors
+
+    actors = {}
+    for cache in ("off", "on"):
+        policy = {
+            "backend": "hf",
+            "model": model_dir,
+            "max_batch_size": args.episodes,
+            "prefix_cache": cache == "on",
+        }
+        [actors[cache]] = make_policy_actors(1, policy, args.episodes, args.batch_wait_s, cpus, 0)
+    warm = scenario_prompts("db", 2)
+    for actor in actors.values():
+        run_batched(actor, warm, params)
+    lines = []
+    for name in args.scenarios.split(","):
+        prompts = scenario_prompts(name, args.episodes)
+        m = measure_actors(actors, prompts, params, args)
+        lines.extend(_add_rows(table, name, cpus, prompts, m, args))
+        for (cache, mode), row in m.items():
+            rates[(name, cpus, cache, mode)] = row["tokens"] / row["seconds"]
+        if first and args.compare_plain:
+            _add_plain_rows(table, name, measure_plain(model_dir, prompts, params))
+        if first and vllm_available():
+            _add_vllm_row(table, name, measure_vllm(model_dir, prompts, params), m)
+    for actor in actors.values():
+        ray.kill(actor)
+    return lines
 
 
 def _table(args: argparse.Namespace) -> Table:
@@ -257,6 +314,7 @@ def _table(args: argparse.Namespace) -> Table:
     )
     for column in (
         "scenario",
+        "actor CPUs",
         "prompt tokens",
         "prefix cache",
         "mode",
@@ -276,7 +334,7 @@ def _table(args: argparse.Namespace) -> Table:
 
 
 def _add_rows(
-    table: Table, name: str, prompts: list, m: dict, args: argparse.Namespace
+    table: Table, name: str, cpus: int, prompts: list, m: dict, args: argparse.Namespace
 ) -> list[str]:
     """The four runs' rows (the same tokens as one at a time without the cache: checked);
     summary lines: batched vs one at a time, and the prefix cache on vs off."""
@@ -292,6 +350,7 @@ def _add_rows(
         )
         table.add_row(
             name,
+            str(cpus),
             f"{min(lengths)}-{max(lengths)}",
             cache,
             mode,
@@ -325,14 +384,14 @@ def _add_rows(
             else f"{'meets' if ratio >= goal else 'below'} the {goal:.0f}x goal"
         )
         lines.append(
-            f"{name}, prefix cache {cache}: batched / one at a time = {ratio:.2f}x "
+            f"{name}, {cpus} CPU(s), prefix cache {cache}: batched / one at a time = {ratio:.2f}x "
             f"({verdict}; per actor CPU second {cpu:.2f}x; per round "
             f"{rounds[0]:.2f}-{rounds[-1]:.2f}x, median {statistics.median(rounds):.2f}x)"
         )
     for label, r in (("tokens/s", rate), ("tokens per CPU s", cpu_rate)):
         on_off = {mode: r[("on", mode)] / r[("off", mode)] for mode in MODES}
         lines.append(
-            f"{name}: prefix cache on / off ({label}) = {on_off['batched']:.2f}x batched, "
+            f"{name}, {cpus} CPU(s): prefix cache on / off ({label}) = {on_off['batched']:.2f}x batched, "
             f"{on_off['one at a time']:.2f}x one at a time; batched with the cache / one at "
             f"a time without = {r[('on', 'batched')] / r[BASE_RUN]:.2f}x"
         )
@@ -347,6 +406,7 @@ def _add_plain_rows(table: Table, name: str, plain: dict) -> None:
         same = sum(a.token_ids == b.token_ids for a, b in zip(completions, alone, strict=True))
         table.add_row(
             name,
+            "1 thread",
             "",
             "off",
             mode,
@@ -406,6 +466,7 @@ def _add_vllm_row(table: Table, name: str, v: dict, m: dict) -> None:
     rate = tokens / v["seconds"]
     table.add_row(
         name,
+        "",
         "",
         "on",
         "vLLM-CPU, in process",
